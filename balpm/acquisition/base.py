@@ -1,0 +1,53 @@
+"""The one protocol every acquisition policy follows.
+
+A policy is a callable object with a ``name`` and
+``select(state: PoolState, batch_size: int, rng: numpy.random.Generator) -> Selection``.
+All randomness comes from ``rng``; nothing reads global random state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class PoolState:
+    """What a policy may look at when it chooses a batch.
+
+    ``probs_N_K``: each ensemble member's probability that the first answer is preferred, for every
+    pool item (the label is not used, so the direction does not leak it). ``pool_prompts_N_D`` and
+    ``labelled_prompts_L_D``: prompt features of each pool item and each labelled item (one row per
+    comparison, so a prompt with several comparisons appears several times).
+    """
+
+    probs_N_K: np.ndarray
+    pool_prompts_N_D: np.ndarray
+    labelled_prompts_L_D: np.ndarray
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen pool positions in pick order, and one row per pick of what drove it.
+
+    ``steps`` always has the columns ``step`` (0-based) and ``index`` (pool position) and a ``score``
+    column (the value the policy maximised at that step); BAL-PM adds ``u``, ``log_dist``,
+    ``count_term``, ``h``, ``beta_h``, ``ratio``, ``n`` and ``radius``. ``increments`` (BAL-PM with
+    the pool-radius estimator) lists, for each step, the pool positions whose count n(x) the pick
+    raised: columns ``step`` and ``index``; it lets the dashboard replay H step by step exactly.
+    """
+
+    indices: np.ndarray
+    steps: pd.DataFrame
+    increments: pd.DataFrame | None = field(default=None)
+
+
+class Policy(Protocol):
+    """Anything with a ``name`` and a ``select`` method of this signature is a policy."""
+
+    name: str
+
+    def select(self, state: PoolState, batch_size: int, rng: np.random.Generator) -> Selection:  # pragma: no cover
+        ...

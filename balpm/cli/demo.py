@@ -1,0 +1,6 @@
+"""CLI commands: demo (being written)."""
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this module's commands to the app."""
