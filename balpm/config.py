@@ -100,7 +100,7 @@ class LoopConfig:
     pool_size: int = _f(0, "pool items taken from the shuffled train split (0: all)")
     initial: int = _f(320, "randomly labelled items before round 0")
     batch_size: int = _f(320, "B, items acquired per round")
-    rounds: int = _f(75, "acquisition rounds")
+    rounds: int = _f(75, "train/evaluate rounds; a batch is acquired after each but the last")
     seed: int = _f(0, "seed of everything random in the run")
     save_pool_scores: bool = _f(True, "write every pool item's scores per round (dashboard heat maps)")
 
@@ -140,10 +140,10 @@ class RunConfig:
             raise ConfigError("batch size, rounds and initial must all be >= 1")
         if lp.pool_size < 0:
             raise ConfigError(f"pool_size must be >= 0 (got {lp.pool_size}); 0 takes the whole train split")
-        if lp.pool_size and lp.initial + lp.batch_size * lp.rounds > lp.pool_size:
+        if lp.pool_size and lp.initial + lp.batch_size * (lp.rounds - 1) > lp.pool_size:
             raise ConfigError(
-                f"initial + batch_size * rounds = {lp.initial + lp.batch_size * lp.rounds} exceeds pool_size {lp.pool_size}; "
-                "lower rounds or batch size")
+                f"initial + batch_size * (rounds - 1) = {lp.initial + lp.batch_size * (lp.rounds - 1)} exceeds pool_size "
+                f"{lp.pool_size}; lower rounds or batch size")
         if m.ensemble_size < 1 or m.max_epochs < 1 or m.batch_size < 1 or not (m.lr > 0):
             raise ConfigError("ensemble_size, max_epochs, batch_size must be >= 1 and lr > 0")
         if sum(self.data.split_ratios) <= 0 or any(r < 0 for r in self.data.split_ratios):
