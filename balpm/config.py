@@ -42,6 +42,7 @@ class DataConfig:
     synthetic_size: int = _f(0, "synthetic world size in comparisons (0: the world's default)")
     split_ratios: tuple[float, float, float] = _f((0.7, 0.1, 0.2), "pool / valid / test fractions of prompts")
     split_seed: int = _f(0, "seed of the prompt-grouped split")
+    keep_original_splits: bool = _f(False, "keep the files' own splits (train; valid1 -> valid; valid2 -> test) instead of re-splitting")
     skip_bad: bool = _f(False, "skip malformed rows (counted) instead of stopping")
 
 

@@ -6,7 +6,7 @@ Required columns (all ``str``):
 * ``prompt_id`` stable id of the prompt (a hash of source + prompt text, or the source's own id)
 * ``prompt``    the prompt text (for TL;DR the post; CNN/DM the article; HH the dialogue so far)
 * ``chosen``    the answer the human preferred
-* ``rejected``  the other answer
+* ``rejected``  the other answer (one of the two may be empty text, never both)
 * ``split``     ``train`` (the active-learning pool), ``valid``, ``test`` or ``ood``
 * ``source``    ``tldr``, ``cnndm``, ``hh``, ``custom``, ``synthetic`` ...
 
@@ -34,10 +34,13 @@ def validate_table(table: pd.DataFrame, *, where: str = "preference table") -> p
     if table["pair_id"].duplicated().any():
         dup = table.loc[table["pair_id"].duplicated(), "pair_id"].iloc[0]
         raise DataError(f"{where}: pair_id {dup!r} occurs twice; pair ids must be unique")
-    for col in ("prompt", "chosen", "rejected"):
-        empty = table[col].isna() | (table[col].astype(str).str.strip() == "")
-        if empty.any():
-            raise DataError(f"{where}: empty {col} in pair {table.loc[empty, 'pair_id'].iloc[0]!r}; drop the row or pass --skip-bad")
+    # The prompt must be text; one answer may be empty (a model that generated nothing: 12 real CNN/DM
+    # comparisons), but not both, and neither may be missing.
+    empty = {col: table[col].isna() | (table[col].astype(str).str.strip() == "") for col in ("prompt", "chosen", "rejected")}
+    missing_answer = table["chosen"].isna() | table["rejected"].isna()
+    for col, bad in (("prompt", empty["prompt"]), ("chosen/rejected", missing_answer | (empty["chosen"] & empty["rejected"]))):
+        if bad.any():
+            raise DataError(f"{where}: empty {col} in pair {table.loc[bad, 'pair_id'].iloc[0]!r}; drop the row or pass --skip-bad")
     bad_split = ~table["split"].isin(SPLITS)
     if bad_split.any():
         raise DataError(f"{where}: split {table.loc[bad_split, 'split'].iloc[0]!r} is not one of {SPLITS}")
