@@ -362,7 +362,7 @@ def load_for_config(cfg: Any) -> LoadResult:
         raise ConfigError("format 'synthetic' takes no paths; empty data.paths or choose another format")
     return load_table(
         list(cfg.paths), format=cfg.format, skip_bad=cfg.skip_bad, ood_paths=list(cfg.ood_paths),
-        ratios=cfg.split_ratios, seed=cfg.split_seed, keep_original=bool(getattr(cfg, "keep_original_splits", False)),
+        ratios=cfg.split_ratios, seed=cfg.split_seed, keep_original=cfg.keep_original_splits,
     )
 
 
