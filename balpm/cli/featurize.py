@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import json
-from typing import List
 
 import typer
 
 
 def featurize_command(
-    paths: List[str] = typer.Argument(..., help="data files or folders (OpenAI JSON lines, hub parquet, CarperAI, HH, CSV/JSONL/parquet)"),
+    paths: list[str] = typer.Argument(..., help="data files or folders (OpenAI JSON lines, hub parquet, CarperAI, HH, CSV/JSONL/parquet)"),
     format: str = typer.Option("auto", "--format", help="loader: auto, openai, hub, carper, hh, table"),
-    ood: List[str] = typer.Option([], "--ood", help="out-of-distribution files (featurized too, split 'ood')"),
+    ood: list[str] = typer.Option([], "--ood", help="out-of-distribution files (featurized too, split 'ood')"),
     model: str = typer.Option("minilm", "--model", help="'minilm' (bundled encoder), a Hugging Face id[@revision] or a local folder"),
     pooling: str = typer.Option("auto", "--pooling", help="auto, mean, last, cls or max"),
     max_length: int = typer.Option(256, "--max-length", help="token limit; the prompt is truncated, never the answer"),
@@ -21,6 +20,13 @@ def featurize_command(
     load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="8-bit weights via bitsandbytes"),
     cache_dir: str = typer.Option(".balpm_cache", "--cache-dir", help="content-addressed feature cache folder"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows (counted) instead of stopping"),
+    prompt_col: str | None = typer.Option(None, "--prompt-col", help="column holding the prompt (format table)"),
+    chosen_col: str | None = typer.Option(None, "--chosen-col", help="column holding the preferred answer"),
+    rejected_col: str | None = typer.Option(None, "--rejected-col", help="column holding the other answer"),
+    split_col: str | None = typer.Option(None, "--split-col", help="column holding the original split (optional)"),
+    id_col: str | None = typer.Option(None, "--id-col", help="column holding a unique pair id (optional)"),
+    prompt_id_col: str | None = typer.Option(None, "--prompt-id-col", help="column holding a prompt id (optional)"),
+    source_col: str | None = typer.Option(None, "--source-col", help="column holding the source name (optional)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with texts/s"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of text"),
 ) -> None:
@@ -35,12 +41,15 @@ def featurize_command(
     from balpm.data import load_table
     from balpm.features import featurize
 
-    loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood))
+    columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "split": split_col,
+               "id": id_col, "prompt_id": prompt_id_col, "source": source_col}
+    columns = {k: v for k, v in columns.items() if v}
+    loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood), columns=columns or None)
     table = loaded.table
     feats = featurize(table, cfg, progress=progress)
     summary = {
-        "rows": int(len(table)),
-        "prompts": int(len(feats.prompt_ids)),
+        "rows": len(table),
+        "prompts": len(feats.prompt_ids),
         "dim": feats.dim,
         "model": feats.manifest["model"],
         "pooling": feats.manifest["pooling"],
