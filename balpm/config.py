@@ -74,6 +74,8 @@ class ModelConfig:
     max_epochs: int = _f(4, "at most this many epochs per round")
     patience: int = _f(3, "early-stopping patience in epochs on the validation loss")
     validation: str = _f("valid", "split used for early stopping: valid, or none to keep the last epoch")
+    standardize: bool = _f(False, "z-score each input dimension with the training pairs' mean and std (per round); "
+                                  "off in the reference, needed for small-norm encoders such as MiniLM")
     device: str = _f("auto", "auto, cuda or cpu")
 
 

@@ -8,13 +8,14 @@ Extra columns: ``cluster`` (the prompt's cluster) and ``true_prob`` (the hidden 
 that the chosen answer beats the rejected one; the label was drawn from it).
 
 * :func:`teaching_world`: 2-D prompts in six clusters of very different sizes (50%, 20%, 12%, 8%, 6%,
-  4%), several comparisons per prompt, pair features ``[prompt x, y | answer vector]`` (D = 16), a hidden
-  reward whose preferred answer direction is fixed within each small cluster but turns with the
-  prompt's position inside the largest cluster, whose answers also vary more. The largest cluster is
-  therefore the most uncertain region, so BALD's top-B batches pile up there (redundant picks visible
-  at a glance on the 2-D map), while an entropy-seeking policy spreads over the clusters. The OOD set
-  reverses the cluster proportions and shifts the centres. Labels agree with the hidden reward's
-  preferred answer on 60-75% of comparisons, like human labellers.
+  4%), four comparisons per prompt, pair features ``[prompt x, y | answer vector]`` (D = 16). Answers
+  of each cluster vary in their own block of answer directions, and the hidden reward is linear in the
+  answer with a component in every block, so each cluster's part of the reward is learnt only from
+  that cluster's labels. The largest cluster's answers vary most (larger inputs: the ensemble's members
+  disagree most there), so BALD's top-B batches pile up in it (redundant picks, visible at a glance on
+  the 2-D map), while an entropy-seeking policy spreads over the clusters. The OOD set reverses the
+  cluster proportions and shifts the centres. Labels agree with the hidden reward's preferred answer
+  on 60-75% of comparisons (about 70%), like human labellers.
 * :func:`paper_world`: any number of comparisons and dimensions, clustered prompt features in D
   dimensions, for benchmarks at the paper's shape (pool 92,000 x 4,096).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,7 +31,10 @@ import pandas as pd
 from balpm.data.splits import assign_splits
 from balpm.errors import ConfigError
 
-__all__ = ["SOURCE", "TEACHING_CLUSTER_SIZES", "teaching_world", "paper_world", "features_hash"]
+if TYPE_CHECKING:  # the features package imports transformers: only when a world is built
+    from balpm.features import Features
+
+__all__ = ["SOURCE", "TEACHING_CLUSTER_SIZES", "features_hash", "paper_world", "teaching_world"]
 
 SOURCE = "synthetic"
 TEACHING_CLUSTER_SIZES: tuple[float, ...] = (0.50, 0.20, 0.12, 0.08, 0.06, 0.04)
@@ -44,6 +49,7 @@ _ISO = 0.2            # isotropic answer noise in every direction (features are 
 _BIG_SHARE = 4        # answer dimensions that vary in the largest cluster (the rest split over the others)
 _STRENGTH = 0.6       # reward scale: sets the label agreement (about 0.70 overall)
 _OOD_SHIFT = (0.6, -0.4)
+_CHUNK = 8192         # paper world: rows generated per block (fixed: the draws depend on it)
 _PAIR_SCALE = 6.0     # pair features are scaled so that the reference model (N(0, 0.01^2) init, lr 3e-5) learns
 
 
@@ -70,8 +76,10 @@ def _counts(total: int, fractions: np.ndarray) -> np.ndarray:
 
 
 def _features(table: pd.DataFrame, prompt_ids: np.ndarray, prompts_P_D: np.ndarray, pairs_N_2_D: np.ndarray,
-              manifest: dict):
-    from balpm.features import Features  # lazy: the features package pulls in transformers
+              manifest: dict) -> Features:
+    from balpm.features import (
+        Features,  # lazy: the features package pulls in transformers
+    )
 
     pair_ids = table["pair_id"].to_numpy().astype(str)
     prompt_ids = np.asarray(prompt_ids).astype(str)
@@ -79,7 +87,7 @@ def _features(table: pd.DataFrame, prompt_ids: np.ndarray, prompts_P_D: np.ndarr
     pairs_N_2_D = np.ascontiguousarray(pairs_N_2_D, dtype=np.float32)
     digest = features_hash(prompts_P_D, pairs_N_2_D, prompt_ids, pair_ids)
     manifest = {**manifest, "source": SOURCE, "synthetic": True, "prompt_dim": int(prompts_P_D.shape[1]),
-                "pair_dim": int(pairs_N_2_D.shape[2]), "prompts": int(len(prompt_ids)), "pairs": int(len(pair_ids)),
+                "pair_dim": int(pairs_N_2_D.shape[2]), "prompts": len(prompt_ids), "pairs": len(pair_ids),
                 "array_sha256": digest, "cache_hit": {"prompts": False, "pairs": False}}
     return Features(prompt_ids=prompt_ids, prompts_P_D=prompts_P_D, pair_ids=pair_ids, pairs_N_2_D=pairs_N_2_D,
                     manifest=manifest, hash=digest)
@@ -141,7 +149,7 @@ def _teaching_prompts(rng: np.random.Generator, n_prompts: int, fractions: np.nd
 def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 800, comparisons_per_prompt: int = 4,
                    answer_dim: int = 14, cluster_sizes: tuple[float, ...] = TEACHING_CLUSTER_SIZES,
                    n_ood_prompts: int = 150, ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
-                   layout_seed: int = 0) -> tuple[pd.DataFrame, "object"]:
+                   layout_seed: int = 0) -> tuple[pd.DataFrame, Features]:
     """The synthetic teaching world: ``(table, Features)``, deterministic in ``seed``.
 
     ``n_prompts`` in-distribution prompts (``n`` comparisons instead, if given: ``ceil(n / cpp)`` prompts)
@@ -215,18 +223,18 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 800,
 
 # ---- paper-shape world -----------------------------------------------------------------------------
 def paper_world(n: int = 4000, d: int = 64, seed: int = 0, n_prompts: int | None = None, *, n_clusters: int = 8,
-                ood_fraction: float = 0.1, ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
-                chunk: int = 8192) -> tuple[pd.DataFrame, "object"]:
+                ood_fraction: float = 0.1, ratios: tuple[float, float, float] = (0.7, 0.1, 0.2)) -> tuple[pd.DataFrame, Features]:
     """A paper-shape synthetic world: ``n`` comparisons with D = ``d`` features, ``(table, Features)``.
 
     ``n_prompts`` prompts (default ``max(1, n // 4)``; every prompt has at least one comparison) in
     ``n_clusters`` clusters with Zipf sizes (1, 1/2, 1/3, ...) in D dimensions; pair features are the
     prompt vector plus an answer vector (prompt-dominated, like LLM features of prompt + answer); the
-    hidden reward is linear in the answer with a per-cluster direction, labels from Bradley-Terry (about
+    hidden reward is linear in the answer with a direction shared by all clusters plus a per-cluster
+    deviation, labels from Bradley-Terry (about
     70% agreement). ``ood_fraction * n`` extra comparisons on new prompts with shifted centres form the
-    ``ood`` split. float32 throughout, generated in chunks (n = 92,000 and d = 4,096 fit in ~3.5 GB).
+    ``ood`` split. float32 throughout, generated in chunks (n = 92,000 and d = 4,096 take ~3.7 GB).
     """
-    n, d = int(n), int(d)
+    n, d, chunk = int(n), int(d), _CHUNK
     n_prompts = max(1, n // 4) if n_prompts is None else int(n_prompts)
     if n < 1 or d < 1 or n_clusters < 1 or not (0 <= ood_fraction) or n_prompts < 1 or n_prompts > n:
         raise ConfigError(
@@ -235,12 +243,14 @@ def paper_world(n: int = 4000, d: int = 64, seed: int = 0, n_prompts: int | None
     ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 23])
     rng_layout, rng_prompt, rng_pair = (np.random.default_rng(s) for s in ss.spawn(3))
     centres = 3.0 * rng_layout.standard_normal((n_clusters, d), dtype=np.float32)
-    dirs = rng_layout.standard_normal((n_clusters, d)).astype(np.float32)
+    # one shared preference direction plus a cluster-specific deviation (each cluster's taste differs a bit)
+    shared = rng_layout.standard_normal(d).astype(np.float32)
+    dirs = shared / np.linalg.norm(shared) + 0.7 * rng_layout.standard_normal((n_clusters, d)).astype(np.float32) / math.sqrt(d)
     dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
     shift = rng_layout.standard_normal(d).astype(np.float32)
     weights = 1.0 / np.arange(1, n_clusters + 1)
 
-    n_ood = int(round(ood_fraction * n))
+    n_ood = round(ood_fraction * n)
     p_ood = min(max(1, n_ood // 4), n_ood) if n_ood else 0
     n_p = n_prompts + p_ood
     cluster_P = np.concatenate([

@@ -87,9 +87,10 @@ class Features:
         if self.pairs_N_2_D.ndim != 3 or self.pairs_N_2_D.shape[:2] != (len(self.pair_ids), 2):
             raise FeatureError(f"pair features have shape {self.pairs_N_2_D.shape}, expected ({len(self.pair_ids)}, 2, D); "
                                "re-run balpm featurize")
-        if self.prompts_P_D.shape != (len(self.prompt_ids), self.pairs_N_2_D.shape[2]):
-            raise FeatureError(f"prompt features have shape {self.prompts_P_D.shape}, expected ({len(self.prompt_ids)}, "
-                               f"{self.pairs_N_2_D.shape[2]}); re-run balpm featurize")
+        # Prompt and pair features may differ in width (the teaching world: 2-D prompts, 16-D pairs).
+        if self.prompts_P_D.ndim != 2 or self.prompts_P_D.shape[0] != len(self.prompt_ids):
+            raise FeatureError(f"prompt features have shape {self.prompts_P_D.shape}, expected ({len(self.prompt_ids)}, D); "
+                               "re-run balpm featurize")
         missing = ~pd.Index(table["prompt_id"].astype(str).unique()).isin(self._prompt_index)
         if missing.any():
             raise FeatureError(f"{int(missing.sum())} prompt id(s) of the table have no prompt features; re-run balpm featurize")
