@@ -17,6 +17,7 @@ import yaml
 
 from balpm.errors import ConfigError
 
+PAPER_COLDNESS = {"softmax_bald": 10000.0, "power_bald": 8.0, "softrank_bald": 1.0}
 POLICIES = (
     "random", "bald", "softmax_bald", "power_bald", "softrank_bald", "balpm",
 )
@@ -92,7 +93,8 @@ class AcquisitionConfig:
     estimator: str = _f("pool_radius", f"entropy estimator: {ESTIMATORS}")
     uncertainty: str = _f("epistemic", f"uncertainty score: {UNCERTAINTIES}")
     minimize_entropy: bool = _f(False, "ablation: U - beta*H instead of U + beta*H")
-    coldness: float = _f(1.0, "beta_g of the stochastic BALD family (Gumbel scale 1/beta_g)")
+    coldness: float = _f(0.0, "beta_g of the stochastic BALD family (Gumbel scale 1/beta_g); "
+                              "0 takes the paper's value: softmax 10000, power 8, softrank 1")
     exact_knn: bool = _f(True, "exact FAISS search (False: HNSW, approximate)")
 
 
@@ -135,8 +137,8 @@ class RunConfig:
             raise ConfigError(f"beta must be >= 0 (got {a.beta}); use --minimize-entropy for the entropy-minimiser ablation")
         if a.k < 1:
             raise ConfigError(f"k must be >= 1 (got {a.k})")
-        if not (a.coldness > 0):
-            raise ConfigError(f"coldness must be > 0 (got {a.coldness})")
+        if not (a.coldness >= 0):
+            raise ConfigError(f"coldness must be > 0, or 0 for the paper's value (got {a.coldness})")
         if not (a.floor > 0):
             raise ConfigError(f"floor must be > 0 (got {a.floor})")
         if lp.batch_size < 1 or lp.rounds < 1 or lp.initial < 1:
