@@ -19,6 +19,7 @@ CONFIG = typer.Option(None, "--config", "-c", help="YAML config (sections data, 
 DATA = typer.Option(None, "--data", help="data file or folder (repeatable); none: the synthetic teaching world")
 OOD = typer.Option(None, "--ood", help="out-of-distribution test file (repeatable), e.g. CNN/DM comparisons")
 FORMAT = typer.Option(None, "--format", help="loader: auto, openai, hub, carper, hh, table, synthetic")
+SKIP_BAD = typer.Option(None, "--skip-bad/--no-skip-bad", help="skip malformed rows (counted) instead of stopping")
 ROUNDS = typer.Option(None, "--rounds", help="train/evaluate rounds")
 BATCH = typer.Option(None, "--batch-size", help="B, items acquired per round")
 INITIAL = typer.Option(None, "--initial", help="randomly labelled items before round 0")
@@ -63,7 +64,7 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
     else:
         cfg = RunConfig()
     where = {
-        "format": ("data", "format"), "rounds": ("loop", "rounds"), "batch_size": ("loop", "batch_size"),
+        "format": ("data", "format"), "skip_bad": ("data", "skip_bad"), "rounds": ("loop", "rounds"), "batch_size": ("loop", "batch_size"),
         "initial": ("loop", "initial"), "pool_size": ("loop", "pool_size"), "seed": ("loop", "seed"),
         "save_pool_scores": ("loop", "save_pool_scores"),
         "policy": ("acquisition", "policy"), "beta": ("acquisition", "beta"), "k": ("acquisition", "k"),
@@ -95,7 +96,7 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
 
 def run_command(
     config: Optional[Path] = CONFIG, data: Optional[list[str]] = DATA, ood: Optional[list[str]] = OOD,
-    format: Optional[str] = FORMAT,  # noqa: A002
+    format: Optional[str] = FORMAT, skip_bad: Optional[bool] = SKIP_BAD,
     policy: Optional[str] = typer.Option(None, "--policy", help="random, bald, softmax_bald, power_bald, softrank_bald, balpm"),
     seed: Optional[int] = typer.Option(None, "--seed", help="seed of everything random in the run"),
     rounds: Optional[int] = ROUNDS, batch_size: Optional[int] = BATCH, initial: Optional[int] = INITIAL,
@@ -112,7 +113,7 @@ def run_command(
     """Run one simulated active-learning run (or --resume a killed one); prints its folder and final metrics."""
     from balpm import loop, runs
 
-    cfg = build_config(config, data=data, ood=ood, format=format, policy=policy, seed=seed, rounds=rounds,
+    cfg = build_config(config, data=data, ood=ood, format=format, skip_bad=skip_bad, policy=policy, seed=seed, rounds=rounds,
                        batch_size=batch_size, initial=initial, pool_size=pool_size, beta=beta, k=k, d=d,
                        normalize=normalize, estimator=estimator, uncertainty=uncertainty,
                        minimize_entropy=minimize_entropy, coldness=coldness, model=model,
@@ -138,7 +139,7 @@ def sweep_command(
     workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-j", help="parallel processes"),
     backend: str = typer.Option("local", "--backend", help="local (processes) or ray"),
     config: Optional[Path] = CONFIG, data: Optional[list[str]] = DATA, ood: Optional[list[str]] = OOD,
-    format: Optional[str] = FORMAT,  # noqa: A002
+    format: Optional[str] = FORMAT, skip_bad: Optional[bool] = SKIP_BAD,
     rounds: Optional[int] = ROUNDS, batch_size: Optional[int] = BATCH, initial: Optional[int] = INITIAL,
     pool_size: Optional[int] = POOL, beta: Optional[float] = BETA, k: Optional[int] = K, d: Optional[float] = D,
     normalize: Optional[str] = NORMALIZE, estimator: Optional[str] = ESTIMATOR, uncertainty: Optional[str] = UNCERTAINTY,
@@ -150,7 +151,7 @@ def sweep_command(
     """Run policies x seeds x grid in parallel, one folder per run (complete runs are reused, partial ones resumed)."""
     from balpm import sweep
 
-    base = build_config(config, data=data, ood=ood, format=format, rounds=rounds, batch_size=batch_size,
+    base = build_config(config, data=data, ood=ood, format=format, skip_bad=skip_bad, rounds=rounds, batch_size=batch_size,
                         initial=initial, pool_size=pool_size, beta=beta, k=k, d=d, normalize=normalize,
                         estimator=estimator, uncertainty=uncertainty, minimize_entropy=minimize_entropy,
                         coldness=coldness, model=model, ensemble_size=ensemble_size, epochs=epochs, hidden=hidden,

@@ -1,0 +1,435 @@
+"""The simulated active-learning loop (REFERENCE.md section 1): train -> evaluate -> select -> record.
+
+::
+
+    pool     = shuffle(train split, seed)[:pool_size];  labelled = first `initial` pool items
+    for round t = 0 .. rounds-1:
+        train a fresh K-member ensemble on the labelled pairs (valid split for early stopping)
+        evaluate on test and OOD (log-likelihood, accuracy, Brier, ECE); record a rounds row
+        unless last: score the remaining pool, select B items, move them to labelled; record picks
+
+Every random choice comes from ``SeedSequence(cfg.loop.seed, spawn_key=(purpose, round))``: the pool
+shuffle, each round's model seed and each round's selection generator depend only on the seed and
+the round, never on history. A killed run therefore resumes from its last complete round (labelled
+set rebuilt from acquisitions.parquet) and ends bit-identical to an uninterrupted one. The model
+seeds do not depend on the policy, so every policy on one seed starts from the same initial set and
+the same round-0 model.
+
+Every check on the inputs (config, sizes, feature/table agreement, NaN) happens before the run
+directory is created.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import balpm
+from balpm import runs
+from balpm.config import RunConfig
+from balpm.errors import ConfigError, FeatureError
+
+# purposes of the seed streams (spawn_key[0]); never renumber: it would change every run
+_POOL, _MODEL, _SELECT = 0, 2, 3
+_NAN_COMPONENTS = ("score", "u", "log_dist", "count_term", "h", "beta_h", "ratio", "n", "radius")
+_POOL_TABLE_COLUMNS = ("u", "radius", "n0", "log_dist", "count_term", "h", "score")
+
+
+def stream(seed: int, purpose: int, index: int = 0) -> np.random.SeedSequence:
+    """The seed sequence of one purpose (pool, model, selection) and one round of a run."""
+    return np.random.SeedSequence(int(seed), spawn_key=(int(purpose), int(index)))
+
+
+def model_seed(seed: int, rnd: int) -> int:
+    """The ensemble seed of round ``rnd`` (a 31-bit int derived from the run seed and the round)."""
+    return int(stream(seed, _MODEL, rnd).generate_state(1)[0] & 0x7FFFFFFF)
+
+
+def selection_rng(seed: int, rnd: int) -> np.random.Generator:
+    """The generator handed to the policy in round ``rnd``."""
+    return np.random.default_rng(stream(seed, _SELECT, rnd))
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything a run reads, checked: the table, the features and the row indices of each split.
+
+    ``pair_rows_T``: for each table row its row in ``features.pairs_N_2_D``; ``pool_rows_N``: table rows
+    of the pool in pool order (the first ``initial`` are the initial labelled set).
+    """
+
+    table: pd.DataFrame
+    features: Any
+    pair_rows_T: np.ndarray
+    pool_rows_N: np.ndarray
+    valid_rows: np.ndarray
+    test_rows: np.ndarray
+    ood_rows: np.ndarray
+    pool_prompts_N_D: np.ndarray
+
+    def pairs(self, table_rows: np.ndarray) -> np.ndarray:
+        """Pair features ``(n, 2, D)`` of the given table rows."""
+        return np.asarray(self.features.pairs_N_2_D[self.pair_rows_T[table_rows]])
+
+
+# ---- loading and validation (no writing) -------------------------------------------------------
+def load_inputs(cfg: RunConfig, table: pd.DataFrame | None = None, features: Any = None,
+                *, progress: bool = True) -> tuple[pd.DataFrame, Any]:
+    """The table (``load_for_config``) and features (``featurize``, cached) of ``cfg``, unless given.
+
+    Synthetic worlds (empty ``cfg.data.paths``) come with their own features.
+    """
+    if table is None:
+        from balpm.data import load_for_config
+
+        result = load_for_config(cfg.data)
+        table = result.table
+        if features is None:
+            features = getattr(result, "features", None)
+    if features is None:
+        if _is_synthetic(table):
+            features = _synthetic_features(cfg, table)
+        else:
+            from balpm.features import featurize
+
+            features = featurize(table, cfg.features, progress=progress)
+    return table, features
+
+
+def _is_synthetic(table: pd.DataFrame) -> bool:
+    return "source" in table.columns and len(table) > 0 and bool((table["source"] == "synthetic").all())
+
+
+def _synthetic_features(cfg: RunConfig, table: pd.DataFrame) -> Any:
+    """A synthetic world's own features (the world is a pure function of the data config)."""
+    from balpm.data import load_for_config
+
+    features = load_for_config(cfg.data).features
+    if features is None:
+        raise FeatureError("this synthetic table has no features; pass features= or featurize it")
+    return features
+
+
+def _check_finite(name: str, array: np.ndarray, chunk: int = 4096) -> None:
+    for start in range(0, len(array), chunk):
+        block = np.asarray(array[start:start + chunk])
+        if not np.isfinite(block).all():
+            bad = start + int(np.argwhere(~np.isfinite(block.reshape(len(block), -1)).all(axis=1))[0, 0])
+            raise FeatureError(f"{name} row {bad} contains NaN or inf; re-run featurize (delete its cache) or drop that row")
+
+
+def prepare(cfg: RunConfig, table: pd.DataFrame, features: Any) -> Inputs:
+    """Check the config, the table, the features and the sizes; build the pool. Raises one-line errors."""
+    cfg.validate()
+    lp, acq = cfg.loop, cfg.acquisition
+    for col in ("pair_id", "prompt_id", "split"):
+        if col not in table.columns:
+            raise ConfigError(f"preference table has no {col!r} column; load it with balpm.data.load_table")
+    # own checks rather than Features.validate: prompt and pair features may differ in dimension
+    # (the teaching world maps 2-D prompts, the preference model sees 16-D pairs)
+    pair_ids = np.asarray(features.pair_ids).astype(str)
+    table_ids = table["pair_id"].to_numpy().astype(str)
+    if len(pair_ids) == len(table_ids) and (pair_ids == table_ids).all():
+        pair_rows_T = np.arange(len(table_ids))
+    else:
+        where = {p: i for i, p in enumerate(pair_ids)}
+        missing = [p for p in table_ids if p not in where]
+        if missing:
+            raise FeatureError(
+                f"features do not match the table: {len(missing)} pair(s) without features (e.g. {missing[0]!r}); "
+                "re-run featurize on this table")
+        pair_rows_T = np.array([where[p] for p in table_ids], dtype=np.int64)
+    pairs = features.pairs_N_2_D
+    if pairs.ndim != 3 or pairs.shape[1] != 2 or pairs.shape[0] != len(pair_ids):
+        raise FeatureError(f"pair features have shape {pairs.shape}; expected ({len(pair_ids)}, 2, D)")
+    prompts = np.asarray(features.prompts_P_D)
+    if prompts.ndim != 2 or prompts.shape[0] != len(features.prompt_ids):
+        raise FeatureError(f"prompt features have shape {prompts.shape}; expected ({len(features.prompt_ids)}, D)")
+    prompt_known = set(np.asarray(features.prompt_ids).astype(str))
+    unknown = set(table["prompt_id"].astype(str)) - prompt_known
+    if unknown:
+        raise FeatureError(f"features do not match the table: prompt {sorted(unknown)[0]!r} has no prompt features; re-run featurize")
+    _check_finite("pair features", pairs)
+    _check_finite("prompt features", features.prompts_P_D)
+
+    split = table["split"].to_numpy()
+    train_rows = np.flatnonzero(split == "train")
+    test_rows = np.flatnonzero(split == "test")
+    if len(test_rows) == 0:
+        raise ConfigError("the table has no test rows; give split ratios with a test fraction or a file with a test split")
+    n_train = len(train_rows)
+    pool_size = lp.pool_size or n_train
+    if pool_size > n_train:
+        raise ConfigError(f"pool_size {pool_size} exceeds the {n_train} train comparisons; lower --pool-size (0 takes all)")
+    if lp.initial >= pool_size:
+        raise ConfigError(f"initial {lp.initial} must be below the pool size {pool_size}; lower --initial")
+    remaining0 = pool_size - lp.initial
+    if lp.rounds > 1 and lp.batch_size > remaining0:
+        raise ConfigError(f"batch size {lp.batch_size} is larger than the pool ({remaining0} items after the initial "
+                          f"{lp.initial}); lower --batch-size or raise --pool-size")
+    need = lp.initial + lp.batch_size * (lp.rounds - 1)
+    if need > pool_size:
+        raise ConfigError(f"initial + batch_size * (rounds - 1) = {need} exceeds the pool size {pool_size}; "
+                          "lower --rounds or --batch-size")
+    if acq.policy == "balpm" and lp.rounds > 1:
+        smallest = pool_size - lp.initial - lp.batch_size * (lp.rounds - 2)
+        if acq.k >= smallest:
+            raise ConfigError(f"k {acq.k} is not below the smallest pool the policy sees ({smallest} items); lower --k")
+
+    perm = np.random.default_rng(stream(lp.seed, _POOL)).permutation(n_train)
+    pool_rows_N = train_rows[perm[:pool_size]]
+    valid_rows = np.flatnonzero(split == "valid") if cfg.model.validation == "valid" else np.array([], dtype=np.int64)
+    ood_rows = np.flatnonzero(split == "ood")
+    pool_prompts = np.asarray(features.prompt_rows(table["prompt_id"].to_numpy()[pool_rows_N].astype(str)),
+                              dtype=np.float32)
+    return Inputs(table, features, pair_rows_T, pool_rows_N, valid_rows, test_rows, ood_rows, pool_prompts)
+
+
+# ---- the run ------------------------------------------------------------------------------------
+def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.DataFrame | None = None,
+        features: Any = None, progress: bool = True, run_id: str | None = None) -> Path:
+    """Run (or resume) one simulated active-learning run; return its directory ``root/<run_id>``.
+
+    ``resume=True`` continues a killed or failed run from its last complete round (a run that does not
+    exist yet is started); a different config under the same run id is refused. Without ``resume``
+    an existing complete run with the same config is returned as is, any other existing run is an error.
+    """
+    cfg.validate()
+    root = Path(root)
+    run_id = runs.check_run_id(run_id or runs.default_run_id(cfg))
+    run_dir = root / run_id
+    existing = _existing_state(run_dir, cfg, resume)
+    if existing == "complete":
+        _say(progress, f"run {run_id} is already complete: {run_dir}")
+        return run_dir
+
+    table, features = load_inputs(cfg, table, features, progress=progress)
+    inputs = prepare(cfg, table, features)
+    t_hash = runs.table_hash(inputs.table)
+    f_hash = str(getattr(features, "hash", ""))
+    policy = _make_policy(cfg)
+
+    # ---- everything checked: write ----
+    if existing is None:
+        data_hash = runs.write_dataset(root, inputs.table, np.asarray(features.prompt_ids).astype(str),
+                                       features.prompts_P_D)
+        meta = {
+            "version": balpm.__version__, "data_hash": data_hash, "table_hash": t_hash, "feature_hash": f_hash,
+            "feature_dim": int(features.pairs_N_2_D.shape[-1]), "pool_size": len(inputs.pool_rows_N),
+            "splits": {s: int(n) for s, n in inputs.table["split"].value_counts().items()},
+            "sources": sorted(map(str, inputs.table["source"].unique())) if "source" in inputs.table else [],
+        }
+        writer = runs.RunWriter.create(root, run_id, cfg, meta)
+        writer.write_pool(_pool_frame(inputs, cfg.loop.initial))
+        start, labelled = 0, list(range(cfg.loop.initial))
+        acquired_prompts: set[str] = set()
+    else:
+        writer = runs.RunWriter(root, run_id)
+        old = runs.open_run(root, run_id)
+        meta = old.meta
+        if meta.get("table_hash") != t_hash or meta.get("feature_hash") != f_hash:
+            raise ConfigError(f"run {run_id} was made on other data or features (table {meta.get('table_hash')}, "
+                              f"features {meta.get('feature_hash')}); resume it on the same inputs or start a new run")
+        expected = _pool_frame(inputs, cfg.loop.initial)
+        if not old.pool()[["pair_id", "initial"]].equals(expected[["pair_id", "initial"]]):
+            raise ConfigError(f"run {run_id}: pool.parquet does not match the pool this config builds; start a new run")
+        last = int(writer.read_status()["last_round"])
+        writer.truncate(last)
+        acq = old.acquisitions().sort_values(["round", "step"])
+        labelled = list(range(cfg.loop.initial)) + acq["pool_index"].astype(int).tolist()
+        acquired_prompts = set(acq["prompt_id"].astype(str))
+        start = last + 1
+        writer.resume_running()
+        _say(progress, f"resuming run {run_id} at round {start} ({len(labelled)} labelled)")
+
+    try:
+        _loop(cfg, inputs, policy, writer, start, labelled, acquired_prompts, progress)
+        writer.finish()
+    except BaseException as exc:
+        writer.fail(exc)
+        raise
+    return run_dir
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, flush=True)
+
+
+def _existing_state(run_dir: Path, cfg: RunConfig, resume: bool) -> str | None:
+    """None (new run), 'complete' (nothing to do) or 'resume'. Raises for conflicts; reads only."""
+    if not run_dir.exists():
+        return None
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / "status.json").is_file():
+        if resume and not any(run_dir.iterdir()):
+            return None
+        raise ConfigError(f"{run_dir} exists but is not a complete run folder; delete it or pick another --run-id")
+    info = runs.inspect_run(run_dir)
+    if info.state == "broken":
+        raise ConfigError(f"run folder {run_dir} is broken ({info.reason}); delete it or pick another --run-id")
+    if info.config_hash != cfg.hash():
+        raise ConfigError(f"run {run_dir.name} has config hash {info.config_hash}, this config is {cfg.hash()}; "
+                          "use the run's own config.yaml to resume, or another --run-id")
+    if info.state == "complete":
+        return "complete"
+    if not resume:
+        raise ConfigError(f"run {run_dir.name} already exists ({info.state}, round {info.last_round} done); "
+                          "pass --resume to continue it or --run-id for a new run")
+    if info.state == "running" and info.alive and info.extra.get("pid") != os.getpid():
+        raise ConfigError(f"run {run_dir.name} is still running (pid alive); wait for it or stop it first")
+    return "resume"
+
+
+def _make_policy(cfg: RunConfig) -> Any:
+    from balpm.acquisition import make_policy
+
+    return make_policy(cfg.acquisition)
+
+
+def _pool_frame(inputs: Inputs, initial: int) -> pd.DataFrame:
+    t = inputs.table
+    n = len(inputs.pool_rows_N)
+    return pd.DataFrame({
+        "pool_index": np.arange(n, dtype=np.int64),
+        "pair_id": t["pair_id"].to_numpy()[inputs.pool_rows_N].astype(str),
+        "prompt_id": t["prompt_id"].to_numpy()[inputs.pool_rows_N].astype(str),
+        "initial": np.arange(n) < initial,
+    })
+
+
+def predict(model: Any, inputs: Inputs, rows: np.ndarray, chunk: int = 8192) -> np.ndarray:
+    """Member probabilities ``probs_N_K`` for table rows, in chunks (never a full N x 2 x D copy)."""
+    parts = [model.predict_probs(inputs.pairs(rows[i:i + chunk])) for i in range(0, len(rows), chunk)]
+    return np.concatenate(parts, axis=0) if parts else np.zeros((0, 0))
+
+
+def _evaluate(model: Any, inputs: Inputs, rows: np.ndarray, prefix: str) -> dict[str, float]:
+    from balpm.metrics import preference_metrics
+
+    names = ("log_likelihood", "accuracy", "brier", "ece")
+    if len(rows) == 0:
+        return {f"{prefix}_{k}": float("nan") for k in names}
+    metrics = preference_metrics(predict(model, inputs, rows))
+    return {f"{prefix}_{k}": float(metrics[k]) for k in names}
+
+
+def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, start: int,
+          labelled: list[int], acquired_prompts: set[str], progress: bool) -> None:
+    from balpm.model import PreferenceEnsemble
+    from balpm.uncertainty import bald
+    from balpm.uncertainty import score as uncertainty_score
+
+    lp = cfg.loop
+    n_pool = len(inputs.pool_rows_N)
+    pool_pair_ids = inputs.table["pair_id"].to_numpy()[inputs.pool_rows_N].astype(str)
+    pool_prompt_ids = inputs.table["prompt_id"].to_numpy()[inputs.pool_rows_N].astype(str)
+    in_labelled = np.zeros(n_pool, dtype=bool)
+    in_labelled[labelled] = True
+    valid = inputs.pairs(inputs.valid_rows) if len(inputs.valid_rows) else None
+    dim = int(inputs.features.pairs_N_2_D.shape[-1])
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=lp.rounds, initial=start, desc=writer.run_id, unit="round", leave=False)
+    for t in range(start, lp.rounds):
+        t0 = time.perf_counter()
+        model = PreferenceEnsemble(cfg.model, dim, seed=model_seed(lp.seed, t))
+        fit = model.fit(inputs.pairs(inputs.pool_rows_N[np.asarray(labelled)]), valid)
+        t1 = time.perf_counter()
+        row: dict[str, Any] = {"round": t, "labelled": len(labelled)}
+        row.update(_evaluate(model, inputs, inputs.test_rows, "test"))
+        row.update(_evaluate(model, inputs, inputs.ood_rows, "ood"))
+        t2 = time.perf_counter()
+        row.update(train_seconds=t1 - t0, eval_seconds=t2 - t1, epochs=int(fit.epochs),
+                   valid_loss=float(fit.valid_loss), select_seconds=float("nan"), mean_uncertainty=float("nan"),
+                   batch_unique_prompts=0, cumulative_unique_prompts=len(acquired_prompts))
+        acq_df = scores_df = inc_df = None
+        if t < lp.rounds - 1:
+            remaining = np.flatnonzero(~in_labelled)
+            probs_N_K = predict(model, inputs, inputs.pool_rows_N[remaining])
+            state = _pool_state(probs_N_K, inputs, remaining, labelled)
+            sel = policy.select(state, lp.batch_size, selection_rng(lp.seed, t))
+            picks = _check_selection(sel, len(remaining), lp.batch_size)
+            picked_pool = remaining[picks]
+            t3 = time.perf_counter()
+            u_N = uncertainty_score(probs_N_K, cfg.acquisition.uncertainty)
+            acq_df = _acquisitions(t, sel, picks, picked_pool, pool_pair_ids, pool_prompt_ids, u_N)
+            if lp.save_pool_scores:
+                scores_df = _pool_scores(policy, state, remaining, pool_pair_ids, pool_prompt_ids, probs_N_K, u_N)
+                if sel.increments is not None:
+                    inc = sel.increments
+                    inc_df = pd.DataFrame({"step": inc["step"].to_numpy(dtype=np.int64),
+                                           "pool_index": remaining[inc["index"].to_numpy(dtype=np.int64)]})
+            batch_prompts = set(pool_prompt_ids[picked_pool])
+            acquired_prompts |= batch_prompts
+            row.update(select_seconds=t3 - t2, mean_uncertainty=float(np.mean(bald(probs_N_K))),
+                       batch_unique_prompts=len(batch_prompts), cumulative_unique_prompts=len(acquired_prompts))
+            labelled.extend(int(i) for i in picked_pool)
+            in_labelled[picked_pool] = True
+        writer.commit_round(t, row, acq_df, scores_df, inc_df)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(test_ll=f"{row['test_log_likelihood']:.4f}", labelled=row["labelled"])
+    if bar is not None:
+        bar.close()
+
+
+def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, labelled: list[int]) -> Any:
+    from balpm.acquisition.base import PoolState
+
+    return PoolState(probs_N_K=probs_N_K, pool_prompts_N_D=inputs.pool_prompts_N_D[remaining],
+                     labelled_prompts_L_D=inputs.pool_prompts_N_D[np.asarray(labelled)])
+
+
+def _check_selection(sel: Any, n: int, batch: int) -> np.ndarray:
+    picks = np.asarray(sel.indices, dtype=np.int64)
+    if picks.shape != (batch,) or len(np.unique(picks)) != batch or picks.min() < 0 or picks.max() >= n:
+        raise RuntimeError(f"policy returned an invalid selection (shape {picks.shape}, pool {n}, batch {batch})")
+    return picks
+
+
+def _acquisitions(t: int, sel: Any, picks: np.ndarray, picked_pool: np.ndarray, pair_ids: np.ndarray,
+                  prompt_ids: np.ndarray, u_N: np.ndarray) -> pd.DataFrame:
+    steps = sel.steps.sort_values("step").reset_index(drop=True) if sel.steps is not None else pd.DataFrame()
+    df = pd.DataFrame({
+        "round": np.full(len(picks), t, dtype=np.int64),
+        "step": np.arange(len(picks), dtype=np.int64),
+        "pool_index": picked_pool.astype(np.int64),
+        "pair_id": pair_ids[picked_pool],
+        "prompt_id": prompt_ids[picked_pool],
+    })
+    for col in _NAN_COMPONENTS:
+        if col in steps.columns and len(steps) == len(picks):
+            df[col] = steps[col].to_numpy(dtype=np.float64)
+        else:
+            df[col] = np.nan
+    if df["u"].isna().all():
+        df["u"] = u_N[picks].astype(np.float64)
+    return df
+
+
+def _pool_scores(policy: Any, state: Any, remaining: np.ndarray, pair_ids: np.ndarray, prompt_ids: np.ndarray,
+                 probs_N_K: np.ndarray, u_N: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame({
+        "pool_index": remaining.astype(np.int64),
+        "pair_id": pair_ids[remaining],
+        "prompt_id": prompt_ids[remaining],
+    })
+    table = policy.pool_table(state) if hasattr(policy, "pool_table") else None
+    for col in _POOL_TABLE_COLUMNS:
+        if table is not None and col in table.columns:
+            df[col] = table[col].to_numpy(dtype=np.float64)
+        else:
+            df[col] = np.nan
+    if df["u"].isna().all():
+        df["u"] = u_N.astype(np.float64)
+    for k in range(probs_N_K.shape[1]):
+        df[f"p{k}"] = probs_N_K[:, k].astype(np.float64)
+    return df

@@ -1,0 +1,587 @@
+"""The run directory: the only thing the dashboard reads, and the only place the loop writes.
+
+Layout of one run, ``root/<run_id>/``::
+
+    config.yaml                      resolved RunConfig + ``meta`` (version, data/feature hashes, run id)
+    status.json                      {state, last_round, rounds, error, started, updated, pid, host}
+    pool.parquet                     pool_index, pair_id, prompt_id, initial
+    rounds.parquet                   one row per completed round (see ``ROUND_COLUMNS``)
+    acquisitions.parquet             one row per pick (see ``ACQUISITION_COLUMNS``)
+    pool_scores/round=<r>.parquet    every remaining pool item's scores at the start of round r's selection
+    pool_scores/round=<r>.increments.parquet   (step, pool_index) whose count n(x) each pick raised
+
+and the shared dataset snapshot ``root/_datasets/<data_hash>/`` (``table.parquet``,
+``prompt_features.npy``, ``prompt_ids.json``) so that the dashboard never reads outside the runs root.
+
+Writes are atomic (temp file in the same folder, then ``os.replace``) and append-only per round: the
+commit point of a round is ``status.json``; readers only show rows of rounds ``<= last_round``, so a
+run killed half-way through a round is read as its last complete round. Nothing here uses pickle.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import socket
+import tempfile
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from balpm.config import AcquisitionConfig, RunConfig
+from balpm.errors import BalpmError, ConfigError
+
+DATASETS_DIR = "_datasets"
+STATES = ("running", "complete", "failed")
+ROUND_COLUMNS: tuple[str, ...] = (
+    "round", "labelled", "test_log_likelihood", "test_accuracy", "test_brier", "test_ece",
+    "ood_log_likelihood", "ood_accuracy", "ood_brier", "ood_ece", "mean_uncertainty",
+    "batch_unique_prompts", "cumulative_unique_prompts", "train_seconds", "eval_seconds",
+    "select_seconds", "epochs", "valid_loss",
+)
+ACQUISITION_COLUMNS: tuple[str, ...] = (
+    "round", "step", "pool_index", "pair_id", "prompt_id", "score", "u", "log_dist", "count_term",
+    "h", "beta_h", "ratio", "n", "radius",
+)
+POOL_COLUMNS: tuple[str, ...] = ("pool_index", "pair_id", "prompt_id", "initial")
+POOL_SCORE_COLUMNS: tuple[str, ...] = (
+    "pool_index", "pair_id", "prompt_id", "u", "radius", "n0", "log_dist", "count_term", "h", "score",
+)
+# acquisition parameters that matter for each policy (for run labels: "balpm beta=0.1")
+_RELEVANT: dict[str, tuple[str, ...]] = {
+    "random": (),
+    "bald": ("uncertainty",),
+    "softmax_bald": ("uncertainty", "coldness"),
+    "power_bald": ("uncertainty", "coldness"),
+    "softrank_bald": ("uncertainty", "coldness"),
+    "balpm": ("beta", "k", "d", "floor", "normalize", "estimator", "uncertainty", "minimize_entropy", "exact_knn"),
+}
+
+
+# ---- atomic writes ---------------------------------------------------------------------------
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Atomic UTF-8 text write."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (NaN-free: NaN becomes null)."""
+    atomic_write_text(path, json.dumps(_jsonable(obj), indent=2, sort_keys=False) + "\n")
+
+
+def atomic_write_parquet(path: Path, df: pd.DataFrame) -> None:
+    """Atomic parquet write (pyarrow, no index)."""
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False, engine="pyarrow")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def atomic_write_npy(path: Path, array: np.ndarray) -> None:
+    """Atomic ``.npy`` write (never pickled: object arrays are refused)."""
+    if array.dtype == object:
+        raise ValueError("refusing to write an object array (would need pickle)")
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if not np.isfinite(obj) else float(obj)
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    return obj
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+# ---- hashes and labels -----------------------------------------------------------------------
+def table_hash(table: pd.DataFrame) -> str:
+    """Content hash (16 hex) of a preference table's columns and rows, in row order."""
+    h = hashlib.sha256()
+    cols = list(table.columns)
+    h.update(json.dumps(cols).encode())
+    frame = table[cols].astype("string").fillna("<NA>")
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def dataset_hash(table: pd.DataFrame, prompt_ids: Iterable[str], prompts_P_D: np.ndarray) -> str:
+    """Hash of a dataset snapshot: the table plus the prompt features the dashboard maps."""
+    h = hashlib.sha256()
+    h.update(table_hash(table).encode())
+    h.update(json.dumps([str(p) for p in prompt_ids]).encode())
+    arr = np.ascontiguousarray(prompts_P_D, dtype=np.float32)
+    h.update(str(arr.shape).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+def policy_label(cfg: RunConfig | AcquisitionConfig) -> str:
+    """``"balpm"`` or ``"balpm beta=0.1 estimator=kl"``: the policy plus its non-default relevant knobs."""
+    acq = cfg.acquisition if isinstance(cfg, RunConfig) else cfg
+    default = AcquisitionConfig()
+    parts = [acq.policy]
+    for name in _RELEVANT.get(acq.policy, ()):
+        value = getattr(acq, name)
+        if value != getattr(default, name):
+            parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
+    return " ".join(parts)
+
+
+def setting_hash(cfg: RunConfig) -> str:
+    """Hash of everything but the policy, the seed and the name: runs comparable on one curve plot."""
+    d = cfg.to_dict()
+    d.pop("name", None)
+    d.pop("acquisition", None)
+    d["loop"].pop("seed", None)
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def default_run_id(cfg: RunConfig) -> str:
+    """``<policy>-s<seed>-<hash8>``, the run folder name unless the user gives one."""
+    return f"{cfg.acquisition.policy}-s{cfg.loop.seed}-{cfg.hash()[:8]}"
+
+
+def check_run_id(run_id: str) -> str:
+    """A run id must be a plain folder name (letters, digits, ``-_.=+``), not starting with ``_`` or ``.``."""
+    ok = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.=+")
+    if not run_id or run_id[0] in "._" or not set(run_id) <= ok or len(run_id) > 200:
+        raise ConfigError(f"run id {run_id!r} is not a plain folder name; use letters, digits and -_.=+ only")
+    return run_id
+
+
+# ---- path safety -----------------------------------------------------------------------------
+def safe_path(root: str | Path, user_path: str | Path) -> Path:
+    """Resolve ``user_path`` (relative to ``root``, or absolute) and refuse anything outside ``root``.
+
+    ``..`` components, absolute paths elsewhere and symlinks that leave the root all raise a
+    one-line :class:`BalpmError`. Returns the resolved path (which need not exist).
+    """
+    text = str(user_path)
+    if "\x00" in text:
+        raise BalpmError("path contains a NUL byte; give a plain path inside the runs folder")
+    root_r = Path(root).resolve()
+    p = Path(text).expanduser()
+    candidate = p if p.is_absolute() else root_r / p
+    resolved = candidate.resolve()
+    if resolved != root_r and root_r not in resolved.parents:
+        raise BalpmError(f"path {text!r} is outside the runs folder {str(root_r)!r}; pick a run inside it")
+    return resolved
+
+
+# ---- writer ----------------------------------------------------------------------------------
+class RunWriter:
+    """Writes one run directory; every file write is atomic, every round append-only.
+
+    Usage (what :func:`balpm.loop.run` does)::
+
+        w = RunWriter.create(root, run_id, cfg, meta)   # config.yaml + status running
+        w.write_pool(pool_df)
+        w.commit_round(r, rounds_row, acquisitions_df, pool_scores_df, increments_df)
+        w.finish()   # or w.fail(exc)
+    """
+
+    def __init__(self, root: str | Path, run_id: str) -> None:
+        self.root = Path(root)
+        self.run_id = check_run_id(run_id)
+        self.path = self.root / run_id
+        self._status: dict[str, Any] | None = None
+
+    # -- creation and status --
+    @classmethod
+    def create(cls, root: str | Path, run_id: str, cfg: RunConfig, meta: dict[str, Any]) -> RunWriter:
+        """Create ``root/run_id`` with config.yaml and a ``running`` status (round -1 complete)."""
+        w = cls(root, run_id)
+        w.path.mkdir(parents=True, exist_ok=True)
+        doc = cfg.to_dict()
+        doc["meta"] = _jsonable({**meta, "run_id": run_id, "config_hash": cfg.hash()})
+        atomic_write_text(w.path / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+        w.write_status("running", last_round=-1, rounds=cfg.loop.rounds, error=None, started=_now())
+        return w
+
+    def read_status(self) -> dict[str, Any]:
+        """The current status.json as a dict."""
+        if self._status is None:
+            self._status = json.loads((self.path / "status.json").read_text())
+        return dict(self._status)
+
+    def write_status(self, state: str, *, last_round: int, rounds: int, error: str | None = None,
+                     started: str | None = None) -> None:
+        """Atomically rewrite status.json."""
+        if state not in STATES:
+            raise ValueError(f"state must be one of {STATES}")
+        prev = self._status or {}
+        status = {
+            "state": state, "last_round": int(last_round), "rounds": int(rounds), "error": error,
+            "started": started or prev.get("started") or _now(), "updated": _now(),
+            "pid": os.getpid(), "host": socket.gethostname(),
+        }
+        atomic_write_json(self.path / "status.json", status)
+        self._status = status
+
+    def resume_running(self) -> None:
+        """Mark a resumed run as running again, keeping its last complete round."""
+        st = self.read_status()
+        self.write_status("running", last_round=st["last_round"], rounds=st["rounds"], error=None)
+
+    def finish(self) -> None:
+        """Mark the run complete."""
+        st = self.read_status()
+        self.write_status("complete", last_round=st["last_round"], rounds=st["rounds"], error=None)
+
+    def fail(self, exc: BaseException) -> None:
+        """Mark the run failed with a one-line error message (the last complete round is kept)."""
+        st = self.read_status()
+        msg = " ".join(f"{type(exc).__name__}: {exc}".split())
+        self.write_status("failed", last_round=st["last_round"], rounds=st["rounds"], error=msg)
+
+    # -- data --
+    def write_pool(self, pool: pd.DataFrame) -> None:
+        """Write pool.parquet (pool_index, pair_id, prompt_id, initial)."""
+        atomic_write_parquet(self.path / "pool.parquet", pool[list(POOL_COLUMNS)])
+
+    def truncate(self, last_round: int) -> None:
+        """Drop every row and file of rounds after ``last_round`` (used before a resume)."""
+        for name in ("rounds.parquet", "acquisitions.parquet"):
+            p = self.path / name
+            if p.exists():
+                df = pd.read_parquet(p)
+                keep = df[df["round"] <= last_round]
+                if len(keep) != len(df):
+                    atomic_write_parquet(p, keep.reset_index(drop=True))
+        ps = self.path / "pool_scores"
+        if ps.is_dir():
+            for f in ps.iterdir():
+                r = _round_of(f.name)
+                if r is not None and r > last_round:
+                    f.unlink()
+
+    def commit_round(self, rnd: int, rounds_row: dict[str, Any], acquisitions: pd.DataFrame | None = None,
+                     pool_scores: pd.DataFrame | None = None, increments: pd.DataFrame | None = None) -> None:
+        """Append one round (its files first, status.json last: the commit point)."""
+        if pool_scores is not None:
+            atomic_write_parquet(self.path / "pool_scores" / f"round={rnd}.parquet", pool_scores)
+        if increments is not None:
+            atomic_write_parquet(self.path / "pool_scores" / f"round={rnd}.increments.parquet", increments)
+        if acquisitions is not None and len(acquisitions):
+            self._append("acquisitions.parquet", acquisitions[list(ACQUISITION_COLUMNS)], rnd)
+        row = {c: rounds_row.get(c, np.nan) for c in ROUND_COLUMNS}
+        self._append("rounds.parquet", pd.DataFrame([row]), rnd)
+        st = self.read_status()
+        self.write_status("running", last_round=rnd, rounds=st["rounds"], error=None)
+
+    def _append(self, name: str, new: pd.DataFrame, rnd: int) -> None:
+        p = self.path / name
+        if p.exists():
+            old = pd.read_parquet(p)
+            old = old[old["round"] < rnd]  # a half-written earlier attempt of this round is replaced
+            new = pd.concat([old, new], ignore_index=True) if len(old) else new
+        atomic_write_parquet(p, new.reset_index(drop=True))
+
+
+def _round_of(filename: str) -> int | None:
+    if not filename.startswith("round="):
+        return None
+    num = filename[len("round="):].split(".", 1)[0]
+    return int(num) if num.isdigit() else None
+
+
+def write_dataset(root: str | Path, table: pd.DataFrame, prompt_ids: Iterable[str],
+                  prompts_P_D: np.ndarray) -> str:
+    """Write the shared snapshot ``root/_datasets/<data_hash>/`` once; return ``data_hash``."""
+    ids = [str(p) for p in prompt_ids]
+    data_hash = dataset_hash(table, ids, prompts_P_D)
+    folder = Path(root) / DATASETS_DIR / data_hash
+    if not (folder / "prompt_ids.json").exists():  # written last: its presence marks a complete snapshot
+        atomic_write_parquet(folder / "table.parquet", table.reset_index(drop=True))
+        atomic_write_npy(folder / "prompt_features.npy", np.ascontiguousarray(prompts_P_D, dtype=np.float32))
+        atomic_write_json(folder / "prompt_ids.json", ids)
+    return data_hash
+
+
+# ---- reader ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunInfo:
+    """One entry of :func:`list_runs`: enough to list and filter runs without opening them.
+
+    ``state`` is running / complete / failed, or ``broken`` (with ``reason``) when the folder cannot be
+    read as a run. ``alive`` is False for a ``running`` run whose process is gone on this host
+    (killed: resume it with ``balpm run --resume``), None when unknown.
+    """
+
+    run_id: str
+    path: Path
+    state: str
+    reason: str | None = None
+    policy: str | None = None
+    label: str | None = None
+    seed: int | None = None
+    config_hash: str | None = None
+    setting: str | None = None
+    data_hash: str | None = None
+    feature_hash: str | None = None
+    last_round: int = -1
+    rounds: int = 0
+    error: str | None = None
+    updated: str | None = None
+    alive: bool | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
+    raw = yaml.safe_load((path / "config.yaml").read_text())
+    if not isinstance(raw, dict):
+        raise BalpmError("config.yaml is not a mapping")
+    meta = raw.pop("meta", {}) or {}
+    return RunConfig.from_dict(raw), meta
+
+
+def _read_status(path: Path) -> dict[str, Any]:
+    st = json.loads((path / "status.json").read_text())
+    if not isinstance(st, dict) or st.get("state") not in STATES or not isinstance(st.get("last_round"), int):
+        raise BalpmError("status.json lacks a valid state/last_round")
+    return st
+
+
+def _pid_alive(st: dict[str, Any]) -> bool | None:
+    if st.get("state") != "running" or st.get("host") != socket.gethostname() or not st.get("pid"):
+        return None
+    try:
+        os.kill(int(st["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, ValueError):
+        return None
+    return True
+
+
+def inspect_run(path: str | Path) -> RunInfo:
+    """The :class:`RunInfo` of one run folder (state ``broken`` with a reason when unreadable)."""
+    path = Path(path)
+    run_id = path.name
+    if not (path / "config.yaml").is_file():
+        return RunInfo(run_id, path, "broken", reason="config.yaml missing (not a run, or creation was interrupted)")
+    try:
+        cfg, meta = _read_config(path)
+    except Exception as exc:
+        return RunInfo(run_id, path, "broken", reason=f"config.yaml unreadable: {' '.join(str(exc).split())[:200]}")
+    base = dict(policy=cfg.acquisition.policy, label=policy_label(cfg), seed=cfg.loop.seed,
+                config_hash=meta.get("config_hash", cfg.hash()), setting=setting_hash(cfg),
+                data_hash=meta.get("data_hash"), feature_hash=meta.get("feature_hash"), rounds=cfg.loop.rounds)
+    if not (path / "status.json").is_file():
+        return RunInfo(run_id, path, "broken", reason="status.json missing (creation was interrupted)", **base)
+    try:
+        st = _read_status(path)
+    except Exception as exc:
+        return RunInfo(run_id, path, "broken", reason=f"status.json unreadable: {' '.join(str(exc).split())[:200]}", **base)
+    last = int(st["last_round"])
+    if last >= 0:
+        try:
+            import pyarrow.parquet as pq
+
+            n = pq.read_metadata(path / "rounds.parquet").num_rows
+        except Exception as exc:
+            return RunInfo(run_id, path, "broken", reason=f"rounds.parquet unreadable: {' '.join(str(exc).split())[:200]}",
+                           last_round=last, **base)
+        if n < last + 1:
+            return RunInfo(run_id, path, "broken", reason=f"rounds.parquet has {n} rows but status says round {last} is complete",
+                           last_round=last, **base)
+    if meta.get("data_hash") and not (path.parent / DATASETS_DIR / meta["data_hash"] / "prompt_ids.json").is_file():
+        return RunInfo(run_id, path, "broken", reason=f"dataset snapshot {DATASETS_DIR}/{meta['data_hash']} missing",
+                       last_round=last, **base)
+    return RunInfo(run_id, path, st["state"], reason=None, last_round=last, error=st.get("error"),
+                   updated=st.get("updated"), alive=_pid_alive(st), extra={"pid": st.get("pid")}, **base)
+
+
+def list_runs(root: str | Path) -> list[RunInfo]:
+    """Every run folder directly under ``root`` (sorted by run id). Never raises.
+
+    Folders starting with ``_`` or ``.`` (the dataset snapshots, temp files) are skipped. A folder that
+    cannot be read as a run is listed with state ``broken`` and a ``reason``. A missing root gives ``[]``.
+    """
+    try:
+        root = Path(root)
+        if not root.is_dir():
+            return []
+        entries = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+    except Exception:
+        return []
+    out = []
+    for p in entries:
+        try:
+            out.append(inspect_run(p))
+        except Exception as exc:
+            out.append(RunInfo(p.name, p, "broken", reason=" ".join(str(exc).split())[:200]))
+    return out
+
+
+class Run:
+    """Read access to one run directory (obtain with :func:`open_run`).
+
+    ``config`` (RunConfig), ``meta`` (dict) and ``status`` (dict, re-read on each access) are
+    properties; the tables are methods. Tables only hold rounds ``<= status['last_round']``.
+    """
+
+    def __init__(self, root: str | Path, path: Path) -> None:
+        self.root = Path(root).resolve()
+        self.path = path
+        self.run_id = path.name
+        try:
+            self._config, self._meta = _read_config(path)
+        except BalpmError:
+            raise
+        except Exception as exc:
+            raise BalpmError(f"run {self.run_id!r}: config.yaml unreadable ({' '.join(str(exc).split())[:160]})") from None
+
+    def __repr__(self) -> str:
+        return f"Run({self.run_id!r})"
+
+    @property
+    def config(self) -> RunConfig:
+        """The run's resolved :class:`RunConfig`."""
+        return self._config
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """Package version, data_hash, feature_hash, config_hash, run_id, table_hash, sizes."""
+        return dict(self._meta)
+
+    @property
+    def label(self) -> str:
+        """Policy label, e.g. ``balpm beta=0.1``."""
+        return policy_label(self._config)
+
+    @property
+    def status(self) -> dict[str, Any]:
+        """status.json (re-read every time: a running run advances)."""
+        try:
+            return _read_status(self.path)
+        except Exception as exc:
+            raise BalpmError(f"run {self.run_id!r}: status.json unreadable ({' '.join(str(exc).split())[:160]})") from None
+
+    @property
+    def last_round(self) -> int:
+        """Index of the last complete round (-1: none yet)."""
+        return int(self.status["last_round"])
+
+    def _table(self, name: str, columns: tuple[str, ...]) -> pd.DataFrame:
+        p = self.path / name
+        if not p.exists():
+            return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
+        df = pd.read_parquet(p)
+        return df[df["round"] <= self.last_round].reset_index(drop=True)
+
+    def rounds(self) -> pd.DataFrame:
+        """rounds.parquet (complete rounds only)."""
+        return self._table("rounds.parquet", ROUND_COLUMNS)
+
+    def acquisitions(self) -> pd.DataFrame:
+        """acquisitions.parquet (picks of complete rounds only)."""
+        return self._table("acquisitions.parquet", ACQUISITION_COLUMNS)
+
+    def pool(self) -> pd.DataFrame:
+        """pool.parquet: pool_index, pair_id, prompt_id, initial."""
+        return pd.read_parquet(self.path / "pool.parquet")
+
+    def pool_score_rounds(self) -> list[int]:
+        """Rounds that have a pool_scores table (complete rounds only)."""
+        folder = self.path / "pool_scores"
+        if not folder.is_dir():
+            return []
+        last = self.last_round
+        rounds = {_round_of(f.name) for f in folder.iterdir() if f.name.endswith(".parquet")
+                  and not f.name.endswith(".increments.parquet")}
+        return sorted(r for r in rounds if r is not None and r <= last)
+
+    def pool_scores(self, round: int) -> pd.DataFrame | None:
+        """Scores of every pool item remaining at round ``round``'s selection, or None when not saved."""
+        p = self.path / "pool_scores" / f"round={int(round)}.parquet"
+        if int(round) > self.last_round or not p.exists():
+            return None
+        return pd.read_parquet(p)
+
+    def increments(self, round: int) -> pd.DataFrame | None:
+        """(step, pool_index) pairs: which items' counts each pick of round ``round`` raised, or None."""
+        p = self.path / "pool_scores" / f"round={int(round)}.increments.parquet"
+        if int(round) > self.last_round or not p.exists():
+            return None
+        return pd.read_parquet(p)
+
+    def labelled_before(self, round: int) -> pd.DataFrame:
+        """pool rows labelled when round ``round`` trained (initial + picks of earlier rounds)."""
+        pool = self.pool()
+        acq = self.acquisitions()
+        picked = set(acq.loc[acq["round"] < round, "pool_index"].tolist())
+        return pool[pool["initial"] | pool["pool_index"].isin(picked)]
+
+    def dataset(self) -> tuple[pd.DataFrame, list[str], np.ndarray]:
+        """``(table, prompt_ids, prompts_P_D)`` from the shared snapshot under ``root/_datasets``."""
+        data_hash = self._meta.get("data_hash")
+        if not data_hash:
+            raise BalpmError(f"run {self.run_id!r} has no data_hash in config.yaml; re-run it with this balpm")
+        folder = safe_path(self.root, Path(DATASETS_DIR) / str(data_hash))
+        try:
+            table = pd.read_parquet(folder / "table.parquet")
+            ids = json.loads((folder / "prompt_ids.json").read_text())
+            prompts = np.load(folder / "prompt_features.npy", allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BalpmError(f"dataset snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:160]})") from None
+        return table, [str(i) for i in ids], prompts
+
+
+def open_run(root: str | Path, run_id: str) -> Run:
+    """Open ``root/run_id`` for reading (a one-line :class:`BalpmError` if absent or outside root)."""
+    path = safe_path(root, run_id)
+    if path.parent != Path(root).resolve() or path.name.startswith(("_", ".")):
+        raise BalpmError(f"{run_id!r} is not a run folder directly inside {str(root)!r}")
+    if not (path / "config.yaml").is_file():
+        raise BalpmError(f"no run {run_id!r} in {str(root)!r} (config.yaml missing); list runs with balpm report {root}")
+    return Run(root, path)
+
+
+def find_run(root: str | Path, cfg: RunConfig) -> Run | None:
+    """The run under ``root`` whose config hash equals ``cfg.hash()`` (complete preferred), or None."""
+    want = cfg.hash()
+    best: RunInfo | None = None
+    rank = {"complete": 0, "running": 1, "failed": 2}
+    for info in list_runs(root):
+        if info.state == "broken" or info.config_hash != want:
+            continue
+        if best is None or rank[info.state] < rank[best.state]:
+            best = info
+    return open_run(root, best.run_id) if best else None
