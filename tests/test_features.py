@@ -200,7 +200,7 @@ def test_bad_inputs_give_one_line_errors_before_work(tmp_path):
     table = _table()
     cache = tmp_path / "cache"
     assert "prompt" in _one_line_error(FeatureError, lambda: featurize(table.drop(columns="prompt"), _cfg(tmp_path)))
-    assert "c1" in _one_line_error(FeatureError, lambda: featurize(table.assign(chosen=["a", " ", "b", "c", "d"]), _cfg(tmp_path)))
+    assert "c1" in _one_line_error(FeatureError, lambda: featurize(table.assign(chosen=["a", None, "b", "c", "d"]), _cfg(tmp_path)))
     assert "fp32" in _one_line_error(ConfigError, lambda: featurize(table, _cfg(tmp_path, dtype="fp16")))
     _one_line_error(ConfigError, lambda: featurize(table, _cfg(tmp_path, load_in_4bit=True, load_in_8bit=True)))
     assert "512" in _one_line_error(ConfigError, lambda: featurize(table, _cfg(tmp_path, max_length=4096)))
