@@ -5,6 +5,10 @@ import json
 
 import typer
 
+from balpm.cli.columns import (
+    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, column_map,
+)
+
 from balpm.errors import ConfigError
 
 data_app = typer.Typer(help="Preference data: inspect files of any supported format.", no_args_is_help=True)
@@ -28,13 +32,13 @@ def inspect_command(
     ood: list[str] = typer.Option([], "--ood", help="out-of-distribution file or folder (repeatable), e.g. CNN/DM comparisons"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows (counted) instead of stopping"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
-    prompt_col: str | None = typer.Option(None, "--prompt-col", help="column holding the prompt (format table)"),
-    chosen_col: str | None = typer.Option(None, "--chosen-col", help="column holding the preferred answer"),
-    rejected_col: str | None = typer.Option(None, "--rejected-col", help="column holding the other answer"),
-    split_col: str | None = typer.Option(None, "--split-col", help="column holding the original split (optional)"),
-    id_col: str | None = typer.Option(None, "--id-col", help="column holding a unique pair id (optional)"),
-    prompt_id_col: str | None = typer.Option(None, "--prompt-id-col", help="column holding a prompt id (optional)"),
-    source_col: str | None = typer.Option(None, "--source-col", help="column holding the source name (optional)"),
+    prompt_col: str | None = PROMPT_COL,
+    chosen_col: str | None = CHOSEN_COL,
+    rejected_col: str | None = REJECTED_COL,
+    split_col: str | None = SPLIT_COL,
+    id_col: str | None = ID_COL,
+    prompt_id_col: str | None = PROMPT_ID_COL,
+    source_col: str | None = SOURCE_COL,
     ratios: str = typer.Option("0.7,0.1,0.2", "--ratios", help="pool,valid,test fractions of prompts"),
     seed: int = typer.Option(0, "--seed", help="seed of the prompt-grouped split"),
     keep_original: bool = typer.Option(False, "--keep-original", help="keep the source's own splits (train, valid1->valid, valid2->test)"),
@@ -42,10 +46,8 @@ def inspect_command(
     """Load the files as a run would and print counts per source and split, prompts, duplicates and bad rows."""
     from balpm.data.inspect import format_report, inspect_data
 
-    columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "split": split_col,
-               "id": id_col, "prompt_id": prompt_id_col, "source": source_col}
-    columns = {k: v for k, v in columns.items() if v}
-    report = inspect_data(paths, format=format, ood_paths=ood, skip_bad=skip_bad, columns=columns or None,
+    columns = column_map(prompt_col, chosen_col, rejected_col, split_col, id_col, prompt_id_col, source_col)
+    report = inspect_data(paths, format=format, ood_paths=ood, skip_bad=skip_bad, columns=columns,
                           ratios=parse_ratios(ratios), seed=seed, keep_original=keep_original)
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))

@@ -5,6 +5,10 @@ import json
 
 import typer
 
+from balpm.cli.columns import (
+    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, column_map,
+)
+
 
 def featurize_command(
     paths: list[str] = typer.Argument(..., help="data files or folders (OpenAI JSON lines, hub parquet, CarperAI, HH, CSV/JSONL/parquet)"),
@@ -20,13 +24,13 @@ def featurize_command(
     load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="8-bit weights via bitsandbytes"),
     cache_dir: str = typer.Option(".balpm_cache", "--cache-dir", help="content-addressed feature cache folder"),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows (counted) instead of stopping"),
-    prompt_col: str | None = typer.Option(None, "--prompt-col", help="column holding the prompt (format table)"),
-    chosen_col: str | None = typer.Option(None, "--chosen-col", help="column holding the preferred answer"),
-    rejected_col: str | None = typer.Option(None, "--rejected-col", help="column holding the other answer"),
-    split_col: str | None = typer.Option(None, "--split-col", help="column holding the original split (optional)"),
-    id_col: str | None = typer.Option(None, "--id-col", help="column holding a unique pair id (optional)"),
-    prompt_id_col: str | None = typer.Option(None, "--prompt-id-col", help="column holding a prompt id (optional)"),
-    source_col: str | None = typer.Option(None, "--source-col", help="column holding the source name (optional)"),
+    prompt_col: str | None = PROMPT_COL,
+    chosen_col: str | None = CHOSEN_COL,
+    rejected_col: str | None = REJECTED_COL,
+    split_col: str | None = SPLIT_COL,
+    id_col: str | None = ID_COL,
+    prompt_id_col: str | None = PROMPT_ID_COL,
+    source_col: str | None = SOURCE_COL,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with texts/s"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of text"),
 ) -> None:
@@ -41,10 +45,8 @@ def featurize_command(
     from balpm.data import load_table
     from balpm.features import featurize
 
-    columns = {"prompt": prompt_col, "chosen": chosen_col, "rejected": rejected_col, "split": split_col,
-               "id": id_col, "prompt_id": prompt_id_col, "source": source_col}
-    columns = {k: v for k, v in columns.items() if v}
-    loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood), columns=columns or None)
+    columns = column_map(prompt_col, chosen_col, rejected_col, split_col, id_col, prompt_id_col, source_col)
+    loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood), columns=columns)
     table = loaded.table
     feats = featurize(table, cfg, progress=progress)
     summary = {
