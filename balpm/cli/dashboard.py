@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -73,9 +74,16 @@ def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_
     print(f"balpm dashboard: http://{shown}:{port}  (runs folder: {runs}; Ctrl-C to stop)", flush=True)
     # cwd = the checkout, so Streamlit also reads .streamlit/config.toml (theme, no usage statistics)
     proc = subprocess.Popen(cmd, env=env, cwd=str(dashboard_app_path().parents[1]))
-    previous = _forward_sigterm(proc)
+    terminated: list[float] = []
+    previous = _forward_sigterm(proc, terminated)
     try:
-        return proc.wait()
+        while True:  # poll rather than wait(): a signal handler must never wait on the child itself
+            code = proc.poll()
+            if code is not None:
+                return code
+            if terminated and time.monotonic() - terminated[0] > 10:
+                proc.kill()
+            time.sleep(0.2)
     except KeyboardInterrupt:
         return _stop(proc)
     finally:
@@ -94,16 +102,17 @@ def _stop(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
-def _forward_sigterm(proc: subprocess.Popen) -> object | None:
-    """Stop the Streamlit child when this process is terminated (not only on Ctrl-C)."""
+def _forward_sigterm(proc: subprocess.Popen, terminated: list[float]) -> object | None:
+    """On SIGTERM, terminate the Streamlit child too (the polling loop then returns its exit code)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def handler(signum: int, frame: object) -> None:
-        _stop(proc)
-        raise SystemExit(0)
+        if proc.poll() is None:
+            proc.terminate()
+        terminated.append(time.monotonic())
 
     return signal.signal(signal.SIGTERM, handler)
 

@@ -1,0 +1,220 @@
+"""2-D maps of prompt features for the dashboard: UMAP (umap-learn), PCA (scikit-learn), or raw 2-D.
+
+A projection is fitted once per dataset snapshot and cached beside it, under the runs root::
+
+    root/_datasets/<data_hash>/projection-<method>.npy    float32 (P, 2), rows in prompt_ids.json order
+    root/_datasets/<data_hash>/projection-<method>.json   the parameters it was fitted with
+
+A cached file is reused only when its parameters (method, seed, neighbours, ...) and a checksum of the
+features match; otherwise it is refitted and rewritten atomically. Features that are already 2-D (the
+synthetic teaching world) are used as they are (method ``raw``). ``method="auto"`` is UMAP with a PCA
+fallback when UMAP cannot run (too few points, umap-learn missing). Everything is seeded; no pickle.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from balpm.errors import BalpmError, ConfigError, FeatureError
+
+METHODS = ("auto", "umap", "pca", "raw")
+DATASETS_DIR = "_datasets"
+_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Projection:
+    """A 2-D map of P prompts: ``coords_P_2`` (float32), the method that made it and its parameters.
+
+    ``cached`` says whether it was read from disk (True) or fitted just now (False).
+    """
+
+    coords_P_2: np.ndarray
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    cached: bool = False
+
+
+def features_checksum(prompts_P_D: np.ndarray) -> str:
+    """16-hex SHA-256 of the float32 feature matrix (shape included): ties a cache file to its input."""
+    arr = np.ascontiguousarray(prompts_P_D, dtype=np.float32)
+    h = hashlib.sha256(str(arr.shape).encode())
+    h.update(arr.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _check_features(prompts_P_D: np.ndarray) -> np.ndarray:
+    arr = np.asarray(prompts_P_D)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise FeatureError(f"prompt features must be a non-empty (P, D) matrix, got shape {arr.shape}")
+    arr = arr.astype(np.float32, copy=False)
+    if not np.isfinite(arr).all():
+        raise FeatureError("prompt features contain NaN or inf; re-run balpm featurize on clean texts")
+    return arr
+
+
+def resolve_method(method: str, dim: int, n_points: int, *, n_neighbors: int = 15) -> str:
+    """The method that will actually run: ``raw`` for <= 2-D features, ``pca`` when UMAP cannot run."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
+    if dim <= 2:
+        return "raw"
+    if method == "raw":
+        raise ConfigError(f"raw projection needs 2-D features, these have {dim} dimensions; use umap or pca")
+    if method == "auto":
+        return "umap" if umap_possible(n_points, n_neighbors) else "pca"
+    return method
+
+
+def umap_possible(n_points: int, n_neighbors: int = 15) -> bool:
+    """UMAP needs umap-learn and more points than neighbours (plus a margin for its spectral init)."""
+    if n_points < max(n_neighbors + 2, 10):
+        return False
+    try:
+        import umap  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import problem means: fall back to PCA
+        return False
+    return True
+
+
+def _pca(arr_P_D: np.ndarray, n_components: int, seed: int) -> np.ndarray:
+    from sklearn.decomposition import PCA
+
+    k = min(n_components, arr_P_D.shape[0], arr_P_D.shape[1])
+    out = np.zeros((arr_P_D.shape[0], n_components), dtype=np.float32)
+    if k >= 1 and arr_P_D.shape[0] >= 2:
+        solver = "randomized" if min(arr_P_D.shape) > 4 * k else "full"
+        pca = PCA(n_components=k, svd_solver=solver, random_state=seed)
+        out[:, :k] = pca.fit_transform(arr_P_D.astype(np.float64)).astype(np.float32)
+    return out
+
+
+def project(prompts_P_D: np.ndarray, method: str = "auto", *, seed: int = 0, n_neighbors: int = 15,
+            min_dist: float = 0.1, pca_dims: int = 50) -> Projection:
+    """Fit a 2-D map of the rows of ``prompts_P_D`` (no cache; see :func:`cached_projection`).
+
+    UMAP first reduces features wider than ``pca_dims`` with a seeded PCA (the usual speed-up; the
+    neighbourhood graph is barely changed), then embeds with ``random_state=seed``.
+    """
+    arr = _check_features(prompts_P_D)
+    if n_neighbors < 2:
+        raise ConfigError(f"n_neighbors must be >= 2 (got {n_neighbors})")
+    P, D = arr.shape
+    chosen = resolve_method(method, D, P, n_neighbors=n_neighbors)
+    params: dict[str, Any] = {"method": chosen, "requested": method, "seed": int(seed), "n_points": P, "dim": D}
+    if chosen == "raw":
+        coords = np.zeros((P, 2), dtype=np.float32)
+        coords[:, :D] = arr[:, :2]
+    elif chosen == "pca":
+        coords = _pca(arr, 2, seed)
+        if method == "umap":
+            params["fallback"] = "too few points for UMAP"
+    else:
+        if method == "umap" and not umap_possible(P, n_neighbors):
+            raise ConfigError(f"UMAP needs at least {max(n_neighbors + 2, 10)} prompts and umap-learn; use pca")
+        import umap
+
+        reduced = _pca(arr, pca_dims, seed) if D > pca_dims else arr
+        params.update(n_neighbors=int(n_neighbors), min_dist=float(min_dist), pca_dims=int(pca_dims) if D > pca_dims else None)
+        reducer = umap.UMAP(n_components=2, n_neighbors=int(n_neighbors), min_dist=float(min_dist),
+                            random_state=int(seed), n_jobs=1, metric="euclidean")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            coords = np.asarray(reducer.fit_transform(reduced), dtype=np.float32)
+    if not np.isfinite(coords).all():  # pragma: no cover - defensive: never hand NaN to a plot
+        coords = np.nan_to_num(coords)
+    return Projection(coords_P_2=np.ascontiguousarray(coords, dtype=np.float32), method=chosen, params=params)
+
+
+def _cache_files(folder: Path, method: str) -> tuple[Path, Path]:
+    return folder / f"projection-{method}.npy", folder / f"projection-{method}.json"
+
+
+def _wanted_params(method: str, seed: int, n_neighbors: int, min_dist: float, pca_dims: int, checksum: str) -> dict[str, Any]:
+    wanted: dict[str, Any] = {"format": _FORMAT_VERSION, "method": method, "seed": int(seed), "features": checksum}
+    if method == "umap":
+        wanted.update(n_neighbors=int(n_neighbors), min_dist=float(min_dist), pca_dims=int(pca_dims))
+    return wanted
+
+
+def _read_cache(folder: Path, method: str, wanted: dict[str, Any], n_points: int) -> Projection | None:
+    npy, meta = _cache_files(folder, method)
+    if not (npy.is_file() and meta.is_file()):
+        return None
+    try:
+        params = json.loads(meta.read_text())
+        if not isinstance(params, dict) or any(params.get(k) != v for k, v in wanted.items()):
+            return None
+        coords = np.load(npy, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
+    if coords.shape != (n_points, 2) or not np.isfinite(coords).all():
+        return None
+    return Projection(coords_P_2=coords.astype(np.float32, copy=False), method=method, params=params, cached=True)
+
+
+def _write_cache(folder: Path, proj: Projection, wanted: dict[str, Any]) -> None:
+    from balpm.runs import atomic_write_json, atomic_write_npy
+
+    npy, meta = _cache_files(folder, proj.method)
+    atomic_write_npy(npy, proj.coords_P_2)
+    atomic_write_json(meta, {**proj.params, **wanted})  # json last: its presence marks a complete pair
+
+
+def load_snapshot_features(root: str | Path, data_hash: str) -> np.ndarray:
+    """``prompt_features.npy`` of the dataset snapshot ``root/_datasets/<data_hash>`` (never pickled)."""
+    folder = snapshot_folder(root, data_hash)
+    path = folder / "prompt_features.npy"
+    if not path.is_file():
+        raise BalpmError(f"dataset snapshot {data_hash} has no prompt_features.npy; re-run the run with this balpm")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise FeatureError(f"{path.name} of snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:120]})") from None
+
+
+def snapshot_folder(root: str | Path, data_hash: str) -> Path:
+    """The snapshot folder of ``data_hash``, refusing anything that would leave the runs root."""
+    from balpm.runs import safe_path
+
+    text = str(data_hash)
+    if not text or "/" in text or "\\" in text or text.startswith("."):
+        raise BalpmError(f"data hash {text!r} is not a plain folder name")
+    return safe_path(root, Path(DATASETS_DIR) / text)
+
+
+def cached_projection(root: str | Path, data_hash: str, prompts_P_D: np.ndarray | None = None, *,
+                      method: str = "auto", seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
+                      pca_dims: int = 50, refit: bool = False) -> Projection:
+    """The 2-D map of a dataset snapshot's prompts, fitted once and cached on disk beside it.
+
+    ``prompts_P_D`` defaults to the snapshot's ``prompt_features.npy``. With ``method="auto"`` the
+    UMAP cache is used when present; else UMAP is fitted (PCA when UMAP cannot run). The cache file
+    of the method that actually ran is written; ``refit=True`` ignores existing files.
+    """
+    if method not in METHODS:
+        raise ConfigError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
+    folder = snapshot_folder(root, data_hash)
+    arr = _check_features(load_snapshot_features(root, data_hash) if prompts_P_D is None else prompts_P_D)
+    P, D = arr.shape
+    chosen = resolve_method(method, D, P, n_neighbors=n_neighbors)
+    checksum = features_checksum(arr)
+    wanted = _wanted_params(chosen, seed, n_neighbors, min_dist, pca_dims, checksum)
+    if not refit:
+        hit = _read_cache(folder, chosen, wanted, P)
+        if hit is not None:
+            return hit
+    proj = project(arr, chosen, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, pca_dims=pca_dims)
+    if proj.method != chosen:  # pragma: no cover - resolve_method already decided
+        wanted = _wanted_params(proj.method, seed, n_neighbors, min_dist, pca_dims, checksum)
+    try:
+        _write_cache(folder, proj, wanted)
+    except OSError:  # a read-only runs folder still gets its map, just not cached
+        return proj
+    return Projection(proj.coords_P_2, proj.method, {**proj.params, **wanted}, cached=False)

@@ -1,0 +1,162 @@
+"""Dashboard timings (server side), printed, not asserted.
+
+1. Time to first chart with cached runs: Streamlit's AppTest runs the Prompt space and Learning curves
+   pages on a runs folder (the engine makes a small one on the teaching world unless ``--runs`` is
+   given). "cold" is the first page run in a fresh process (projection cache on disk, nothing in
+   memory), "warm" a rerun with Streamlit's caches filled.
+2. One replay step at 10k and 92k pool points: the work the replay fragment does per pick (replayed
+   counts and scores, the WebGL figure, its JSON serialisation as st.plotly_chart sends it), on a real
+   BAL-PM selection (``select_balpm``, batch 320, k 13) over ``paper_world`` prompt features.
+
+    python benchmarks/dashboard_timing.py [--runs DIR] [--sizes 10000,92000] [--dim 32] [--steps 20]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def make_runs(root: Path) -> None:
+    """Random, BALD and BAL-PM on two seeds of the teaching world (tiny model), via the engine."""
+    from balpm import loop
+    from balpm.config import RunConfig
+
+    cfg = RunConfig().replace(model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 4, "lr": 3e-3,
+                                     "batch_size": 16, "device": "cpu"},
+                              loop={"initial": 30, "batch_size": 30, "rounds": 5})
+    table, features = loop.load_inputs(cfg, progress=False)
+    for seed in (0, 1):
+        for policy in ("random", "bald", "balpm"):
+            loop.run(cfg.replace(acquisition={"policy": policy}, loop={"seed": seed}), root, table=table,
+                     features=features, progress=False)
+
+
+def time_pages(root: Path) -> None:
+    """AppTest run time of the chart pages, cold and warm."""
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["BALPM_RUNS_DIR"] = str(root)
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=600)
+    t0 = time.perf_counter()
+    at.run()
+    print(f"  runs page, first run of the process (imports included): {time.perf_counter() - t0:6.2f} s")
+    for page in ("views/prompt_space.py", "views/learning_curves.py", "views/batch_anatomy.py"):
+        at.switch_page(page)
+        t0 = time.perf_counter()
+        at.run()
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        at.run()
+        warm = time.perf_counter() - t0
+        charts = len(at.get("plotly_chart"))
+        assert not at.exception, [e.message for e in at.exception]
+        print(f"  {page:28s} {charts} charts: cold {cold:6.2f} s, warm (cached) {warm:6.2f} s")
+
+
+def replay_inputs(n: int, dim: int, batch: int = 320, k: int = 13, seed: int = 0):
+    """pool_scores / increments / picks / coords of one real BAL-PM round on n pool items."""
+    from balpm.acquisition import greedy_select, prepare_balpm
+    from balpm.data.synthetic import paper_world
+
+    _, feats = paper_world(n + 320, dim, seed=seed)
+    table_prompts = np.asarray(feats.prompts_P_D, dtype=np.float32)
+    rng = np.random.default_rng(seed)
+    rows = rng.integers(0, len(table_prompts), size=n + 320)
+    pool, labelled = table_prompts[rows[:n]], table_prompts[rows[n:]]
+    u = rng.gamma(2.0, 0.02, size=n)
+    t0 = time.perf_counter()
+    rnd = prepare_balpm(u, pool, labelled, batch, beta=0.01, k=k, d=1.0)
+    sel = greedy_select(rnd, batch)
+    select_s = time.perf_counter() - t0
+    tab = rnd.pool_table()
+    scores = pd.DataFrame({"pool_index": np.arange(n), "pair_id": [f"p{i}" for i in range(n)],
+                           "prompt_id": [f"q{r}" for r in rows[:n]]})
+    for c in tab.columns:
+        scores[c] = tab[c].to_numpy()
+    inc = pd.DataFrame({"step": sel.increments["step"], "pool_index": sel.increments["index"]})
+    picks = sel.steps.rename(columns={"index": "pool_index"}).assign(round=0)
+    picks["prompt_id"] = scores["prompt_id"].to_numpy()[picks["pool_index"]]
+    xy = rng.normal(size=(n, 2)).astype(np.float32)
+    coords = pd.DataFrame({"pool_index": scores["pool_index"], "prompt_id": scores["prompt_id"], "x": xy[:, 0], "y": xy[:, 1]})
+    return scores, inc, picks, coords, select_s
+
+
+def time_replay(n: int, dim: int, steps: int) -> None:
+    """Per-step server time of the replay at n pool points."""
+    import plotly.io as pio
+
+    from dashboard import frames, plots
+
+    scores, inc, picks, coords, select_s = replay_inputs(n, dim)
+    t0 = time.perf_counter()
+    inc_pos = frames.increments_by_position(scores, inc)  # once per round (cached by the page)
+    index_s = time.perf_counter() - t0
+    ranges = frames.axis_ranges([coords])
+    compute, figure, serial, sizes = [], [], [], []
+    for s in np.linspace(0, len(picks) - 1, steps).astype(int):
+        t0 = time.perf_counter()
+        rep = frames.replay_step(scores, inc, picks, int(s), beta=0.01, d=1.0, inc_pos=inc_pos)
+        t1 = time.perf_counter()
+        fig = plots.replay_map(coords, rep.frame, color_by="final", ranges=ranges, method="umap")
+        t2 = time.perf_counter()
+        spec = pio.to_json(fig, validate=False)
+        t3 = time.perf_counter()
+        compute.append(t1 - t0)
+        figure.append(t2 - t1)
+        serial.append(t3 - t2)
+        sizes.append(len(spec))
+    total = np.add(np.add(compute, figure), serial)
+    print(f"  {n:>6d} pool points ({len(inc)} count increments over {len(picks)} picks; selection itself "
+          f"{select_s:.1f} s, increment index {index_s * 1e3:.0f} ms once per round)")
+    print(f"         per step: replay {np.median(compute) * 1e3:6.1f} ms + figure {np.median(figure) * 1e3:6.1f} ms"
+          f" + JSON {np.median(serial) * 1e3:6.1f} ms = {np.median(total) * 1e3:6.1f} ms median"
+          f" (max {np.max(total) * 1e3:.1f} ms), {np.median(sizes) / 1e6:.2f} MB sent")
+
+
+def main() -> None:
+    """Parse arguments, print both timings."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=Path, default=None, help="runs folder (default: make a small one)")
+    ap.add_argument("--sizes", default="10000,92000")
+    ap.add_argument("--dim", type=int, default=32, help="prompt feature dimension of the replay benchmark")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--skip-pages", action="store_true")
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    print(f"machine: {os.cpu_count()} cores")
+    if not args.skip_pages:
+        if args.runs is None:
+            tmp = Path(tempfile.mkdtemp(prefix="balpm-bench-runs-"))
+            t0 = time.perf_counter()
+            make_runs(tmp)
+            print(f"made 6 teaching-world runs with the engine in {time.perf_counter() - t0:.1f} s (temporary folder)")
+            root = tmp
+        else:
+            root = args.runs
+        print("time to first chart (server side, AppTest):")
+        try:
+            time_pages(root)
+        finally:
+            if args.runs is None:
+                import shutil
+
+                shutil.rmtree(root, ignore_errors=True)
+    print("one replay step (server side):")
+    for n in (int(x) for x in args.sizes.split(",")):
+        time_replay(n, args.dim, args.steps)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""balpm dashboard: ``balpm dashboard --runs DIR`` (or ``streamlit run dashboard/app.py -- --runs DIR``).
+
+One ``st.Page`` per file in ``dashboard/views/`` (a folder named ``pages/`` here would switch Streamlit
+to its legacy v1 multipage mode); every page reads run folders through
+:mod:`balpm.runs` only. The runs folder is fixed when the server starts.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+_REPO = Path(__file__).resolve().parents[1]
+if str(_REPO) not in sys.path:  # `import dashboard.*` from the checkout that holds this file
+    sys.path.insert(0, str(_REPO))
+
+import streamlit as st
+
+from dashboard import state
+
+# no :material/...: icons: Streamlit would fetch the page favicon from fonts.gstatic.com (no network here)
+st.set_page_config(page_title="balpm dashboard", page_icon="📈", layout="wide")
+
+PAGES = [
+    st.Page("views/runs.py", title="Runs", default=True),
+    st.Page("views/prompt_space.py", title="Prompt space"),
+    st.Page("views/batch_anatomy.py", title="Anatomy of a batch"),
+    st.Page("views/learning_curves.py", title="Learning curves"),
+    st.Page("views/ablations.py", title="Ablations"),
+    st.Page("views/inspect.py", title="Inspect a triple"),
+]
+
+nav = st.navigation(PAGES)
+
+root = state.runs_root()
+infos = state.run_infos(root)
+with st.sidebar:
+    st.markdown("**balpm** · Bayesian active learning for preference models")
+    st.caption(f"runs folder: `{root}`")
+    n_ok = len(state.usable(infos))
+    n_cmp = len(state.compared(infos))
+    st.caption(f"{len(infos)} run folder(s), {n_ok} readable, {n_cmp} compared")
+
+nav.run()

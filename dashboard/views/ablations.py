@@ -1,0 +1,165 @@
+"""Ablations: flip one knob of a run, run (or reuse, by config hash) the variant on the same seed and
+initial set through the engine, and compare curves and picks."""
+from __future__ import annotations
+
+import dataclasses
+
+import pandas as pd
+import streamlit as st
+
+from balpm import runs
+from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES
+from balpm.errors import BalpmError
+from dashboard import frames, jobs, plots, state
+
+root = state.runs_root()
+infos = state.run_infos(root)
+ok = state.usable(infos)
+VARIANT = "abl_variant"
+
+st.title("Ablations")
+if not ok:
+    st.info("No readable runs yet: an ablation starts from an existing run (start one on the Runs page).")
+    st.stop()
+
+cmp_ids = [i.run_id for i in state.compared(infos)]
+candidates = sorted(ok, key=lambda i: (i.run_id not in cmp_ids, i.policy != "balpm", i.run_id))
+names = {i.run_id: f"{i.label} · seed {i.seed} ({i.run_id})" for i in candidates}
+base_id = st.selectbox("base run", list(names), format_func=lambda r: names[r], key="abl_base")
+base_cfg, _ = state.config(root, base_id)
+a = base_cfg.acquisition
+st.caption("Each change gives a config that differs from the base only in the acquisition knobs: same data, "
+           "model, seed and therefore the same initial set. A variant already on disk (same config hash) is "
+           "reused; otherwise `balpm run` starts in the background.")
+
+BETAS = sorted({1.0, 0.1, 0.01, 0.001, 0.0001, float(a.beta)}, reverse=True)
+with st.form("ablation"):
+    r1 = st.columns(4)
+    policy = r1[0].selectbox("policy", list(POLICIES), index=list(POLICIES).index(a.policy), key="abl_policy",
+                             help="balpm, or the stochastic BALD family (softmax / power / softrank) with its coldness")
+    beta = r1[1].select_slider("β (entropy weight)", BETAS, value=float(a.beta), key="abl_beta")
+    k = r1[2].number_input("k (kNN, self included)", 1, 1000, int(a.k), key="abl_k")
+    d = r1[3].number_input("d (digamma weight)", 0.01, 1000.0, float(a.d), key="abl_d")
+    r2 = st.columns(4)
+    estimator = r2[0].radio("estimator", list(ESTIMATORS), index=list(ESTIMATORS).index(a.estimator), key="abl_est",
+                            format_func=lambda e: {"pool_radius": "pool radius (KSG-style)", "kl": "KL"}.get(e, e))
+    uncertainty = r2[1].radio("uncertainty", list(UNCERTAINTIES), index=list(UNCERTAINTIES).index(a.uncertainty),
+                              key="abl_unc")
+    normalize = r2[2].radio("normalisation", list(NORMALIZATIONS), index=list(NORMALIZATIONS).index(a.normalize),
+                            key="abl_norm")
+    with r2[3]:
+        minimize = st.toggle("entropy minimiser (U − β·H)", value=bool(a.minimize_entropy), key="abl_min")
+        coldness = st.number_input("coldness β_g (stochastic BALD)", 0.0, 1e9, float(a.coldness), step=0.5,
+                                   key="abl_cold", help="0: the paper's value for the policy "
+                                                        "(softmax 10000, power 8, softrank 1)")
+    go_btn = st.form_submit_button("Run or reuse this variant", type="primary")
+
+if go_btn:
+    changes = dict(policy=policy, beta=float(beta), k=int(k), d=float(d), estimator=estimator, uncertainty=uncertainty,
+                   normalize=normalize, minimize_entropy=bool(minimize), coldness=float(coldness))
+    changed = {f: v for f, v in changes.items() if getattr(a, f) != v}
+    try:
+        variant_cfg = base_cfg.replace(acquisition=changed).validate() if changed else base_cfg
+        if variant_cfg.hash() == base_cfg.hash():
+            st.info("Nothing changed: this is the base run's own config.")
+        else:
+            found = runs.find_run(root, variant_cfg)
+            if found is not None:
+                st.session_state[VARIANT] = {"base": base_id, "variant": found.run_id, "job": None}
+                st.success(f"reusing {found.run_id} (same config hash {variant_cfg.hash()[:8]})")
+            else:
+                running = next((j for j in state.jobs_for(root) if runs.default_run_id(variant_cfg) in j.run_ids
+                                and not j.finished), None)
+                job = running or jobs.start_run(root, variant_cfg, kind="ablation",
+                                                title=f"ablation {runs.policy_label(variant_cfg)}")
+                state.job_registry()[job.job_id] = job
+                st.session_state[VARIANT] = {"base": base_id, "variant": runs.default_run_id(variant_cfg),
+                                             "job": job.job_id}
+                st.success(f"started {job.title} in the background")
+    except BalpmError as exc:
+        st.error(str(exc))
+
+# ---- variants of this base already on disk ------------------------------------------------------
+base_info = next(i for i in ok if i.run_id == base_id)
+siblings = [i for i in infos if i.run_id != base_id and i.state != "broken" and i.seed == base_info.seed
+            and i.data_hash == base_info.data_hash and i.setting == base_info.setting]
+if siblings:
+    def _diff(info: runs.RunInfo) -> str:
+        cfg, _ = state.config(root, info.run_id)
+        return ", ".join(f"{f.name}={getattr(cfg.acquisition, f.name)}" for f in dataclasses.fields(a)
+                         if getattr(cfg.acquisition, f.name) != getattr(a, f.name)) or "(same)"
+    sib = pd.DataFrame([{"run": i.run_id, "state": i.state, "rounds done": i.last_round + 1, "differs in": _diff(i)}
+                        for i in siblings])
+    with st.expander(f"{len(siblings)} variant(s) of this base on disk (same seed and setting)"):
+        st.dataframe(sib, hide_index=True, width="stretch")
+        pick = st.selectbox("compare with", ["—"] + sib["run"].tolist(), key="abl_pick")
+        if pick != "—":
+            st.session_state[VARIANT] = {"base": base_id, "variant": pick, "job": None}
+
+cur = st.session_state.get(VARIANT)
+if not cur or cur.get("base") != base_id:
+    st.caption("Change a knob and press the button to see a variant.")
+    st.stop()
+
+job = state.job_registry().get(cur["job"]) if cur.get("job") else None
+
+
+@st.fragment(run_every=2.0 if job is not None and not job.finished else None)
+def variant_progress() -> None:
+    """Live progress of a variant being computed; a full rerun once it is done."""
+    if job is None:
+        return
+    p = jobs.progress(job)
+    if not p["finished"]:
+        st.progress(p["fraction"], text=f"{job.title}: {p['done_rounds']}/{p['total_rounds']} rounds")
+    elif p["returncode"] != 0:
+        st.error(f"{job.title} exited with code {p['returncode']}")
+        st.code(jobs.log_tail(job), language="text")
+    elif st.session_state.get("abl_done_job") != job.job_id:
+        st.session_state["abl_done_job"] = job.job_id
+        st.rerun()
+
+
+variant_progress()
+
+vid = cur["variant"]
+vinfo = next((i for i in state.run_infos(root) if i.run_id == vid), None)
+if vinfo is None or vinfo.state == "broken" or vinfo.last_round < 0:
+    st.caption(f"waiting for `{vid}` to complete its first round...")
+    st.stop()
+
+vcfg, _ = state.config(root, vid)
+diff = {f.name: (getattr(a, f.name), getattr(vcfg.acquisition, f.name)) for f in dataclasses.fields(a)
+        if getattr(a, f.name) != getattr(vcfg.acquisition, f.name)}
+st.subheader(f"{base_info.label}  →  {vinfo.label}")
+st.caption("changed: " + ", ".join(f"**{k}** {v0} → {v1}" for k, (v0, v1) in diff.items())
+           + f" · seed {base_info.seed} · variant `{vid}` ({vinfo.state}, {vinfo.last_round + 1}/{vinfo.rounds} rounds)")
+
+curves = [("base: " + base_info.label, base_info.seed, state.rounds(root, base_id)),
+          ("variant: " + vinfo.label, vinfo.seed, state.rounds(root, vid))]
+metric_list = ["test_log_likelihood", "test_accuracy"]
+if any(c[2]["ood_log_likelihood"].notna().any() for c in curves if len(c[2])):
+    metric_list += ["ood_log_likelihood", "ood_accuracy"]
+stats = {m: frames.curve_stats(curves, m) for m in metric_list}
+labels = [c[0] for c in curves]
+colors = dict(zip(labels, ("#6b7280", "#d62728")))
+st.plotly_chart(plots.learning_curves_figure(stats, colors), key="abl_curves", config={"displaylogo": False}, theme=None)
+
+st.subheader("Which prompts entered or left")
+summary, detail = frames.picks_diff(state.acquisitions(root, base_id), state.acquisitions(root, vid))
+st.plotly_chart(plots.diff_figure(summary, title="prompts acquired by only one of the two runs, per round"),
+                key="abl_diff", config={"displaylogo": False}, theme=None)
+n_in, n_out = int((detail["change"] == "entered").sum()), int((detail["change"] == "left").sum())
+n_sh = int((detail["change"] == "shared").sum())
+st.caption(f"{n_in} prompt(s) entered, {n_out} left, {n_sh} acquired by both.")
+_, bmeta = state.config(root, base_id)
+ds = state.attempt(state.dataset, root, bmeta.get("data_hash", ""), what="dataset")
+if ds is not None and len(detail):
+    table = ds[0]
+    extra = ["prompt"] + (["cluster"] if "cluster" in table.columns else [])
+    first = table.drop_duplicates("prompt_id").set_index("prompt_id")[extra]
+    detail = detail.join(first, on="prompt_id")
+show = st.radio("show", ["entered", "left", "shared"], horizontal=True, key="abl_show")
+st.dataframe(detail[detail["change"] == show], hide_index=True, width="stretch")
+st.download_button("picks diff (CSV)", detail.to_csv(index=False).encode(), f"diff-{base_id}-{vid}.csv", "text/csv",
+                   key="abl_csv")

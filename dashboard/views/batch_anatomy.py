@@ -1,0 +1,82 @@
+"""Anatomy of a batch: what each pick's score is made of, the U/score ratio, and batch redundancy."""
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import frames, plots, state
+
+root = state.runs_root()
+infos = state.run_infos(root)
+runs_cmp = state.compared(infos)
+
+st.title("Anatomy of a batch")
+if not runs_cmp:
+    st.info("No readable runs to show yet: start one on the Runs page.")
+    st.stop()
+
+with_picks = [i for i in runs_cmp if i.last_round >= 1 or (i.state == "complete" and i.rounds > 1)]
+names = {i.run_id: f"{i.label} · seed {i.seed}" for i in runs_cmp}
+pref = next((i.run_id for i in runs_cmp if i.policy == "balpm"), runs_cmp[0].run_id)
+c = st.columns([2, 1])
+rid = c[0].selectbox("run", list(names), index=list(names).index(pref), format_func=lambda r: names[r], key="ba_run")
+acq = state.attempt(state.acquisitions, root, rid, what=rid)
+cfg, _ = state.config(root, rid)
+if acq is None or not len(acq):
+    st.info(f"{names[rid]} has no acquisitions yet (a batch is acquired after each round but the last).")
+else:
+    rounds_avail = sorted(acq["round"].unique().tolist())
+    if len(rounds_avail) > 1:
+        rnd = c[1].select_slider("round", rounds_avail, value=rounds_avail[0], key="ba_round")
+    else:
+        rnd = rounds_avail[0]
+        c[1].markdown(f"round **{rnd}**")
+    picks = acq[acq["round"] == rnd]
+    a = cfg.acquisition
+    anat = frames.anatomy_frame(picks, beta=a.beta, sign=frames.score_sign(a.minimize_entropy))
+    sign_txt = "U − β·H" if a.minimize_entropy else "U + β·H"
+    st.plotly_chart(plots.anatomy_bars(anat, title=f"{names[rid]} · round {rnd}: each pick's score = {sign_txt} "
+                                                   f"(β={a.beta:g}, d={a.d:g}, k={a.k})"),
+                    key="ba_bars", config={"displaylogo": False}, theme=None)
+    if cfg.acquisition.policy != "balpm":
+        st.caption(f"{cfg.acquisition.policy} has no entropy term: the bars are its uncertainty alone.")
+    with st.expander("the numbers behind the bars"):
+        st.dataframe(anat, hide_index=True, width="stretch")
+
+# ---- across rounds and policies ----------------------------------------------------------------
+st.subheader("Across rounds")
+groups = state.by_label(runs_cmp)
+colors = plots.policy_colors(list(groups))
+ratios: dict[str, pd.DataFrame] = {}
+redundancy: dict[str, pd.DataFrame] = {}
+for label, members in groups.items():
+    rparts, dparts = [], []
+    for info in members:
+        acq_i = state.attempt(state.acquisitions, root, info.run_id, what=info.run_id)
+        if acq_i is None or not len(acq_i):
+            continue
+        rparts.append(acq_i)
+        _, meta = state.config(root, info.run_id)
+        ds = state.attempt(state.dataset, root, meta.get("data_hash", ""), what=info.run_id)
+        ids, feats = (ds[1], ds[2]) if ds is not None else (None, None)
+        red = frames.redundancy_frame(acq_i, ids, feats)
+        red["seed"] = info.seed
+        dparts.append(red)
+    if rparts:
+        ratios[label] = frames.ratio_by_round(pd.concat(rparts, ignore_index=True))
+    if dparts:
+        redundancy[label] = pd.concat(dparts, ignore_index=True)
+
+if not ratios:
+    st.info("No acquisitions yet in the compared runs.")
+    st.stop()
+st.plotly_chart(plots.ratio_figure(ratios, colors, title="Uncertainty-score ratio U / score of the picks "
+                                                          "(median and max per round, all compared seeds)"),
+                key="ba_ratio", config={"displaylogo": False}, theme=None)
+st.caption("Near 1: the uncertainty drives the pick; near 0 or negative: the entropy term does.")
+st.plotly_chart(plots.redundancy_figure(redundancy, colors), key="ba_redundancy", config={"displaylogo": False}, theme=None)
+st.caption("Redundancy of each batch: unique prompts, comparisons per prompt and the mean pairwise distance of the "
+           "batch's prompt features (raw features; duplicates count as 0), mean over the compared seeds.")
+summary = pd.concat([df.assign(policy=label) for label, df in redundancy.items()], ignore_index=True)
+st.download_button("redundancy numbers (CSV)", summary.to_csv(index=False).encode(), "redundancy.csv", "text/csv",
+                   key="ba_csv")

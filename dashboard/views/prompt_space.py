@@ -1,0 +1,171 @@
+"""Prompt space: the pool on a 2-D map, acquisitions coloured by round, and a pick-by-pick replay."""
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import frames, plots, state
+
+root = state.runs_root()
+infos = state.run_infos(root)
+runs_cmp = state.compared(infos)
+
+st.title("Prompt space")
+if not runs_cmp:
+    st.info("No readable runs to show yet: start one on the Runs page.")
+    st.stop()
+
+ctl = st.columns([1, 2, 1, 1])
+seeds = sorted({i.seed for i in runs_cmp})
+seed = ctl[0].selectbox("seed", seeds, key="ps_seed")
+at_seed = [i for i in runs_cmp if i.seed == seed]
+names = {i.run_id: i.label for i in at_seed}
+default = list(dict.fromkeys({i.label: i.run_id for i in at_seed}.values()))[:3]
+shown = ctl[1].multiselect("policies side by side (up to 3)", list(names), default=default,
+                           format_func=lambda r: names[r], max_selections=3, key="ps_runs")
+method = ctl[2].selectbox("map", ["auto", "umap", "pca"], key="ps_method",
+                          help="auto = UMAP (PCA when too few prompts); 2-D features are shown raw")
+max_round = max((i.last_round for i in at_seed), default=0)
+upto = ctl[3].number_input("acquired up to round", 0, max(max_round, 0), max(max_round, 0), key="ps_upto")
+
+if not shown:
+    st.caption("Pick at least one run.")
+else:
+    maps = []
+    for rid in shown:
+        got = state.attempt(state.coords, root, rid, method, what=rid)
+        if got is None:
+            continue
+        xy, used = got
+        acq = state.attempt(state.acquisitions, root, rid, what=rid)
+        pool = state.attempt(state.pool, root, rid, what=rid)
+        if acq is None or pool is None:
+            continue
+        maps.append((rid, frames.map_frame(xy, pool, acq, int(upto)), used))
+    if maps:
+        hashes = {state.config(root, r)[1].get("data_hash") for r, _, _ in maps}
+        if len(hashes) > 1:
+            st.warning("These runs use different datasets; their maps are not comparable.")
+        ranges = frames.axis_ranges([m for _, m, _ in maps])
+        used = maps[0][2]
+        st.caption({"raw": "The prompt features are 2-D (the synthetic teaching world): shown as they are.",
+                    "umap": "UMAP of the prompt features (fitted once per dataset, cached under _datasets/).",
+                    "pca": "First two principal components of the prompt features."}.get(used, used)
+                   + " Light grey: the pool; dark diamonds: the initial set; coloured: acquired, by round. "
+                   "Click a point (or pick the box / lasso tool) to inspect it.")
+        cols = st.columns(len(maps))
+        for col, (rid, mf, used) in zip(cols, maps):
+            with col:
+                n_acq = int((mf["round"] >= 0).sum())
+                fig = plots.prompt_map(mf, title=f"{names[rid]} · seed {seed} · {n_acq} acquired", method=used,
+                                       ranges=ranges, max_round=max_round, colorbar=True,
+                                       legend=False, height=500)
+                event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"),
+                                        key=f"ps_map_{rid}", config={"displaylogo": False}, theme=None)
+                picked = state.selected_points(event)
+                if picked:
+                    state.add_selection(rid, picked)
+                    st.caption(f"{len(picked)} point(s) selected")
+                    st.page_link("views/inspect.py", label=f"Inspect {len(picked)} selected")
+
+# ---- replay ------------------------------------------------------------------------------------
+st.subheader("Step-through replay")
+replayable = [i for i in runs_cmp if state.pool_score_rounds(root, i.run_id)]
+if not replayable:
+    st.info("No run saved per-round pool scores (loop.save_pool_scores), so there is nothing to replay.")
+    st.stop()
+rnames = {i.run_id: f"{i.label} · seed {i.seed}" for i in replayable}
+pref = next((i.run_id for i in replayable if i.policy == "balpm" and i.seed == seed), replayable[0].run_id)
+rc = st.columns([2, 1, 2])
+rid = rc[0].selectbox("run", list(rnames), index=list(rnames).index(pref), format_func=lambda r: rnames[r],
+                      key="rp_run")
+score_rounds = state.pool_score_rounds(root, rid)
+if len(score_rounds) > 1:
+    rnd = rc[1].select_slider("round", score_rounds, value=score_rounds[0], key="rp_round")
+else:
+    rnd = score_rounds[0]
+    rc[1].markdown(f"round **{rnd}**")
+color_by = rc[2].radio("colour the pool by", frames.SCORE_CHOICES, format_func=lambda s: frames.SCORE_LABELS[s],
+                       horizontal=True, key="rp_color")
+
+cfg, _ = state.config(root, rid)
+scores, inc = state.pool_scores(root, rid, rnd)
+acq = state.acquisitions(root, rid)
+picks = acq[acq["round"] == rnd].sort_values("step").reset_index(drop=True)
+got = state.attempt(state.coords, root, rid, method, what=rid)
+if scores is None or got is None or not len(picks):
+    st.warning(f"round {rnd} of {rid} has no pool scores or no picks")
+    st.stop()
+xy, used = got
+inc_pos = state.replay_index(root, rid, rnd)
+ranges = frames.axis_ranges([xy])
+acfg = cfg.acquisition
+sign = frames.score_sign(acfg.minimize_entropy)
+n_steps = len(picks)
+step_key = f"rp_step::{rid}::{rnd}"
+if step_key not in st.session_state:
+    st.session_state[step_key] = 1
+play_key = "rp_playing"
+playing = bool(st.session_state.get(play_key, False))
+pool_df = state.pool(root, rid)
+lab_before = state.attempt(lambda: frames.map_frame(xy, pool_df, acq, rnd - 1), what=rid)
+lab_before = lab_before[lab_before["round"].notna()] if lab_before is not None else None
+
+
+def _advance(delta: int) -> None:
+    st.session_state[step_key] = int(min(max(st.session_state[step_key] + delta, 1), n_steps))
+
+
+def _set_play(on: bool) -> None:
+    # idempotent (not a toggle): a click whose rerun is coalesced with a fragment tick stays one click
+    if on and not st.session_state.get(play_key, False) and st.session_state[step_key] >= n_steps:
+        st.session_state[step_key] = 0  # start over: the first tick shows pick 1
+    st.session_state[play_key] = on
+
+
+b = st.columns([1, 1, 1, 5])
+b[0].button("◀ prev", key="rp_prev", on_click=_advance, args=(-1,), disabled=playing)
+b[1].button("next ▶", key="rp_next", on_click=_advance, args=(1,), disabled=playing)
+b[2].button("⏸ pause" if playing else "▶ play", key="rp_play", type="primary", on_click=_set_play,
+            args=(not playing,))
+b[3].caption("play advances one pick a second inside a fragment: only the replay below is redrawn")
+
+
+@st.fragment(run_every=1.0 if playing else None)
+def replay_panel() -> None:
+    """One greedy step of the selection; while playing it re-executes by itself (a fragment, not a page
+    rerun) and advances one pick each time."""
+    if st.session_state.get(play_key, False):
+        if st.session_state[step_key] >= n_steps:
+            st.session_state[play_key] = False
+            st.rerun(scope="app")  # stop the timer
+        _advance(1)
+    st.slider("greedy step (pick number in this batch)", 1, n_steps, key=step_key,
+              disabled=bool(st.session_state.get(play_key, False)))
+    s = int(st.session_state[step_key]) - 1
+    rep = frames.replay_step(scores, inc, picks, s, beta=acfg.beta, d=acfg.d, sign=sign, inc_pos=inc_pos)
+    pk = rep.pick
+    title = (f"{rnames[rid]} · round {rnd} · pick {s + 1}/{n_steps}: pool {int(pk['pool_index'])} "
+             f"(prompt {pk['prompt_id']})")
+    fig = plots.replay_map(xy, rep.frame, color_by=color_by, title=title, method=used, ranges=ranges,
+                           labelled=lab_before)
+    event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="rp_map",
+                            config={"displaylogo": False}, theme=None)
+    picked = state.selected_points(event)
+    if picked:
+        state.add_selection(rid, picked)
+    cur = rep.frame[rep.frame["status"] == "current"]
+    m = st.columns(6)
+    m[0].metric("current pick", f"pool {int(pk['pool_index'])}")
+    m[1].metric("U", f"{pk['u']:.4f}" if pk["u"] == pk["u"] else "–")
+    m[2].metric("β·H", f"{pk['beta_h']:.4f}" if pk["beta_h"] == pk["beta_h"] else "–")
+    m[3].metric("score", f"{pk['score']:.4f}" if pk["score"] == pk["score"] else "–")
+    m[4].metric("n (labelled in radius)", f"{int(cur['n'].iloc[0])}" if len(cur) and cur['n'].iloc[0] == cur['n'].iloc[0] else "–")
+    m[5].metric("counts raised", int(rep.frame["raised"].sum()))
+    if not rep.exact:
+        st.caption("H is shown as at the start of the round: this policy or estimator records no per-pick counts.")
+    else:
+        st.caption("H at this step = log(2r+floor) − ψ(n+1)/d with n replayed from the round's increments; "
+                   "the cyan rings are the items whose count this pick raises.")
+
+
+replay_panel()

@@ -1,0 +1,228 @@
+"""End to end in Debian's Chromium (headless, Playwright) against ``balpm dashboard`` on 127.0.0.1.
+
+Runs made by the engine on the synthetic teaching world; the test visits every page, steps the
+replay with the button and the slider, presses play, clicks a point on a map and inspects it, waits
+for the plot itself to redraw each time, and saves a screenshot of every page under
+``test-artifacts/screenshots/``.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = REPO / "test-artifacts" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed at /usr/bin/chromium"),
+]
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    """Engine runs on the teaching world (or an existing runs folder: ``BALPM_BROWSER_RUNS``, e.g. to
+    take the README's screenshots on longer runs)."""
+    from balpm import loop
+    from balpm.config import RunConfig
+
+    if os.environ.get("BALPM_BROWSER_RUNS"):
+        return Path(os.environ["BALPM_BROWSER_RUNS"]).resolve()
+    root = tmp_path_factory.mktemp("browser-runs")
+    cfg = RunConfig().replace(
+        model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 8, "lr": 3e-3, "batch_size": 16,
+               "init_std": 0.1, "device": "cpu"},
+        loop={"initial": 20, "batch_size": 20, "rounds": 4})
+    table, features = loop.load_inputs(cfg, progress=False)
+    for policy, seed in (("random", 0), ("bald", 0), ("balpm", 0), ("random", 1), ("balpm", 1)):
+        loop.run(cfg.replace(acquisition={"policy": policy}, loop={"seed": seed}), root, table=table,
+                 features=features, progress=False)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(runs_root, tmp_path_factory):
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("dashboard-log") / "balpm-dashboard.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "balpm", "dashboard", "--runs", str(runs_root), "--port",
+                                 str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.time()
+        while time.time() - t0 < 120:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            proc.terminate()
+            raise AssertionError("balpm dashboard did not start: " + log_path.read_text()[-2000:])
+        yield url
+        proc.terminate()  # balpm dashboard stops its Streamlit child on SIGTERM
+        assert proc.wait(timeout=30) is not None
+
+
+def _idle(page, timeout: float = 120.0) -> None:
+    """Wait until the script has finished and every element has rendered (no skeletons, charts drawn)."""
+    t0 = time.time()
+    stable = 0
+    while time.time() - t0 < timeout:
+        state = page.evaluate("() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state')")
+        busy = page.locator("[data-testid='stSkeleton']").count()
+        if state == "notRunning" and busy == 0:
+            stable += 1
+            if stable >= 4:
+                return
+        else:
+            stable = 0
+        time.sleep(0.25)
+    raise AssertionError("the app did not become idle")
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => document.querySelector('[data-testid=stMainBlockContainer]')?.scrollHeight || 1000")
+    page.set_viewport_size({"width": 1440, "height": min(int(height) + 160, 5000)})
+    page.mouse.move(2, 2)  # no hover label or plot toolbar in the picture
+    time.sleep(1.5)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1440, "height": 1000})
+
+
+def _no_errors(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
+
+
+def _metric(page, label: str) -> str:
+    box = page.locator("[data-testid='stMetric']", has_text=label).first
+    return box.locator("[data-testid='stMetricValue']").inner_text().strip()
+
+
+def _goto_page(page, title: str) -> None:
+    page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
+    _idle(page)
+
+
+def _replay_title(page) -> str:
+    return page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)"
+                         ".find(t => t.includes(' pick ')) || ''")
+
+
+def _wait_replay_title(page, text: str, timeout: float = 60.0) -> None:
+    page.wait_for_function(
+        "(s) => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => t.textContent.includes(s))",
+        arg=text, timeout=timeout * 1000)
+
+
+def test_every_page_in_chromium(server):
+    from playwright.sync_api import sync_playwright
+
+    console_errors: list[str] = []
+    offsite: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.on("request", lambda r: offsite.append(r.url) if not r.url.startswith(("http://127.0.0.1", "data:", "blob:"))
+                else None)
+        page.on("pageerror", lambda e: console_errors.append(str(e)))
+        page.goto(server)
+        _idle(page)
+        _no_errors(page)
+        assert page.get_by_text("run folders").count() >= 1
+        _shot(page, "01-runs")
+
+        # ---- prompt space: maps, replay by button, slider and play -----------------------------
+        _goto_page(page, "Prompt space")
+        _no_errors(page)
+        plots = page.locator(".js-plotly-plot")
+        assert plots.count() >= 4
+        assert page.locator(".js-plotly-plot canvas").count() >= 4  # WebGL scatter layers
+        _wait_replay_title(page, " pick 1/")
+        first = _metric(page, "current pick")
+        page.get_by_role("button", name="next ▶").click()
+        _wait_replay_title(page, " pick 2/")  # the figure itself redrew with the next pick
+        _idle(page)
+        second = _metric(page, "current pick")
+        assert second != first
+        slider = page.locator("[data-testid='stSlider']", has_text="greedy step").locator("input[type='range']").first
+        slider.focus()
+        for _ in range(3):
+            slider.press("ArrowRight")
+        _wait_replay_title(page, " pick 5/")
+        _idle(page)
+        assert _metric(page, "current pick") not in (first, second)
+        page.get_by_role("button", name="▶ play").click()
+        _wait_replay_title(page, " pick 7/", timeout=90)  # advanced by the fragment's timer, no clicks
+        page.get_by_role("button", name="⏸ pause").click()
+        page.get_by_role("button", name="▶ play").wait_for(timeout=15_000)  # paused well before the batch ends
+        _idle(page)
+        paused = _replay_title(page)
+        n_done, n_all = (int(v) for v in paused.split(" pick ")[1].split(":")[0].split("/"))
+        assert 7 <= n_done < n_all
+        time.sleep(3)
+        assert _replay_title(page) == paused
+        _shot(page, "02-prompt-space")
+
+        # ---- select a point on the first map ---------------------------------------------------
+        plots.first.scroll_into_view_if_needed()
+        box = page.evaluate("""() => {
+            const gd = document.querySelectorAll('.js-plotly-plot')[0];
+            const tr = gd._fullData.findIndex(t => t.name.startsWith('acquired'));
+            const t = gd._fullData[tr], L = gd._fullLayout;
+            const r = gd.querySelector('.main-svg').getBoundingClientRect();
+            return {x: r.left + L.xaxis._offset + L.xaxis.l2p(t.x[0]), y: r.top + L.yaxis._offset + L.yaxis.l2p(t.y[0]),
+                    id: t.customdata[0]};
+        }""")
+        page.mouse.move(box["x"], box["y"])
+        time.sleep(0.5)
+        page.mouse.click(box["x"], box["y"])
+        page.get_by_text("point(s) selected").first.wait_for(timeout=60_000)
+        _idle(page)
+        page.locator("[data-testid='stPageLink'] a").first.click()
+        _idle(page)
+        _no_errors(page)
+        assert page.get_by_text("Nothing selected yet").count() == 0
+        assert page.locator("[data-testid='stDataFrame']").count() >= 1
+        assert page.get_by_text(f"pool {box['id']}").count() >= 1
+        _shot(page, "06-inspect")
+
+        # ---- the other pages -------------------------------------------------------------------
+        for title, name in (("Anatomy of a batch", "03-batch-anatomy"), ("Learning curves", "04-learning-curves")):
+            _goto_page(page, title)
+            _no_errors(page)
+            assert page.locator(".js-plotly-plot").count() >= 1
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+            _shot(page, name)
+
+        # ---- ablations: flip the estimator to KL; the engine runs the variant in the background ----
+        _goto_page(page, "Ablations")
+        _no_errors(page)
+        page.locator("[data-testid='stRadio']", has_text="estimator").get_by_text("KL", exact=True).click()
+        page.get_by_role("button", name="Run or reuse this variant").click()
+        page.locator("h3", has_text="→").first.wait_for(timeout=300_000)  # live progress, then the comparison
+        _idle(page)
+        _no_errors(page)
+        assert page.get_by_text("estimator").count() >= 1 and page.locator(".js-plotly-plot").count() >= 2
+        _shot(page, "05-ablations")
+        browser.close()
+    assert not console_errors, console_errors
+    assert not offsite, f"the page fetched from outside 127.0.0.1: {offsite[:5]}"
+    for name in ("01-runs", "02-prompt-space", "03-batch-anatomy", "04-learning-curves", "05-ablations", "06-inspect"):
+        assert (SHOTS / f"{name}.png").stat().st_size > 10_000

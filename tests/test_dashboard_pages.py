@@ -1,0 +1,348 @@
+"""Every dashboard page in Streamlit's AppTest, on run folders the engine writes in this test.
+
+The fixture runs the real loop on the synthetic teaching world at a tiny scale (hidden (32, 8), K 3,
+3 rounds, batch 20): random, BALD and BAL-PM on seed 0, BAL-PM on seed 1, a run whose policy fails in
+round 1 (state ``failed``), a run whose process is killed in round 1 (state ``running`` with a dead
+pid: half-written) and a folder whose creation was interrupted (``broken``). No JSON is hand-written.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from balpm import loop, runs
+from balpm.config import RunConfig
+
+APP = REPO / "dashboard" / "app.py"
+PAGES = ("views/runs.py", "views/prompt_space.py", "views/batch_anatomy.py", "views/learning_curves.py",
+         "views/ablations.py", "views/inspect.py")
+TINY = RunConfig().replace(
+    model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 3, "lr": 3e-3, "batch_size": 16, "device": "cpu"},
+    loop={"initial": 20, "batch_size": 20, "rounds": 3},
+)
+
+
+class _Failing:
+    """Wraps a real policy; ``select`` raises (failed run) or kills the process (half-written run)."""
+
+    def __init__(self, inner, on_call: int, kill: bool = False):
+        self.inner, self.on_call, self.kill, self.calls = inner, on_call, kill, 0
+        self.name = inner.name
+        if hasattr(inner, "pool_table"):
+            self.pool_table = inner.pool_table
+
+    def select(self, state, batch_size, rng):
+        self.calls += 1
+        if self.calls >= self.on_call:
+            if self.kill:
+                os._exit(9)
+            raise RuntimeError("simulated failure in the policy")
+        return self.inner.select(state, batch_size, rng)
+
+
+def _run_dirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    table, features = loop.load_inputs(TINY, progress=False)  # what loop.run loads for this config, once
+    for policy, seed in (("random", 0), ("bald", 0), ("balpm", 0), ("balpm", 1)):
+        loop.run(TINY.replace(acquisition={"policy": policy}, loop={"seed": seed}), root, table=table,
+                 features=features, progress=False)
+    from balpm.acquisition import make_policy
+
+    failing = TINY.replace(acquisition={"policy": "bald"}, loop={"seed": 2})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "_make_policy", lambda cfg: _Failing(make_policy(cfg.acquisition), on_call=2))
+        with pytest.raises(RuntimeError, match="simulated failure"):
+            loop.run(failing, root, table=table, features=features, progress=False)
+    killed = TINY.replace(acquisition={"policy": "balpm"}, loop={"seed": 3})
+    script = textwrap.dedent(inspect.getsource(_Failing)) + textwrap.dedent(f"""
+        import os
+        from balpm import loop
+        from balpm.acquisition import make_policy
+        from balpm.config import RunConfig
+        loop._make_policy = lambda cfg: _Failing(make_policy(cfg.acquisition), on_call=2, kill=True)
+        loop.run(RunConfig.from_yaml({killed.to_yaml()!r}), {str(root)!r}, progress=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 9, proc.stderr[-2000:]
+    # a run folder whose creation was interrupted: its config is there, its status never written
+    broken = root / "balpm-s4-interrupted"
+    broken.mkdir()
+    shutil.copy(root / runs.default_run_id(killed) / "config.yaml", broken / "config.yaml")
+    return root
+
+
+def _app(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv("BALPM_RUNS_DIR", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=120)
+    at.run()
+    return at
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.message for e in at.exception]
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def test_fixture_states_are_what_the_engine_wrote(runs_root):
+    states = {i.run_id: i for i in runs.list_runs(runs_root)}
+    assert sorted(i.state for i in states.values()) == ["broken", "complete", "complete", "complete", "complete",
+                                                        "failed", "running"]
+    killed = next(i for i in states.values() if i.state == "running")
+    assert killed.alive is False and killed.last_round == 0
+
+
+def test_runs_page_lists_every_state_and_never_crashes(runs_root, monkeypatch):
+    at = _app(runs_root, monkeypatch)
+    _ok(at)
+    assert _metric(at, "run folders") == "7"
+    assert (_metric(at, "complete"), _metric(at, "failed"), _metric(at, "running"), _metric(at, "broken")) == \
+        ("4", "1", "1", "1")
+    table = at.dataframe[0].value
+    assert set(table["run"]) == set(_run_dirs(runs_root))
+    assert table.set_index("run").loc["balpm-s4-interrupted", "state"] == "broken"
+    warnings = " ".join(w.value for w in at.warning)
+    errors = " ".join(e.value for e in at.error)
+    assert "status.json missing" in warnings and "process gone" in warnings
+    assert "simulated failure" in errors
+    # the compare picker: the default is every readable run of the setting
+    assert set(at.session_state["compare_runs"]) == {i.run_id for i in runs.list_runs(runs_root)
+                                                     if i.state != "broken"}
+    at.multiselect(key="cmp_labels").set_value(["balpm"]).run()
+    _ok(at)
+    assert all(r.startswith("balpm") for r in at.session_state["compare_runs"])
+
+
+def test_typed_paths_cannot_leave_the_runs_folder(runs_root, monkeypatch, tmp_path):
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"token": "do-not-show"}')
+    at = _app(runs_root, monkeypatch)
+    for bad in (str(secret), "../" * 8 + str(secret).lstrip("/"), "balpm-s0-x/../../secret.json"):
+        at.text_input(key="typed_path").set_value(bad).run()
+        _ok(at)
+        assert any("outside the runs folder" in e.value for e in at.error), bad
+        assert not any("do-not-show" in c.value for c in at.code)
+    rid = runs.default_run_id(TINY.replace(acquisition={"policy": "bald"}, loop={"seed": 0}))
+    at.text_input(key="typed_path").set_value(f"{rid}/status.json").run()
+    assert any('"state": "complete"' in c.value for c in at.code)
+
+
+def test_every_page_renders_on_the_engine_runs(runs_root, monkeypatch):
+    at = _app(runs_root, monkeypatch)
+    for page in PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+        assert at.title[0].value
+    # prompt space: one map per policy on the seed (side by side) plus the replay map
+    at.switch_page("views/prompt_space.py").run()
+    assert len(at.get("plotly_chart")) == 4
+    assert "raw" not in at.caption[0].value or "2-D" in at.caption[0].value
+    # anatomy: bars, ratio and redundancy figures
+    at.switch_page("views/batch_anatomy.py").run()
+    assert len(at.get("plotly_chart")) == 3
+    # learning curves: the figure, label efficiency exact and paper-compatible, AULC, downloads
+    at.switch_page("views/learning_curves.py").run()
+    assert len(at.get("plotly_chart")) == 1
+    eff = at.dataframe[0].value
+    assert set(eff["method"]) == {"exact", "paper-compatible"}
+    assert {"CI low", "CI high"} <= set(eff.columns)
+    aulc = at.dataframe[1].value
+    assert {"random", "bald", "balpm"} <= set(aulc["policy"])
+    assert len(at.get("download_button")) == 3
+
+
+def test_inspect_shows_the_triple_its_scores_and_when_it_was_picked(runs_root, monkeypatch):
+    at = _app(runs_root, monkeypatch)
+    rid = runs.default_run_id(TINY.replace(acquisition={"policy": "balpm"}, loop={"seed": 0}))
+    at.switch_page("views/inspect.py").run()
+    at.selectbox(key="in_run").set_value(rid).run()
+    _ok(at)
+    run = runs.open_run(runs_root, rid)
+    acq = run.acquisitions()
+    pick = acq[(acq["round"] == 1) & (acq["step"] == 3)].iloc[0]
+    at.multiselect(key="in_typed").set_value([int(pick["pool_index"])]).run()
+    _ok(at)
+    rows = at.dataframe[0].value
+    assert len(rows) == 1
+    row = rows.iloc[0]
+    table, _, _ = run.dataset()
+    truth = table.set_index("pair_id").loc[pick["pair_id"]]
+    assert row["chosen"] == truth["chosen"] and row["rejected"] == truth["rejected"] and row["prompt"] == truth["prompt"]
+    assert row["round_picked"] == 1 and row["step_picked"] == 3
+    scores = run.pool_scores(1).set_index("pool_index").loc[int(pick["pool_index"])]
+    for k in range(3):
+        assert row[f"p{k}"] == pytest.approx(scores[f"p{k}"])
+    assert row["u"] == pytest.approx(scores["u"]) and row["h"] == pytest.approx(scores["h"])
+    assert row["score_at_pick"] == pytest.approx(pick["score"])
+    csv = at.get("download_button")[0]
+    assert "selection" in csv.proto.label
+
+
+def test_step_through_advances_the_pick(runs_root, monkeypatch):
+    at = _app(runs_root, monkeypatch)
+    rid = runs.default_run_id(TINY.replace(acquisition={"policy": "balpm"}, loop={"seed": 0}))
+    at.switch_page("views/prompt_space.py").run()
+    at.selectbox(key="rp_run").set_value(rid).run()
+    _ok(at)
+    acq = runs.open_run(runs_root, rid).acquisitions()
+    order = acq[acq["round"] == 0].sort_values("step")["pool_index"].astype(int).tolist()
+    assert _metric(at, "current pick") == f"pool {order[0]}"
+    at.button(key="rp_next").click().run()
+    assert _metric(at, "current pick") == f"pool {order[1]}"
+    step_key = f"rp_step::{rid}::0"
+    at.slider(key=step_key).set_value(6).run()
+    assert _metric(at, "current pick") == f"pool {order[5]}"
+    # play: the fragment advances one pick per execution until paused
+    at.button(key="rp_play").click().run()
+    _ok(at)
+    assert at.session_state["rp_playing"] is True
+    assert _metric(at, "current pick") == f"pool {order[6]}"
+    at.run()
+    assert _metric(at, "current pick") == f"pool {order[7]}"
+    at.button(key="rp_play").click().run()
+    assert at.session_state["rp_playing"] is False
+    frozen = _metric(at, "current pick")
+    at.run()
+    assert _metric(at, "current pick") == frozen
+    # round 1 replays its own picks
+    at.select_slider(key="rp_round").set_value(1).run()
+    order1 = acq[acq["round"] == 1].sort_values("step")["pool_index"].astype(int).tolist()
+    assert _metric(at, "current pick") == f"pool {order1[0]}"
+
+
+def test_empty_runs_folder(tmp_path, monkeypatch):
+    at = _app(tmp_path, monkeypatch)
+    _ok(at)
+    assert _metric(at, "run folders") == "0"
+    assert any("No runs" in i.value for i in at.info)
+    for page in PAGES[1:]:
+        at.switch_page(page).run()
+        _ok(at)
+        assert at.info, page
+
+
+def _wait_complete(path: Path, timeout: float = 240.0) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        info = runs.inspect_run(path) if path.is_dir() else None
+        if info is not None and info.state in ("complete", "failed"):
+            assert info.state == "complete", info.error
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{path.name} did not complete in {timeout}s")
+
+
+def test_ablation_toggle_creates_or_reuses_exactly_one_run(runs_root, monkeypatch, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root)
+    before = _run_dirs(root)
+    base_id = runs.default_run_id(TINY.replace(acquisition={"policy": "balpm"}, loop={"seed": 0}))
+    at = _app(root, monkeypatch)
+    at.switch_page("views/ablations.py").run()
+    at.selectbox(key="abl_base").set_value(base_id).run()
+    _ok(at)
+    at.select_slider(key="abl_beta").set_value(0.1)
+    next(b for b in at.get("form_submit_button")).click().run()
+    _ok(at)
+    variant_cfg = runs.open_run(root, base_id).config.replace(acquisition={"beta": 0.1})
+    vid = runs.default_run_id(variant_cfg)
+    assert any("started" in s.value for s in at.success)
+    _wait_complete(root / vid)
+    after = _run_dirs(root)
+    assert sorted(set(after) - set(before)) == [vid]
+    # the same seed and initial set as the base
+    assert runs.open_run(root, vid).pool().equals(runs.open_run(root, base_id).pool())
+    at.run()
+    _ok(at)
+    assert any("→" in s.value for s in at.subheader)
+    diff = at.dataframe[-1].value
+    assert set(diff["change"]) <= {"entered", "left", "shared"}
+    # toggling the same knob again reuses the run: no new folder
+    at.select_slider(key="abl_beta").set_value(0.1)
+    next(b for b in at.get("form_submit_button")).click().run()
+    _ok(at)
+    assert any("reusing" in s.value for s in at.success)
+    assert _run_dirs(root) == after
+    # and the base's own values are not a variant
+    at.select_slider(key="abl_beta").set_value(0.01)
+    next(b for b in at.get("form_submit_button")).click().run()
+    assert any("Nothing changed" in i.value for i in at.info)
+    assert _run_dirs(root) == after
+    pd.testing.assert_frame_equal(runs.open_run(root, base_id).rounds(), runs.open_run(runs_root, base_id).rounds())
+
+
+def test_dashboard_command_line_and_settings(tmp_path, capsys):
+    import socket
+
+    import tomllib
+
+    from balpm.cli import dashboard as cli
+    from balpm.cli import main
+
+    cmd = cli.streamlit_command(tmp_path, 8765)
+    assert cmd[cmd.index("run") + 1] == str(APP)
+    assert cmd[cmd.index("--server.address") + 1] == "127.0.0.1"
+    assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
+    assert cmd[-2:] == ["--runs", str(tmp_path.resolve())]
+    settings = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert settings["browser"]["gatherUsageStats"] is False
+    assert settings["server"]["address"] == "127.0.0.1" and settings["server"]["headless"] is True
+    # bad input: one line, exit code 2, before anything starts
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    with pytest.raises(SystemExit) as exc:
+        main(["dashboard", "--runs", str(not_a_dir), "--port", "8765"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as exc:
+            main(["dashboard", "--runs", str(tmp_path), "--port", str(port)])
+    assert exc.value.code == 2 and "in use" in capsys.readouterr().err
+
+
+def test_runs_page_starts_a_sweep_in_the_background_with_progress(runs_root, monkeypatch, tmp_path):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root)
+    before = _run_dirs(root)
+    base_id = runs.default_run_id(TINY.replace(acquisition={"policy": "balpm"}, loop={"seed": 0}))
+    at = _app(root, monkeypatch)
+    at.selectbox(key="new_base").set_value(f"config of {base_id}")
+    at.multiselect(key="new_policies").set_value(["random", "balpm"])
+    at.text_input(key="new_seeds").set_value("7")
+    at.number_input(key="new_rounds").set_value(2)
+    next(b for b in at.get("form_submit_button") if "background" in b.proto.label).click().run()
+    _ok(at)
+    assert any("started sweep" in s.value for s in at.success)
+    assert len(at.get("progress")) == 1  # the live progress bar of the job
+    base = runs.open_run(root, base_id).config
+    want = [runs.default_run_id(base.replace(acquisition={"policy": p}, loop={"seed": 7, "rounds": 2}))
+            for p in ("random", "balpm")]
+    for rid in want:
+        _wait_complete(root / rid)
+    assert sorted(set(_run_dirs(root)) - set(before)) == sorted(want)
+    at.run()
+    _ok(at)
+    assert "4/4 rounds" in at.get("progress")[0].proto.text
