@@ -9,7 +9,6 @@ nothing: 12 comparisons in ``batch0_cnndm.json``); an empty prompt or two empty 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ from balpm.data.rows import (
     RowProblem,
     as_confidence,
     is_text,
-    iter_lines,
+    iter_json_lines,
     norm_split,
     short,
 )
@@ -120,15 +119,7 @@ def load_openai_json(path: Path, bad: BadRows) -> pd.DataFrame:
     """Stream an OpenAI comparisons JSON-lines file (``.gz`` too) into a raw frame."""
     buf = RowBuffer(COLUMNS)
     name = str(path)
-    for line_no, text, err in iter_lines(path):
-        if text is None:
-            bad.add(name, line_no, "bad_encoding", err)
-            continue
-        try:
-            obj = json.loads(text)
-        except ValueError as exc:
-            bad.add(name, line_no, "bad_json", str(exc).split(":")[0])
-            continue
+    for line_no, obj in iter_json_lines(path, bad):
         try:
             row = parse_comparison(obj)
         except RowProblem as problem:

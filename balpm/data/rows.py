@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import json
 import math
 import zlib
 from collections import Counter
@@ -135,6 +136,20 @@ def iter_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
                     yield line_no, text, ""
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(f"{path}: cannot read the file ({' '.join(str(exc).split())}); check that it is a complete text or .gz file") from None
+
+
+def iter_json_lines(path: Path, bad: "BadRows") -> Iterator[tuple[int, Any]]:
+    """Stream a JSON-lines file as ``(line_no, parsed value)``; lines that are not UTF-8 or not JSON
+    go to ``bad`` (which raises or counts them, by its policy) and are not yielded."""
+    name = str(path)
+    for line_no, text, err in iter_lines(path):
+        if text is None:
+            bad.add(name, line_no, "bad_encoding", err)
+            continue
+        try:
+            yield line_no, json.loads(text)
+        except ValueError as exc:
+            bad.add(name, line_no, "bad_json", str(exc).split(":")[0])
 
 
 def norm_split(value: Any) -> str | None:

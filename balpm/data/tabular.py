@@ -21,6 +21,7 @@ from balpm.data.rows import (
     RowBuffer,
     RowProblem,
     is_text,
+    iter_json_lines,
     iter_lines,
     norm_split,
     short,
@@ -83,15 +84,7 @@ def iter_records(path: Path, bad: BadRows) -> Iterator[tuple[int, str, dict[str,
     elif kind == "jsonl" and _first_char(path) == "[":
         yield from _iter_json_array(path, bad)
     elif kind == "jsonl":
-        for line_no, text, err in iter_lines(path):
-            if text is None:
-                bad.add(name, line_no, "bad_encoding", err)
-                continue
-            try:
-                rec = json.loads(text)
-            except ValueError as exc:
-                bad.add(name, line_no, "bad_json", str(exc).split(":")[0])
-                continue
+        for line_no, rec in iter_json_lines(path, bad):
             if not isinstance(rec, dict):
                 bad.add(name, line_no, "not_object", f"got {type(rec).__name__}")
                 continue
