@@ -290,3 +290,17 @@ def job_registry() -> dict[str, Any]:
 def jobs_for(root: Path) -> list[Any]:
     """Jobs started on this runs root, newest first."""
     return sorted((j for j in job_registry().values() if Path(j.root) == Path(root)), key=lambda j: -j.started)
+
+
+def page_runs(title: str, *, which: str = "compared",
+              empty: str = "No readable runs to show yet: start one on the Runs page.") -> tuple[Path, list[runs.RunInfo], list[runs.RunInfo]]:
+    """Open a page: its title, then ``(root, every run, the runs it shows)``; stops the page with
+    ``empty`` when there are none (``which``: ``compared`` runs or every ``usable`` one)."""
+    root = runs_root()
+    infos = run_infos(root)
+    shown = compared(infos) if which == "compared" else usable(infos)
+    st.title(title)
+    if not shown:
+        st.info(empty)
+        st.stop()
+    return root, infos, shown

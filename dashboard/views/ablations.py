@@ -12,15 +12,10 @@ from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES
 from balpm.errors import BalpmError
 from dashboard import frames, jobs, plots, state
 
-root = state.runs_root()
-infos = state.run_infos(root)
-ok = state.usable(infos)
 VARIANT = "abl_variant"
-
-st.title("Ablations")
-if not ok:
-    st.info("No readable runs yet: an ablation starts from an existing run (start one on the Runs page).")
-    st.stop()
+root, infos, ok = state.page_runs(
+    "Ablations", which="usable",
+    empty="No readable runs yet: an ablation starts from an existing run (start one on the Runs page).")
 
 cmp_ids = [i.run_id for i in state.compared(infos)]
 candidates = sorted(ok, key=lambda i: (i.run_id not in cmp_ids, i.policy != "balpm", i.run_id))

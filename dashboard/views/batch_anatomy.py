@@ -6,14 +6,7 @@ import streamlit as st
 
 from dashboard import frames, plots, state
 
-root = state.runs_root()
-infos = state.run_infos(root)
-runs_cmp = state.compared(infos)
-
-st.title("Anatomy of a batch")
-if not runs_cmp:
-    st.info("No readable runs to show yet: start one on the Runs page.")
-    st.stop()
+root, infos, runs_cmp = state.page_runs("Anatomy of a batch")
 
 with_picks = [i for i in runs_cmp if i.last_round >= 1 or (i.state == "complete" and i.rounds > 1)]
 names = {i.run_id: f"{i.label} · seed {i.seed}" for i in runs_cmp}

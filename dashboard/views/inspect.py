@@ -8,14 +8,8 @@ import streamlit as st
 
 from dashboard import frames, plots, state
 
-root = state.runs_root()
-infos = state.run_infos(root)
-ok = state.usable(infos)
-
-st.title("Inspect a triple")
-if not ok:
-    st.info("No readable runs yet: start one on the Runs page.")
-    st.stop()
+root, infos, ok = state.page_runs("Inspect a triple", which="usable",
+                                  empty="No readable runs yet: start one on the Runs page.")
 
 cmp_ids = [i.run_id for i in state.compared(infos)]
 sel = st.session_state.get(state.SELECTION, [])

@@ -10,14 +10,7 @@ import streamlit as st
 from balpm import metrics
 from dashboard import frames, plots, state
 
-root = state.runs_root()
-infos = state.run_infos(root)
-runs_cmp = state.compared(infos)
-
-st.title("Learning curves")
-if not runs_cmp:
-    st.info("No readable runs to show yet: start one on the Runs page.")
-    st.stop()
+root, infos, runs_cmp = state.page_runs("Learning curves")
 
 groups = state.by_label(runs_cmp)
 labels = list(groups)

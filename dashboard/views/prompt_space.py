@@ -5,14 +5,7 @@ import streamlit as st
 
 from dashboard import frames, plots, state
 
-root = state.runs_root()
-infos = state.run_infos(root)
-runs_cmp = state.compared(infos)
-
-st.title("Prompt space")
-if not runs_cmp:
-    st.info("No readable runs to show yet: start one on the Runs page.")
-    st.stop()
+root, infos, runs_cmp = state.page_runs("Prompt space")
 
 ctl = st.columns([1, 2, 1, 1])
 seeds = sorted({i.seed for i in runs_cmp})
