@@ -57,12 +57,19 @@ def _config_file(root: Path, job_id: str, cfg: RunConfig) -> Path:
     return path
 
 
+def launch_dir() -> str:
+    """Where background runs start: the folder ``balpm dashboard`` was started in (``BALPM_LAUNCH_DIR``),
+    so a config's relative paths (data files, the feature cache) mean what they meant to the run it
+    came from, and a toggle on real data hits the feature cache instead of featurizing again."""
+    return os.environ.get("BALPM_LAUNCH_DIR") or os.getcwd()
+
+
 def _launch(job: Job) -> Job:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     job.log.parent.mkdir(parents=True, exist_ok=True)
     with open(job.log, "wb") as fh:
         job.proc = subprocess.Popen(job.cmd, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env=env, cwd=str(job.root), start_new_session=True)
+                                    env=env, cwd=launch_dir(), start_new_session=True)
     return job
 
 

@@ -189,8 +189,25 @@ def test_every_page_in_chromium(server):
             const tr = gd._fullData.findIndex(t => t.name.startsWith('acquired'));
             const t = gd._fullData[tr], L = gd._fullLayout;
             const r = gd.querySelector('.main-svg').getBoundingClientRect();
-            return {x: r.left + L.xaxis._offset + L.xaxis.l2p(t.x[0]), y: r.top + L.yaxis._offset + L.yaxis.l2p(t.y[0]),
-                    id: t.customdata[0]};
+            const px = (tr_, i) => [L.xaxis.l2p(tr_.x[i]), L.yaxis.l2p(tr_.y[i])];
+            // the acquired point farthest (in pixels) from every other point, so that a click on a
+            // dense map (real UMAP) cannot land on a neighbour
+            let best = 0, bestGap = -1;
+            for (let i = 0; i < t.x.length; i++) {
+                const [xi, yi] = px(t, i);
+                let gap = Infinity;
+                for (const o of gd._fullData) {
+                    if (!o.x || o.type === undefined) continue;
+                    for (let j = 0; j < o.x.length; j++) {
+                        if (o === t && j === i) continue;
+                        const [xj, yj] = px(o, j);
+                        gap = Math.min(gap, Math.hypot(xi - xj, yi - yj));
+                    }
+                }
+                if (gap > bestGap) { bestGap = gap; best = i; }
+            }
+            const [bx, by] = px(t, best);
+            return {x: r.left + L.xaxis._offset + bx, y: r.top + L.yaxis._offset + by, id: t.customdata[best]};
         }""")
         page.mouse.move(box["x"], box["y"])
         time.sleep(0.5)

@@ -265,3 +265,19 @@ def test_other_figures_build():
     assert len(plots.diff_figure(summary).data) == 3
     colors = plots.policy_colors(["random", "bald", "balpm", "balpm beta=0.1"])
     assert colors["balpm"] == plots.BASE_COLORS["balpm"] and len(set(colors.values())) == 4
+
+
+def test_background_runs_start_where_the_dashboard_was_started(tmp_path, monkeypatch):
+    """A config's relative paths (data, the feature cache) must resolve as they did for the base run,
+    not against the runs folder: else an ablation toggle on real data featurizes everything again."""
+    import sys
+
+    from dashboard import jobs
+
+    launch = tmp_path / "project"
+    launch.mkdir()
+    monkeypatch.setenv("BALPM_LAUNCH_DIR", str(launch))
+    job = jobs.Job(job_id="j", kind="run", title="cwd probe", root=tmp_path / "runs", run_ids=[],
+                   cmd=[sys.executable, "-c", "import os; print(os.getcwd())"], log=tmp_path / "runs" / "log.txt")
+    jobs._launch(job).proc.wait(timeout=60)
+    assert job.log.read_text().strip() == str(launch)

@@ -69,7 +69,9 @@ def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_
     """Run the dashboard on ``runs_dir`` until it is stopped (Ctrl-C); return Streamlit's exit code."""
     runs = _check(runs_dir, port, host)
     cmd = streamlit_command(runs, port, host, open_browser)
-    env = {**os.environ, "BALPM_RUNS_DIR": str(runs)}
+    # runs started from the app resolve relative paths of their config (data files, the feature
+    # cache folder) against the folder `balpm dashboard` was started in, as `balpm run` would
+    env = {**os.environ, "BALPM_RUNS_DIR": str(runs), "BALPM_LAUNCH_DIR": os.getcwd()}
     shown = f"[{host}]" if ":" in host else host
     print(f"balpm dashboard: http://{shown}:{port}  (runs folder: {runs}; Ctrl-C to stop)", flush=True)
     # cwd = the checkout, so Streamlit also reads .streamlit/config.toml (theme, no usage statistics)
