@@ -24,6 +24,7 @@ POLICIES = (
 UNCERTAINTIES = ("epistemic", "predictive", "aleatoric", "variance", "none")
 ESTIMATORS = ("pool_radius", "kl")
 NORMALIZATIONS = ("none", "zscore", "faithful")
+BETA_MODES = ("fixed", "scaled")
 
 
 def _f(default: Any, help: str, **kw: Any) -> Any:
@@ -96,6 +97,10 @@ class AcquisitionConfig:
     coldness: float = _f(0.0, "beta_g of the stochastic BALD family (Gumbel scale 1/beta_g); "
                               "0 takes the paper's value: softmax 10000, power 8, softrank 1")
     exact_knn: bool = _f(True, "exact FAISS search (False: HNSW, approximate)")
+    beta_mode: str = _f("fixed", "fixed: beta as given (the paper's); scaled: each round beta_effective = beta * "
+                                 "IQR(U) / IQR(H) over the pool at step 0, so the spread of beta*H is beta times "
+                                 "that of U (std when an IQR is 0; beta unchanged when U or H is constant). "
+                                 "BAL-PM only; recorded per round in rounds.parquet (beta_effective)")
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,8 @@ class RunConfig:
             raise ConfigError(f"k must be >= 1 (got {a.k})")
         if not (a.coldness >= 0):
             raise ConfigError(f"coldness must be > 0, or 0 for the paper's value (got {a.coldness})")
+        if a.beta_mode not in BETA_MODES:
+            raise ConfigError(f"unknown beta_mode {a.beta_mode!r}; choose one of {', '.join(BETA_MODES)}")
         if not (a.floor > 0):
             raise ConfigError(f"floor must be > 0 (got {a.floor})")
         if lp.batch_size < 1 or lp.rounds < 1 or lp.initial < 1:
@@ -182,6 +189,8 @@ class RunConfig:
         """Stable 16-hex content hash of everything but ``name``."""
         d = self.to_dict()
         d.pop("name", None)
+        if d.get("acquisition", {}).get("beta_mode") == "fixed":
+            d["acquisition"].pop("beta_mode")  # the default leaves the hash of older configs unchanged
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
