@@ -1,17 +1,25 @@
-"""Many runs: policies x seeds x a parameter grid, in parallel local processes (or Ray).
+"""Many runs: policies x seeds x a parameter grid, in parallel local processes or as Ray tasks.
 
 Each run gets its own directory under the runs root (``balpm.runs``). Runs that are already complete
 are reused, half-done ones resumed, so re-issuing a sweep after a crash finishes it. Inputs are
 loaded and featurized ONCE in the parent before dispatching, so every worker hits the feature cache.
 Workers are started with the ``spawn`` context and each gets ``cores // workers`` torch threads.
+
+With ``backend="ray"`` each run is a Ray task (``cpus_per_run`` CPUs = its torch threads,
+``gpus_per_run`` GPUs) on a local Ray or a cluster; the inputs travel once through the object store,
+a task whose worker died is retried and resumes from its last committed round (``loop.run(resume=True)``),
+and the run folders are written exactly as by the local backend, on a filesystem all nodes share.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
+import json
+import logging
 import multiprocessing as mp
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,15 +104,23 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
 
 
 def expand(base: RunConfig, policies: Sequence[str], seeds: Sequence[int],
-           grid: dict[str, list[Any]] | None = None) -> list[RunConfig]:
-    """Every combination policy x seed x grid point, as validated configs (duplicates removed)."""
+           grid: dict[str, list[Any]] | None = None, *, ceiling: bool = False) -> list[RunConfig]:
+    """Every combination policy x seed x grid point, as validated configs (duplicates removed).
+
+    ``ceiling``: add the policy ``full`` (the same model trained once on the whole pool, one round; the
+    report's ceiling) for every seed. ``full`` ignores the grid's acquisition knobs (one ``full`` run
+    per seed and per point of the other knobs), so it stays in the same setting as the others.
+    """
     grid = grid or {}
     keys = list(grid)
+    policies = list(policies) + (["full"] if ceiling and "full" not in policies else [])
     out: dict[str, RunConfig] = {}
     for policy, seed, values in itertools.product(policies, seeds, itertools.product(*(grid[k] for k in keys))):
         changes: dict[str, dict[str, Any]] = {"acquisition": {"policy": policy}, "loop": {"seed": int(seed)}}
         for key, value in zip(keys, values):
             section, field = key.split(".", 1)
+            if policy == "full" and section == "acquisition":
+                continue
             changes.setdefault(section, {})[field] = value
         try:
             cfg = base.replace(**changes)
@@ -150,43 +166,72 @@ def run_one(cfg_dict: dict[str, Any], root: str, threads: int | None = None, tab
         return SweepResult(run_id, str(Path(root) / run_id), "failed", " ".join(f"{type(exc).__name__}: {exc}".split()))
 
 
-def prefetch(configs: Sequence[RunConfig], *, progress: bool = True, table: Any = None, features: Any = None) -> None:
+def prefetch(configs: Sequence[RunConfig], *, progress: bool = True, table: Any = None,
+             features: Any = None) -> list[tuple[Any, Any]]:
     """Load and featurize each distinct (data, features) pair once, so that workers hit the cache.
 
     Also runs every config's input checks, so a bad parameter stops the sweep before any run starts.
+    Returns each config's ``(table, features)`` (one shared object per distinct pair).
     """
     from balpm import loop
 
     seen: dict[str, tuple[Any, Any]] = {}
+    out: list[tuple[Any, Any]] = []
     for cfg in configs:
         key = yaml.safe_dump({"d": cfg.to_dict()["data"], "f": cfg.to_dict()["features"]})
         if key not in seen:
             seen[key] = loop.load_inputs(cfg, table, features, progress=progress)
         loaded_table, loaded_features = seen[key]
         loop.prepare(cfg, loaded_table, loaded_features)
+        out.append(seen[key])
+    return out
 
 
 def sweep(configs: Sequence[RunConfig], root: str | Path, *, workers: int = 1, backend: str = "local",
-          progress: bool = True, table: Any = None, features: Any = None) -> list[SweepResult]:
+          progress: bool = True, table: Any = None, features: Any = None, address: str | None = None,
+          cpus_per_run: float = 1.0, gpus_per_run: float = 0.0, max_retries: int = 3) -> list[SweepResult]:
     """Run every config under ``root`` (one folder each) with ``workers`` parallel processes.
 
     ``backend``: ``local`` (ProcessPoolExecutor, spawn; ``workers=1`` runs in this process) or ``ray``
     (needs ``pip install 'balpm[ray]'``). ``table``/``features``: prepared inputs handed to every run
     (e.g. a filtered table); by default each run loads its own (featurized once here, then cached).
     Returns one :class:`SweepResult` per config, in the order given.
+
+    Ray (``backend="ray"``): each run is one Ray task holding ``cpus_per_run`` CPUs (its torch threads)
+    and ``gpus_per_run`` GPUs; ``workers`` is not used (the cluster's free resources set the
+    parallelism). ``address``: an existing cluster (``ray start --head`` prints it); None starts a
+    local Ray for this sweep and stops it afterwards (an already initialised Ray is used as is). The
+    inputs are loaded here once and put into the object store once per distinct (data, features).
+    A task whose worker died (node lost, OOM kill) is retried up to ``max_retries`` times and resumes
+    from its last committed round; a run that raises is reported failed, not retried. ``root`` must be
+    on a filesystem that every node sees at the same path (NFS or similar).
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1 (got {workers})")
     if backend not in ("local", "ray"):
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     if backend == "ray":
+        _check_ray_options(cpus_per_run, gpus_per_run, max_retries)
         try:
-            import ray
+            import ray  # noqa: F401
         except ImportError:
             raise ConfigError("--backend ray needs Ray: pip install 'balpm[ray]' (or use the default local backend)") from None
+    elif address is not None:
+        raise ConfigError("--address is for --backend ray; add --backend ray or drop --address")
     if not configs:
         raise ConfigError("the sweep is empty; give at least one policy and one seed")
+    if backend == "ray":
+        with _ray_session(address):
+            _check_ray_resources(cpus_per_run, gpus_per_run)
+            inputs = prefetch(configs, progress=progress, table=table, features=features)
+            return _run_all(configs, root, workers, backend, progress, table, features,
+                            dict(inputs=inputs, cpus=cpus_per_run, gpus=gpus_per_run, max_retries=max_retries))
     prefetch(configs, progress=progress, table=table, features=features)
+    return _run_all(configs, root, workers, backend, progress, table, features, {})
+
+
+def _run_all(configs: Sequence[RunConfig], root: str | Path, workers: int, backend: str, progress: bool,
+             table: Any, features: Any, ray_opts: dict[str, Any]) -> list[SweepResult]:
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     dicts = [c.to_dict() for c in configs]
@@ -207,7 +252,7 @@ def sweep(configs: Sequence[RunConfig], root: str | Path, *, workers: int = 1, b
 
     try:
         if backend == "ray":
-            _sweep_ray(dicts, str(root), workers, threads, done, table, features)
+            _sweep_ray(configs, str(root.resolve()), done, bar, **ray_opts)
         elif workers == 1:
             for i, d in enumerate(dicts):
                 done(i, run_one(d, str(root), None, table, features))
@@ -224,16 +269,96 @@ def sweep(configs: Sequence[RunConfig], root: str | Path, *, workers: int = 1, b
     return [r for r in results if r is not None]
 
 
-def _sweep_ray(dicts: list[dict[str, Any]], root: str, workers: int, threads: int, done: Any, table: Any,
-               features: Any) -> None:
+# ---- Ray -----------------------------------------------------------------------------------------
+def _check_ray_options(cpus_per_run: float, gpus_per_run: float, max_retries: int) -> None:
+    if not cpus_per_run > 0:
+        raise ConfigError(f"--cpus-per-run must be > 0 (got {cpus_per_run})")
+    if not gpus_per_run >= 0:
+        raise ConfigError(f"--gpus-per-run must be >= 0 (got {gpus_per_run})")
+    if gpus_per_run > 1 and gpus_per_run != int(gpus_per_run):
+        raise ConfigError(f"--gpus-per-run above 1 must be a whole number (got {gpus_per_run})")
+    if max_retries < 0:
+        raise ConfigError(f"max_retries must be >= 0 (got {max_retries})")
+
+
+@contextlib.contextmanager
+def _ray_session(address: str | None) -> Iterator[None]:
+    """Connect to ``address`` (or start a local Ray) unless Ray is initialised; disconnect/stop afterwards."""
     import ray
 
-    if not ray.is_initialized():
-        ray.init(ignore_reinit_error=True, include_dashboard=False)
-    remote = ray.remote(num_cpus=threads)(run_one)
-    table_ref, features_ref = ray.put(table), ray.put(features)
-    pending = {remote.remote(d, root, threads, table_ref, features_ref): i for i, d in enumerate(dicts)}
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        msg = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"cannot start or reach {where} ({msg}); check the address that `ray start --head` printed, "
+                          "or drop --address for a local Ray") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _check_ray_resources(cpus_per_run: float, gpus_per_run: float) -> None:
+    """A one-line error when no alive node could ever hold one run (Ray would wait forever)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    if not any(r.get("CPU", 0) >= cpus_per_run and r.get("GPU", 0) >= gpus_per_run for r in nodes):
+        have = ", ".join(f"{r.get('CPU', 0):g} CPU/{r.get('GPU', 0):g} GPU" for r in nodes) or "no alive node"
+        raise ConfigError(f"no Ray node has {cpus_per_run:g} CPU(s) and {gpus_per_run:g} GPU(s) for one run ({have}); "
+                          "lower --cpus-per-run/--gpus-per-run or add nodes")
+
+
+def _ray_run(cfg_dict: dict[str, Any], root: str, threads: int, table: Any, features: Any) -> SweepResult:
+    """Body of one Ray task: :func:`run_one` with ``threads`` torch threads (resumes a killed attempt)."""
+    return run_one(cfg_dict, root, threads, table, features)
+
+
+def _status_round(path: Path) -> int:
+    """``last_round + 1`` from a run folder's status.json (0 when absent or unreadable)."""
+    try:
+        return int(json.loads((path / "status.json").read_text())["last_round"]) + 1
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _sweep_ray(configs: Sequence[RunConfig], root: str, done: Any, bar: Any, *, inputs: list[tuple[Any, Any]],
+               cpus: float, gpus: float, max_retries: int) -> None:
+    import ray
+
+    threads = max(1, int(cpus))
+    task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False)(_ray_run)
+    refs: dict[int, Any] = {}  # id(object) -> ObjectRef: each distinct table / feature set is put once
+
+    def put(obj: Any) -> Any:
+        if id(obj) not in refs:
+            refs[id(obj)] = ray.put(obj)
+        return refs[id(obj)]
+
+    pending: dict[Any, int] = {}
+    for i, cfg in enumerate(configs):
+        tbl, feats = inputs[i]
+        pending[task.remote(cfg.to_dict(), root, threads, put(tbl), put(feats))] = i
+    del inputs
+    run_ids = [runs.default_run_id(c) for c in configs]
+    total_rounds = sum(c.loop.rounds for c in configs)
+    finished_rounds = 0
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
+        ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
         for ref in ready:
-            done(pending.pop(ref), ray.get(ref))
+            i = pending.pop(ref)
+            try:
+                res = ray.get(ref)
+            except Exception as exc:  # the worker died more than max_retries times, or Ray failed the task
+                msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+                res = SweepResult(run_ids[i], str(Path(root) / run_ids[i]), "failed",
+                                  f"Ray task failed after {max_retries} retries: {msg}")
+            finished_rounds += configs[i].loop.rounds if res.state == "complete" else _status_round(Path(root) / run_ids[i])
+            done(i, res)
+        if bar is not None:  # rounds committed so far, read from the status.json of the runs in flight
+            running = sum(_status_round(Path(root) / run_ids[i]) for i in pending.values())
+            bar.set_postfix_str(f"rounds {finished_rounds + running}/{total_rounds}", refresh=True)
