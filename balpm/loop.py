@@ -256,6 +256,23 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
     return run_dir
 
 
+def _crash_hook(run_id: str, rnd: int) -> None:
+    """Testing aid for resume: when ``$BALPM_TEST_CRASH_DIR/<run_id>`` holds a round number equal to
+    ``rnd``, rename it to ``<run_id>.crashed`` (so it fires once) and kill this process with
+    ``os._exit(70)`` right after that round commits. tests/test_ray.py kills a Ray worker this way."""
+    folder = os.environ.get("BALPM_TEST_CRASH_DIR")
+    if not folder:
+        return
+    armed = Path(folder) / run_id
+    try:
+        if int(armed.read_text().strip()) != rnd:
+            return
+        os.replace(armed, armed.with_name(run_id + ".crashed"))
+    except (OSError, ValueError):
+        return
+    os._exit(70)
+
+
 def _say(progress: bool, msg: str) -> None:
     if progress:
         print(msg, flush=True)
@@ -374,6 +391,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
             labelled.extend(int(i) for i in picked_pool)
             in_labelled[picked_pool] = True
         writer.commit_round(t, row, acq_df, scores_df, inc_df)
+        _crash_hook(writer.run_id, t)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(test_ll=f"{row['test_log_likelihood']:.4f}", labelled=row["labelled"])
