@@ -138,6 +138,10 @@ def sweep_command(
     grid: Optional[list[str]] = typer.Option(None, "--grid", help="name=v1,v2 (repeatable), e.g. beta=0.01,0.1"),
     workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-j", help="parallel processes"),
     backend: str = typer.Option("local", "--backend", help="local (processes) or ray"),
+    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: the cluster's address (ray start "
+                                          "--head prints it); none: a local Ray started and stopped for this sweep"),
+    cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="--backend ray: CPUs (torch threads) per run"),
+    gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="--backend ray: GPUs per run (0.5: two runs share one)"),
     config: Optional[Path] = CONFIG, data: Optional[list[str]] = DATA, ood: Optional[list[str]] = OOD,
     format: Optional[str] = FORMAT, skip_bad: Optional[bool] = SKIP_BAD,
     rounds: Optional[int] = ROUNDS, batch_size: Optional[int] = BATCH, initial: Optional[int] = INITIAL,
@@ -157,7 +161,8 @@ def sweep_command(
                         coldness=coldness, model=model, ensemble_size=ensemble_size, epochs=epochs, hidden=hidden,
                         lr=lr, device=device, save_pool_scores=save_pool_scores)
     configs = sweep.expand(base, sweep.parse_policies(policies), sweep.parse_seeds(seeds), sweep.parse_grid(grid or []))
-    results = sweep.sweep(configs, runs_dir, workers=workers, backend=backend, progress=not quiet)
+    results = sweep.sweep(configs, runs_dir, workers=workers, backend=backend, progress=not quiet, address=address,
+                          cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     failed = [r for r in results if r.state != "complete"]
     typer.echo(f"sweep: {len(results) - len(failed)}/{len(results)} runs complete in {runs_dir}")
     for r in failed:
