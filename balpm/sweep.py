@@ -266,7 +266,13 @@ def _run_all(configs: Sequence[RunConfig], root: str | Path, workers: int, backe
     finally:
         if bar is not None:
             bar.close()
-    return [r for r in results if r is not None]
+    out = [r for r in results if r is not None]
+    # the dashboard's prompt-space map of every dataset these runs use, fitted now rather than on the
+    # first page visit (raw 2-D features: nothing to fit); never fails the sweep
+    from balpm.projection import precompute
+
+    precompute(root, [r.run_id for r in out if r.state == "complete"], progress=progress)
+    return out
 
 
 # ---- Ray -----------------------------------------------------------------------------------------

@@ -126,3 +126,45 @@ def test_object_array_cache_is_refused_not_unpickled(tmp_path):
     np.save(npy, np.array([{"evil": 1}] * 30, dtype=object), allow_pickle=True)
     proj = projection.cached_projection(tmp_path, data_hash, method="pca")
     assert not proj.cached and proj.coords_P_2.dtype == np.float32
+
+
+def test_cached_snapshot_map_opens_without_reading_the_features(tmp_path, monkeypatch):
+    feats, _ = _blobs(n_per=10, dim=5)
+    data_hash = _snapshot(tmp_path, feats)
+    first = projection.cached_projection(tmp_path, data_hash, method="pca")
+    assert not first.cached and first.params["snapshot"] == data_hash
+
+    def no_read(*a, **k):
+        raise AssertionError("features read although the snapshot's map is cached")
+
+    monkeypatch.setattr(projection, "load_snapshot_features", no_read)
+    monkeypatch.setattr(projection, "umap_possible", no_read)  # no umap import on a cache hit either
+    hit = projection.cached_projection(tmp_path, data_hash, method="auto")
+    assert hit.cached and hit.method == "pca"
+    np.testing.assert_array_equal(hit.coords_P_2, first.coords_P_2)
+
+
+def test_precompute_maps_every_snapshot_the_runs_use_and_sweep_calls_it(tmp_path, monkeypatch):
+    from balpm import loop, sweep
+    from balpm.config import RunConfig
+
+    cfg = RunConfig().replace(data={"synthetic": "paper", "synthetic_size": 200},
+                              model={"hidden": (8,), "ensemble_size": 2, "max_epochs": 1, "batch_size": 16},
+                              loop={"initial": 16, "batch_size": 16, "rounds": 2})
+    loop.run(cfg.replace(acquisition={"policy": "random"}), tmp_path, progress=False)
+    (data_hash,) = projection.snapshots_in_use(tmp_path)
+    done = projection.precompute(tmp_path, method="pca")
+    assert done[data_hash]["method"] == "pca" and done[data_hash]["cached"] is False
+    assert (tmp_path / "_datasets" / data_hash / "projection-pca.npy").is_file()
+    assert projection.precompute(tmp_path, method="pca")[data_hash]["cached"] is True
+    # a broken snapshot is reported, never raised
+    (tmp_path / "_datasets" / data_hash / "prompt_features.npy").write_bytes(b"not npy")
+    (tmp_path / "_datasets" / data_hash / "projection-pca.json").unlink()
+    assert "error" in projection.precompute(tmp_path, method="pca")[data_hash]
+
+    calls = []
+    monkeypatch.setattr(projection, "precompute", lambda root, run_ids=None, **kw: calls.append((root, run_ids)) or {})
+    root = tmp_path / "swept"
+    results = sweep.sweep(sweep.expand(cfg.replace(data={"synthetic": "teaching", "synthetic_size": 200}), ["random"], [0]),
+                          root, progress=False)
+    assert calls == [(root, [results[0].run_id])]
