@@ -337,6 +337,7 @@ def _evaluate(model: Any, inputs: Inputs, rows: np.ndarray, prefix: str) -> dict
 
 def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, start: int,
           labelled: list[int], acquired_prompts: set[str], progress: bool) -> None:
+    from balpm import diagnostics
     from balpm.model import PreferenceEnsemble
     from balpm.uncertainty import bald
     from balpm.uncertainty import score as uncertainty_score
@@ -367,6 +368,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
         row.update(train_seconds=t1 - t0, eval_seconds=t2 - t1, epochs=int(fit.epochs),
                    valid_loss=float(fit.valid_loss), select_seconds=float("nan"), mean_uncertainty=float("nan"),
                    batch_unique_prompts=0, cumulative_unique_prompts=len(acquired_prompts))
+        row.update(diagnostics.empty_diagnostics())  # U / beta*H spreads: NaN in the last round (no selection)
         acq_df = scores_df = inc_df = None
         if t < lp.rounds - 1:
             remaining = np.flatnonzero(~in_labelled)
@@ -377,6 +379,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
             picked_pool = remaining[picks]
             t3 = time.perf_counter()
             u_N = uncertainty_score(probs_N_K, cfg.acquisition.uncertainty)
+            row.update(diagnostics.policy_diagnostics(policy, state, u_N))
             acq_df = _acquisitions(t, sel, picks, picked_pool, pool_pair_ids, pool_prompt_ids, u_N)
             if lp.save_pool_scores:
                 scores_df = _pool_scores(policy, state, remaining, pool_pair_ids, pool_prompt_ids, probs_N_K, u_N)

@@ -36,6 +36,7 @@ import pandas as pd
 import yaml
 
 from balpm.config import AcquisitionConfig, RunConfig
+from balpm.diagnostics import ROUND_DIAGNOSTIC_COLUMNS
 from balpm.errors import BalpmError, ConfigError
 
 DATASETS_DIR = "_datasets"
@@ -45,7 +46,7 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "ood_log_likelihood", "ood_accuracy", "ood_brier", "ood_ece", "mean_uncertainty",
     "batch_unique_prompts", "cumulative_unique_prompts", "train_seconds", "eval_seconds",
     "select_seconds", "epochs", "valid_loss",
-)
+) + ROUND_DIAGNOSTIC_COLUMNS  # U / beta*H spreads and beta_effective (balpm.diagnostics)
 ACQUISITION_COLUMNS: tuple[str, ...] = (
     "round", "step", "pool_index", "pair_id", "prompt_id", "score", "u", "log_dist", "count_term",
     "h", "beta_h", "ratio", "n", "radius",
@@ -61,7 +62,8 @@ _RELEVANT: dict[str, tuple[str, ...]] = {
     "softmax_bald": ("uncertainty", "coldness"),
     "power_bald": ("uncertainty", "coldness"),
     "softrank_bald": ("uncertainty", "coldness"),
-    "balpm": ("beta", "k", "d", "floor", "normalize", "estimator", "uncertainty", "minimize_entropy", "exact_knn"),
+    "balpm": ("beta", "k", "d", "floor", "normalize", "estimator", "uncertainty", "minimize_entropy", "exact_knn",
+              "beta_mode"),
 }
 
 

@@ -51,7 +51,7 @@ def make_policy(cfg: AcquisitionConfig) -> Policy:
             raise ConfigError(f"beta must be >= 0 (got {cfg.beta}); use minimize_entropy for the entropy minimiser")
         return BalpmPolicy(beta=cfg.beta, k=cfg.k, d=cfg.d, floor=cfg.floor, normalize=cfg.normalize,
                            estimator=cfg.estimator, uncertainty=cfg.uncertainty, minimize=cfg.minimize_entropy,
-                           exact_knn=cfg.exact_knn)
+                           exact_knn=cfg.exact_knn, beta_mode=cfg.beta_mode)
     raise ConfigError(f"unknown policy {cfg.policy!r}; choose one of {', '.join(POLICIES)}")
 
 
