@@ -168,17 +168,21 @@ def replay_step(scores: pd.DataFrame, increments: pd.DataFrame | None, picks: pd
     u = scores["u"].to_numpy(np.float64)
     u = np.where(np.isfinite(u), u, 0.0) if np.isfinite(u).any() else u
     log_dist = scores["log_dist"].to_numpy(np.float64)
-    exact = inc_pos is not None and np.isfinite(log_dist).all() and np.isfinite(scores["n0"].to_numpy(np.float64)).all()
-    if exact:
-        from balpm.entropy import count_term
+    exact = (inc_pos is not None and np.isfinite(log_dist).all() and np.isfinite(u).all()
+             and np.isfinite(scores["n0"].to_numpy(np.float64)).all())
+    if exact:  # the engine's replay: the same arithmetic as greedy_select, bit for bit
+        from balpm.acquisition.balpm import replay_scores
 
-        n = replay_counts(scores["n0"].to_numpy(np.float64), inc_pos, step)
-        h = log_dist - count_term(n, float(d))
+        rs = replay_scores(u, log_dist, scores["n0"].to_numpy(np.float64), inc_pos, step, beta=float(beta),
+                           d=float(d), minimize=sign < 0)
+        n, h = rs.n_N.astype(np.float64), rs.h_N
     else:
         n = scores["n0"].to_numpy(np.float64)
         h = scores["h"].to_numpy(np.float64)
-    beta_h = float(beta) * h
-    if np.isfinite(h).any():
+    beta_h = rs.beta_h_N if exact else float(beta) * h
+    if exact:
+        final = rs.score_N
+    elif np.isfinite(h).any():
         final = u + sign * beta_h
     else:
         final = scores["score"].to_numpy(np.float64) if np.isfinite(scores["score"].to_numpy(np.float64)).any() else u
@@ -197,7 +201,119 @@ def replay_step(scores: pd.DataFrame, increments: pd.DataFrame | None, picks: pd
         "pool_index": scores["pool_index"].to_numpy(np.int64), "prompt_id": scores["prompt_id"].astype(str).to_numpy(),
         "u": u, "n": n, "h": h, "beta_h": beta_h, "final": final, "status": status, "raised": raised,
     })
+    dist = sign * float(beta) * log_dist if np.isfinite(log_dist).any() else np.zeros(len(scores))
+    count = np.where(np.isfinite(h), sign * beta_h - np.nan_to_num(dist), 0.0)
+    frame = pd.concat([frame, term_shares(u, dist, count)], axis=1)
     return Replay(frame=frame, pick=pick, step=step, n_steps=n_steps, exact=bool(exact))
+
+
+def term_shares(u_N: np.ndarray, dist_N: np.ndarray, count_N: np.ndarray) -> pd.DataFrame:
+    """Each part's share of ``|U| + |β·dist| + |β·count|`` (columns u_share, dist_share, count_share):
+    the engine's :func:`balpm.acquisition.balpm.term_shares`."""
+    from balpm.acquisition.balpm import term_shares as engine_term_shares
+
+    return engine_term_shares(u_N, dist_N, count_N)
+
+
+def fmt_num(x: Any, digits: int = 4) -> str:
+    """A score for people: fixed point (``0.0123``) when readable, scientific (``3.1e-04``) when the
+    value is tiny (``0 < |x| < 1e-3``) or large (``>= 1e4``); ``–`` for NaN / None."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return "–"
+    if not np.isfinite(v):
+        return "–" if np.isnan(v) else ("∞" if v > 0 else "−∞")
+    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4):
+        return f"{v:.{max(digits - 3, 1)}e}"
+    return f"{v:.{digits}f}"
+
+
+def fmt_share(x: Any) -> str:
+    """A share in percent, readable when tiny (``0.04%``, ``<0.01%``); ``–`` for NaN."""
+    try:
+        v = float(x) * 100
+    except (TypeError, ValueError):
+        return "–"
+    if not np.isfinite(v):
+        return "–"
+    if v == 0:
+        return "0%"
+    if v < 0.01:
+        return "<0.01%"
+    return f"{v:.2f}%" if v < 10 else f"{v:.1f}%"
+
+
+def round_beta(rounds: pd.DataFrame | None, rnd: int, default: float) -> float:
+    """The beta the selection of round ``rnd`` used: rounds.parquet ``beta_effective`` when recorded
+    (``scaled`` mode sets it per round), else ``default`` (the config's beta)."""
+    if rounds is not None and len(rounds) and "beta_effective" in rounds.columns:
+        hit = rounds.loc[rounds["round"] == int(rnd), "beta_effective"]
+        if len(hit) and np.isfinite(float(hit.iloc[0])):
+            return float(hit.iloc[0])
+    return float(default)
+
+
+def round_spreads(rounds: pd.DataFrame | None, rnd: int, scores: pd.DataFrame | None = None,
+                  beta: float = float("nan")) -> dict[str, float]:
+    """The U and β·H spreads of round ``rnd`` (:mod:`balpm.diagnostics` columns): as recorded in
+    rounds.parquet, or, for runs written before they were recorded, computed from the round's pool
+    scores (``u``, ``h``) with ``beta``. All NaN when neither is available."""
+    from balpm import diagnostics
+
+    if rounds is not None and len(rounds) and "u_std" in rounds.columns:
+        hit = rounds[rounds["round"] == int(rnd)]
+        if len(hit) and np.isfinite(float(hit["u_std"].iloc[0])):
+            return {c: float(hit[c].iloc[0]) if c in hit.columns else float("nan")
+                    for c in diagnostics.ROUND_DIAGNOSTIC_COLUMNS}
+    if scores is not None and len(scores) and "u" in scores.columns:
+        u = scores["u"].to_numpy(np.float64)
+        h = scores["h"].to_numpy(np.float64) if "h" in scores.columns else None
+        if h is not None and np.isfinite(h).any() and np.isfinite(beta):
+            return diagnostics.score_diagnostics(u, h, beta, scores["score"].to_numpy(np.float64)
+                                                 if "score" in scores.columns else None)
+        return diagnostics.score_diagnostics(u)
+    return diagnostics.empty_diagnostics()
+
+
+DIVERSITY_MESSAGE = "this round BAL-PM acts as a prompt-diversity sampler"
+
+
+def diversity_message(spreads: dict[str, float]) -> str | None:
+    """The plain warning when U's spread over the pool is below a tenth of β·H's (std based), with
+    the numbers; None when U can compete (or nothing is recorded)."""
+    from balpm.diagnostics import DIVERSITY_RATIO
+
+    ratio = spreads.get("beta_h_to_u_std", float("nan"))
+    if not (ratio == ratio) or ratio <= DIVERSITY_RATIO:
+        return None
+    iqr = spreads.get("beta_h_to_u_iqr", float("nan"))
+    rho = spreads.get("score_h_spearman", float("nan"))
+    times = "∞" if not np.isfinite(ratio) else f"{ratio:.0f}×"
+    return (f"{DIVERSITY_MESSAGE}: over the pool, the spread of β·H is {times} that of U "
+            f"(std {fmt_num(spreads.get('beta_h_std'))} vs {fmt_num(spreads.get('u_std'))}; IQR ratio "
+            f"{fmt_num(iqr, 2) if np.isfinite(iqr) else '∞'}), and the score ranks the pool like H "
+            f"(Spearman {fmt_num(rho, 3)}). U only breaks near-ties of H; beta_mode=scaled or a smaller β "
+            "gives it a say.")
+
+
+def last_acquiring_round(last_round: int, rounds: int) -> int:
+    """The last round that acquired a batch so far: the final round of a run never acquires."""
+    return int(max(min(int(last_round), int(rounds) - 2), 0))
+
+
+def projection_ranges(coords: Iterable[np.ndarray], pad: float = 0.04) -> tuple[list[float], list[float]]:
+    """One x and y range for every map of the given projections (``coords_P_2`` arrays), so the side
+    maps and the replay share axes."""
+    return axis_ranges([pd.DataFrame({"x": np.asarray(c)[:, 0], "y": np.asarray(c)[:, 1]}) for c in coords], pad)
+
+
+def play_position(start_step: int, started: float, now: float, rate: float, n_steps: int) -> int:
+    """The pick a player started at ``start_step`` at time ``started`` shows at ``now``: one pick per
+    ``1 / rate`` seconds of wall time (the first tick shows the next pick), whatever each redraw costs;
+    clamped to ``1 .. n_steps``."""
+    pos = int(start_step) + 1 + int(max(now - started, 0.0) * float(rate))
+    return int(min(max(pos, 1), int(n_steps)))
 
 
 def score_sign(minimize_entropy: bool) -> float:
@@ -207,7 +323,9 @@ def score_sign(minimize_entropy: bool) -> float:
 
 # ---- anatomy of a batch ----------------------------------------------------------------------
 def anatomy_frame(picks: pd.DataFrame, *, beta: float, sign: float = 1.0) -> pd.DataFrame:
-    """One row per pick: u, dist (sign*beta*log_dist), count (sign*beta*(h - log_dist)), score.
+    """One row per pick: u, dist (sign*beta*log_dist), count (sign*beta*(h - log_dist)), score, and
+    each part's share of ``|u| + |dist| + |count|`` (u_share, dist_share, count_share). ``beta`` is the
+    round's effective beta (:func:`round_beta`).
 
     For policies without an entropy term the two H parts are 0 and ``score`` is what was maximised.
     """
@@ -219,9 +337,10 @@ def anatomy_frame(picks: pd.DataFrame, *, beta: float, sign: float = 1.0) -> pd.
     count = np.where(np.isfinite(h) & np.isfinite(log_dist), sign * beta * (h - log_dist),
                      np.where(np.isfinite(h), sign * beta * h - dist, 0.0))
     score = p["score"].to_numpy(np.float64)
-    return pd.DataFrame({"pick": p["step"].to_numpy(np.int64) + 1, "pool_index": p["pool_index"].to_numpy(np.int64),
-                         "prompt_id": p["prompt_id"].astype(str).to_numpy(), "u": u, "dist": dist, "count": count,
-                         "beta_h": dist + count, "score": score, "n": p["n"].to_numpy(np.float64)})
+    out = pd.DataFrame({"pick": p["step"].to_numpy(np.int64) + 1, "pool_index": p["pool_index"].to_numpy(np.int64),
+                        "prompt_id": p["prompt_id"].astype(str).to_numpy(), "u": u, "dist": dist, "count": count,
+                        "beta_h": dist + count, "score": score, "n": p["n"].to_numpy(np.float64)})
+    return pd.concat([out, term_shares(u, dist, count)], axis=1)
 
 
 def ratio_by_round(acq: pd.DataFrame) -> pd.DataFrame:

@@ -98,6 +98,7 @@ def prompt_map(frame: pd.DataFrame, *, title: str = "", method: str = "umap",
                                marker=dict(size=point_size + 2, color="#4b5563", symbol="diamond", opacity=0.9),
                                **_hover(pid[init])))
     order = np.argsort(rnd[acq], kind="stable")
+    # the colour bar ends at the last round that acquired (the final round of a run never acquires)
     cmax = max_round if max_round is not None else (float(np.nanmax(rnd[acq])) if acq.any() else 1.0)
     fig.add_trace(go.Scattergl(
         x=x[acq][order], y=y[acq][order], mode="markers", name="acquired (colour: round)", customdata=pix[acq][order],
@@ -131,6 +132,16 @@ def _color_range(values: np.ndarray) -> dict:
     return {"cmin": lo, "cmax": hi if hi > lo else lo + 1e-12}
 
 
+def num_format(values: np.ndarray) -> str:
+    """A d3 number format for hovers and colour bars: scientific (``3.1e-4``) when the finite values
+    are all tiny (max |v| < 1e-3, e.g. U at small uncertainty), fixed point otherwise."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size and 0 < float(np.abs(v).max()) < 1e-3:
+        return ".2e"
+    return ".4f"
+
+
 def replay_map(coords: pd.DataFrame, replay: pd.DataFrame, *, color_by: str = "final", title: str = "",
                method: str = "umap", ranges: tuple[list[float], list[float]] | None = None,
                labelled: pd.DataFrame | None = None, point_size: float = 4.0) -> go.Figure:
@@ -158,8 +169,9 @@ def replay_map(coords: pd.DataFrame, replay: pd.DataFrame, *, color_by: str = "f
         customdata=c["pool_index"].to_numpy(np.int32),
         marker=dict(size=point_size, color=np.where(np.isfinite(cv), cv, np.nan).astype(np.float32),
                     colorscale=SCORE_SCALE, showscale=True, **_color_range(cv),
-                    colorbar=dict(title=dict(text=SCORE_LABELS.get(color_by, color_by)), thickness=12, len=0.8)),
-        hovertemplate="pool %{customdata}<br>" + color_by + " %{marker.color:.4f}<extra></extra>"))
+                    colorbar=dict(title=dict(text=SCORE_LABELS.get(color_by, color_by)), thickness=12, len=0.8,
+                                  tickformat=num_format(cv))),
+        hovertemplate="pool %{customdata}<br>" + color_by + " %{marker.color:" + num_format(cv) + "}<extra></extra>"))
     raised = r[r["raised"] & (r["status"] == "candidate")]
     fig.add_trace(go.Scattergl(x=raised["x"].to_numpy(np.float32), y=raised["y"].to_numpy(np.float32), mode="markers",
                                name="count raised (pick inside their kNN radius)", customdata=raised["pool_index"].to_numpy(np.int32),
@@ -182,22 +194,38 @@ def replay_map(coords: pd.DataFrame, replay: pd.DataFrame, *, color_by: str = "f
     return _layout(fig, title=title, height=MAP_HEIGHT)
 
 
+ANATOMY_PARTS = (("u", "U (uncertainty)", "#2563eb"), ("dist", "β · log(2r + floor)  (distance term)", "#f59e0b"),
+                 ("count", "β · (−ψ(n+1)/d)  (count term)", "#a855f7"))
+
+
 def anatomy_bars(anat: pd.DataFrame, *, title: str = "") -> go.Figure:
-    """One stacked bar per pick: U, beta*distance term and beta*count term (signed), with the final
-    score as a black tick. ``anat`` is :func:`dashboard.frames.anatomy_frame`."""
-    fig = go.Figure()
+    """Two panels per pick. Top: stacked bars of U, beta*distance term and beta*count term (signed),
+    the final score as a black tick. Bottom: the same parts as shares of ``|U| + |dist| + |count|``
+    (100% stacked), so a tiny U stays visible as a share. Hovers use scientific notation for tiny
+    values. ``anat`` is :func:`dashboard.frames.anatomy_frame`."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.62, 0.38], vertical_spacing=0.08,
+                        subplot_titles=["score contributions (nats)", "share of |U| + |β·dist| + |β·count|"])
     x = anat["pick"].to_numpy()
-    fig.add_trace(go.Bar(x=x, y=anat["u"].to_numpy(float), name="U (uncertainty)", marker_color="#2563eb"))
-    fig.add_trace(go.Bar(x=x, y=anat["dist"].to_numpy(float), name="β · log(2r + floor)  (distance term)",
-                         marker_color="#f59e0b"))
-    fig.add_trace(go.Bar(x=x, y=anat["count"].to_numpy(float), name="β · (−ψ(n+1)/d)  (count term)",
-                         marker_color="#a855f7"))
-    fig.add_trace(go.Scatter(x=x, y=anat["score"].to_numpy(float), name="final score", mode="markers",
-                             marker=dict(symbol="line-ew-open", size=10, color="#111827", line=dict(width=2))))
+    for col, name, color in ANATOMY_PARTS:
+        y = anat[col].to_numpy(float)
+        share = anat[f"{col}_share"].to_numpy(float) if f"{col}_share" in anat.columns else np.full(len(anat), np.nan)
+        fig.add_trace(go.Bar(x=x, y=y, name=name, marker_color=color, legendgroup=col, customdata=share,
+                             hovertemplate=f"pick %{{x}}<br>{name}<br>%{{y:{num_format(y)}}}"
+                                           "<br>share %{customdata:.2%}<extra></extra>"), row=1, col=1)
+        fig.add_trace(go.Bar(x=x, y=share, name=name, marker_color=color, legendgroup=col, showlegend=False,
+                             customdata=y, hovertemplate=f"pick %{{x}}<br>{name}<br>share %{{y:.2%}}"
+                                                         f"<br>value %{{customdata:{num_format(y)}}}<extra></extra>"),
+                      row=2, col=1)
+    score = anat["score"].to_numpy(float)
+    fig.add_trace(go.Scatter(x=x, y=score, name="final score", mode="markers",
+                             marker=dict(symbol="line-ew-open", size=10, color="#111827", line=dict(width=2)),
+                             hovertemplate=f"pick %{{x}}<br>score %{{y:{num_format(score)}}}<extra></extra>"),
+                  row=1, col=1)
     fig.update_layout(barmode="relative", bargap=0.05)
-    fig.update_xaxes(title="pick (greedy order)")
-    fig.update_yaxes(title="score contribution (nats)", zeroline=True, zerolinecolor="#6b7280")
-    return _layout(fig, title=title, height=380)
+    fig.update_xaxes(title="pick (greedy order)", row=2, col=1)
+    fig.update_yaxes(title="nats", zeroline=True, zerolinecolor="#6b7280", row=1, col=1)
+    fig.update_yaxes(title="share", tickformat=".0%", range=[0, 1], row=2, col=1)
+    return _layout(fig, title=title, height=560)
 
 
 def ratio_figure(ratios: dict[str, pd.DataFrame], colors: dict[str, str] | None = None, *, title: str = "") -> go.Figure:

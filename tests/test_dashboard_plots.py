@@ -256,7 +256,7 @@ def test_other_figures_build():
     _, _, picks, _ = _engine_round()
     anat = frames.anatomy_frame(picks, beta=0.5)
     fig = plots.anatomy_bars(anat)
-    assert fig.layout.barmode == "relative" and len(fig.data) == 4
+    assert fig.layout.barmode == "relative" and len(fig.data) == 7  # 3 parts x (values, shares) + score
     ratio = frames.ratio_by_round(picks)
     assert len(plots.ratio_figure({"balpm": ratio}).data) == 2
     red = frames.redundancy_frame(picks).assign(seed=0)

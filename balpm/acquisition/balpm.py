@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -28,13 +29,15 @@ import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
-from balpm.config import ESTIMATORS, NORMALIZATIONS
+from balpm.config import BETA_MODES, ESTIMATORS, NORMALIZATIONS
+from balpm.diagnostics import scaled_beta, score_diagnostics
 from balpm.entropy import (
     Geometry,
     build_geometry,
     check_features,
     count_term,
     labelled_counts,
+    replay_counts,
     labelled_knn,
     log_distance_term,
     pick_distances,
@@ -107,6 +110,9 @@ class BalpmRound:
     topk_M_k: np.ndarray | None = None   # k nearest labelled distances (KL)
     items_ptr: np.ndarray = field(default=None)  # type: ignore[assignment]
     items_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
+    beta_mode: str = "fixed"             # fixed: beta as given; scaled: beta set from the pool (see prepare_balpm)
+    beta_nominal: float = float("nan")   # the configured beta (``beta`` is the one the scores use)
+    beta_rule: str = "fixed"             # scaled mode: "iqr", "std" or "fixed" (see balpm.diagnostics.scaled_beta)
 
     @property
     def group_N(self) -> np.ndarray:
@@ -124,6 +130,16 @@ class BalpmRound:
         beta_h = self.beta * h
         return beta_h, (u - beta_h if self.minimize else u + beta_h)
 
+    def step0_h(self) -> np.ndarray:
+        """H of every pool position at step 0 (before any pick of the batch)."""
+        return self.terms(self.n0_M, self.radius_M)[2][self.group_N]
+
+    def diagnostics(self) -> dict[str, float]:
+        """The round's spread diagnostics (:func:`balpm.diagnostics.score_diagnostics`) at step 0."""
+        h = self.step0_h()
+        _, score = self.item_scores(self.u_N, h)
+        return score_diagnostics(self.u_N, h, self.beta, score)
+
     def pool_table(self) -> pd.DataFrame:
         """Per pool position at step 0: u, radius, n0, log_dist, count_term, h, score."""
         g = self.group_N
@@ -140,8 +156,26 @@ class BalpmRound:
 def prepare_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray,
                   batch_size: int = 1, beta: float = 0.01, k: int = 13, d: float = 1.0, floor: float = 1e-4,
                   normalize: str = "zscore", estimator: str = "pool_radius", minimize: bool = False,
-                  exact_knn: bool = True) -> BalpmRound:
-    """Validate the inputs and compute the round constants (radii, counts, neighbourhoods)."""
+                  exact_knn: bool = True, beta_mode: str = "fixed") -> BalpmRound:
+    """Validate the inputs and compute the round constants (radii, counts, neighbourhoods).
+
+    ``beta_mode="scaled"`` replaces ``beta`` by ``beta * IQR(U) / IQR(H)`` over the pool at step 0
+    (:func:`balpm.diagnostics.scaled_beta`, with its fallbacks); the round keeps the configured value
+    in ``beta_nominal``. ``fixed`` (the paper's) uses ``beta`` as given.
+    """
+    if beta_mode not in BETA_MODES:
+        raise ConfigError(f"unknown beta_mode {beta_mode!r}; choose one of {', '.join(BETA_MODES)}")
+    rnd = _prepare_round(uncertainty_N, pool_prompts_N_D, labelled_prompts_L_D, batch_size, beta, k, d, floor,
+                         normalize, estimator, minimize, exact_knn)
+    rnd.beta_mode, rnd.beta_nominal = beta_mode, float(beta)
+    if beta_mode == "scaled":
+        rnd.beta, rnd.beta_rule = scaled_beta(float(beta), rnd.u_N, rnd.step0_h())
+    return rnd
+
+
+def _prepare_round(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray,
+                   batch_size: int, beta: float, k: int, d: float, floor: float, normalize: str, estimator: str,
+                   minimize: bool, exact_knn: bool) -> BalpmRound:
     u, pool, lab = validate_balpm(uncertainty_N, pool_prompts_N_D, labelled_prompts_L_D, batch_size, beta,
                                   k, d, floor, normalize, estimator)
     if estimator == "kl" and lab.shape[0] < k:
@@ -167,8 +201,14 @@ def prepare_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, label
     return BalpmRound(radius_M=topk[:, -1].copy(), topk_M_k=topk, **common)
 
 
-def greedy_select(rnd: BalpmRound, batch_size: int) -> Selection:
-    """Run the greedy batch on prepared round constants (does not modify ``rnd``)."""
+def greedy_select(rnd: BalpmRound, batch_size: int,
+                  on_step: Callable[[int, np.ndarray], None] | None = None) -> Selection:
+    """Run the greedy batch on prepared round constants (does not modify ``rnd``).
+
+    ``on_step(step, score_N)``, when given, sees every pool item's score just before each pick
+    (picked items at ``-inf``; a read-only view: copy it to keep it). :func:`replay_scores` rebuilds
+    the same vector from the stored round data; the tests hold the two equal.
+    """
     g_N = rnd.group_N
     n_items = g_N.size
     if batch_size > n_items:
@@ -192,6 +232,10 @@ def greedy_select(rnd: BalpmRound, batch_size: int) -> Selection:
         return idx[alive_items[idx]]
 
     for step in range(batch_size):
+        if on_step is not None:
+            view = score.view()
+            view.flags.writeable = False
+            on_step(step, view)
         j = int(np.argmax(score))  # first maximum: ties go to the lowest pool position
         g = int(g_N[j])
         beta_h = rnd.beta * h[g]
@@ -254,7 +298,7 @@ def greedy_select(rnd: BalpmRound, batch_size: int) -> Selection:
 def select_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray,
                  batch_size: int, beta: float = 0.01, k: int = 13, d: float = 1.0, floor: float = 1e-4,
                  normalize: str = "zscore", estimator: str = "pool_radius", minimize: bool = False,
-                 exact_knn: bool = True) -> Selection:
+                 exact_knn: bool = True, beta_mode: str = "fixed") -> Selection:
     """Select ``batch_size`` pool positions greedily by ``U + beta * H`` (``U - beta * H`` if ``minimize``).
 
     ``uncertainty_N``: U per pool item; ``pool_prompts_N_D`` / ``labelled_prompts_L_D``: prompt
@@ -262,14 +306,124 @@ def select_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labell
     neighbour 1; ``d`` weights the digamma term; ``floor`` is added to ``2 r`` before the log.
     ``normalize``: ``none`` / ``zscore`` / ``faithful`` (the reference's slip); ``estimator``:
     ``pool_radius`` (the paper's) or ``kl``. ``exact_knn=False`` uses HNSW radii (approximate).
+    ``beta_mode``: ``fixed`` (the paper's) or ``scaled`` (beta times IQR(U) / IQR(H), see
+    :func:`prepare_balpm`).
 
     Returns a :class:`Selection`: ``indices`` in pick order, ``steps`` (columns ``STEP_COLUMNS``) and,
     for the pool-radius estimator, ``increments`` (step, index) of every count raised.
     Bad parameters or inputs raise a one-line :class:`ConfigError` / :class:`FeatureError` first.
     """
     rnd = prepare_balpm(uncertainty_N, pool_prompts_N_D, labelled_prompts_L_D, batch_size, beta, k, d, floor,
-                        normalize, estimator, minimize, exact_knn)
+                        normalize, estimator, minimize, exact_knn, beta_mode)
     return greedy_select(rnd, batch_size)
+
+
+# ---- replay: the scores at any greedy step, rebuilt from the stored round data -------------------
+@dataclass(frozen=True)
+class ReplayScores:
+    """Every pool item's terms just before pick ``step`` of a greedy batch (pool-radius estimator).
+
+    Arrays are in the order of the inputs (one per pool item). ``score_N`` follows the score formula
+    for every item, including those already picked; ``alive_N`` is False for the items picked at
+    earlier steps (known only when the picks were given), so ``best`` is the greedy pick at ``step``.
+    ``raised_N``: items whose count this step's pick raises.
+    """
+
+    step: int
+    u_N: np.ndarray
+    n_N: np.ndarray
+    log_dist_N: np.ndarray
+    count_term_N: np.ndarray
+    h_N: np.ndarray
+    beta_h_N: np.ndarray
+    score_N: np.ndarray
+    alive_N: np.ndarray
+    raised_N: np.ndarray
+    beta: float
+
+    @property
+    def best(self) -> int:
+        """The first maximum of the score over the items still in the pool (the greedy pick)."""
+        return int(np.argmax(np.where(self.alive_N, self.score_N, -np.inf)))
+
+    def shares(self) -> pd.DataFrame:
+        """Each term's share of the item's absolute score parts: ``|U|``, ``|beta*log_dist|`` and
+        ``|beta*count term|`` over their sum (columns ``u_share``, ``dist_share``, ``count_share``)."""
+        return term_shares(self.u_N, self.beta * self.log_dist_N, -self.beta * self.count_term_N)
+
+
+def term_shares(u_N: np.ndarray, dist_N: np.ndarray, count_N: np.ndarray) -> pd.DataFrame:
+    """Share of each score part in the sum of their absolute values (NaN parts count as 0; all-zero
+    rows get NaN shares). The parts are U, the (signed) beta*distance and beta*count terms."""
+    parts = np.abs(np.nan_to_num(np.column_stack([u_N, dist_N, count_N]).astype(np.float64)))
+    tot = parts.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        sh = np.where(tot > 0, parts / np.where(tot > 0, tot, 1.0), np.nan)
+    return pd.DataFrame(sh, columns=["u_share", "dist_share", "count_share"])
+
+
+def replay_scores(u_N: np.ndarray, log_dist_N: np.ndarray, n0_N: np.ndarray, increments: pd.DataFrame | None,
+                  step: int, *, beta: float, d: float = 1.0, minimize: bool = False,
+                  picks: Sequence[int] | None = None) -> ReplayScores:
+    """Rebuild U, the H terms, beta*H and the score of every pool item just before pick ``step``.
+
+    Inputs are what a run stores per round (``pool_scores/round=<r>.parquet``: ``u``, ``log_dist``,
+    ``n0``; ``increments``: (step, index) rows, positions into these arrays, as in
+    ``Selection.increments``), ``beta`` the round's effective beta (rounds.parquet ``beta_effective``;
+    the config's beta in ``fixed`` mode) and ``picks`` the batch's positions in pick order. The
+    arithmetic is :func:`greedy_select`'s: ``n = n0 + increments of steps < step``,
+    ``h = log_dist - digamma(n + 1) / d``, ``score = u +/- beta * h``, equal bit for bit.
+    """
+    u = np.asarray(u_N, dtype=np.float64)
+    log_dist = np.asarray(log_dist_N, dtype=np.float64)
+    n0 = np.asarray(n0_N, dtype=np.float64)
+    if not (u.shape == log_dist.shape == n0.shape and u.ndim == 1):
+        raise FeatureError(f"u, log_dist and n0 must be 1-D of one length (got {u.shape}, {log_dist.shape}, "
+                           f"{n0.shape}); pass one round's pool_scores columns")
+    if not (np.isfinite(u).all() and np.isfinite(log_dist).all() and np.isfinite(n0).all()):
+        raise FeatureError("u, log_dist or n0 contain NaN: this round has no exact pool-radius data to replay "
+                           "(KL estimator or a policy without H); show the round-start scores instead")
+    step = int(step)
+    if step < 0:
+        raise ConfigError(f"step must be >= 0 (got {step})")
+    n = replay_counts(n0.astype(np.int64), increments, step)
+    ct = count_term(n, float(d))
+    h = log_dist - ct
+    beta_h = float(beta) * h
+    score = u - beta_h if minimize else u + beta_h
+    alive = np.ones(u.size, dtype=bool)
+    if picks is not None:
+        before = np.asarray(list(picks)[:step], dtype=np.int64)
+        if before.size and (before.min() < 0 or before.max() >= u.size):
+            raise FeatureError(f"picks name positions outside 0..{u.size - 1}; they belong to another pool")
+        alive[before] = False
+    raised = np.zeros(u.size, dtype=bool)
+    if increments is not None and len(increments):
+        raised[increments.loc[increments["step"].to_numpy() == step, "index"].to_numpy(np.int64)] = True
+    return ReplayScores(step=step, u_N=u, n_N=n, log_dist_N=log_dist, count_term_N=ct, h_N=h, beta_h_N=beta_h,
+                        score_N=score, alive_N=alive, raised_N=raised, beta=float(beta))
+
+
+def replay_round(scores: pd.DataFrame, increments: pd.DataFrame | None, picks: pd.DataFrame, step: int, *,
+                 beta: float, d: float = 1.0, minimize: bool = False) -> ReplayScores:
+    """:func:`replay_scores` on a run's stored tables: ``scores`` (pool_scores of the round, columns
+    ``pool_index``, ``u``, ``log_dist``, ``n0``), ``increments`` (columns ``step``, ``pool_index``) and
+    ``picks`` (the round's acquisitions: ``step``, ``pool_index``). Arrays follow ``scores``' rows."""
+    where = pd.Series(np.arange(len(scores), dtype=np.int64), index=scores["pool_index"].to_numpy(np.int64))
+    inc = None
+    if increments is not None:
+        idx = where.reindex(increments["pool_index"].to_numpy(np.int64))
+        if idx.isna().any():
+            raise FeatureError("increments name pool items that are not in this round's pool scores; "
+                               "pass the increments of the same round")
+        inc = pd.DataFrame({"step": increments["step"].to_numpy(np.int64), "index": idx.to_numpy(np.int64)})
+    order = picks.sort_values("step")["pool_index"].to_numpy(np.int64)
+    pos = where.reindex(order)
+    if pos.isna().any():
+        raise FeatureError("picks name pool items that are not in this round's pool scores; pass the same round")
+    return replay_scores(scores["u"].to_numpy(np.float64), scores["log_dist"].to_numpy(np.float64),
+                         scores["n0"].to_numpy(np.float64), inc, step, beta=beta, d=d, minimize=minimize,
+                         picks=pos.to_numpy(np.int64))
 
 
 class BalpmPolicy:
@@ -283,8 +437,12 @@ class BalpmPolicy:
 
     def __init__(self, beta: float = 0.01, k: int = 13, d: float = 1.0, floor: float = 1e-4,
                  normalize: str = "zscore", estimator: str = "pool_radius", uncertainty: str = "epistemic",
-                 minimize: bool = False, exact_knn: bool = True, name: str = "balpm") -> None:
+                 minimize: bool = False, exact_knn: bool = True, name: str = "balpm",
+                 beta_mode: str = "fixed") -> None:
+        if beta_mode not in BETA_MODES:
+            raise ConfigError(f"unknown beta_mode {beta_mode!r}; choose one of {', '.join(BETA_MODES)}")
         self.name = name
+        self.beta_mode = beta_mode
         self.beta, self.k, self.d, self.floor = beta, k, d, floor
         self.normalize, self.estimator, self.uncertainty = normalize, estimator, uncertainty
         self.minimize, self.exact_knn = minimize, exact_knn
@@ -296,7 +454,8 @@ class BalpmPolicy:
             return self._cache[1]
         u = state_uncertainty(state, self.uncertainty)
         rnd = prepare_balpm(u, state.pool_prompts_N_D, state.labelled_prompts_L_D, batch_size, self.beta, self.k,
-                            self.d, self.floor, self.normalize, self.estimator, self.minimize, self.exact_knn)
+                            self.d, self.floor, self.normalize, self.estimator, self.minimize, self.exact_knn,
+                            self.beta_mode)
         self._cache = (state, rnd)
         return rnd
 
@@ -308,3 +467,8 @@ class BalpmPolicy:
     def pool_table(self, state: PoolState) -> pd.DataFrame:
         """Per pool position at step 0: u, radius, n0, log_dist, count_term, h, score."""
         return self.prepare(state).pool_table()
+
+    def round_diagnostics(self, state: PoolState) -> dict[str, float]:
+        """Spread of U and beta*H over the pool at step 0, their ratio, rank correlation of the score
+        with H and the effective beta (:mod:`balpm.diagnostics`)."""
+        return self.prepare(state).diagnostics()

@@ -44,6 +44,9 @@ with st.form("ablation"):
                             key="abl_norm")
     with r2[3]:
         minimize = st.toggle("entropy minimiser (U − β·H)", value=bool(a.minimize_entropy), key="abl_min")
+        scaled = st.toggle("β scaled to U (beta_mode=scaled)", value=a.beta_mode == "scaled", key="abl_beta_mode",
+                           help="off: β as given (the paper's). On: each round β_eff = β · IQR(U) / IQR(H) over the "
+                                "pool, so the spread of β·H is β times that of U (recorded as beta_effective)")
         coldness = st.number_input("coldness β_g (stochastic BALD)", 0.0, 1e9, float(a.coldness), step=0.5,
                                    key="abl_cold", help="0: the paper's value for the policy "
                                                         "(softmax 10000, power 8, softrank 1)")
@@ -51,7 +54,8 @@ with st.form("ablation"):
 
 if go_btn:
     changes = dict(policy=policy, beta=float(beta), k=int(k), d=float(d), estimator=estimator, uncertainty=uncertainty,
-                   normalize=normalize, minimize_entropy=bool(minimize), coldness=float(coldness))
+                   normalize=normalize, minimize_entropy=bool(minimize), coldness=float(coldness),
+                   beta_mode="scaled" if scaled else "fixed")
     changed = {f: v for f, v in changes.items() if getattr(a, f) != v}
     try:
         variant_cfg = base_cfg.replace(acquisition=changed).validate() if changed else base_cfg

@@ -26,15 +26,35 @@ else:
         c[1].markdown(f"round **{rnd}**")
     picks = acq[acq["round"] == rnd]
     a = cfg.acquisition
-    anat = frames.anatomy_frame(picks, beta=a.beta, sign=frames.score_sign(a.minimize_entropy))
+    rounds_df = state.attempt(state.rounds, root, rid, what=rid)
+    beta_r = frames.round_beta(rounds_df, rnd, a.beta)  # beta_mode=scaled: this round's effective beta
+    anat = frames.anatomy_frame(picks, beta=beta_r, sign=frames.score_sign(a.minimize_entropy))
     sign_txt = "U − β·H" if a.minimize_entropy else "U + β·H"
+    beta_txt = (f"β={frames.fmt_num(beta_r)}, scaled from {a.beta:g}" if getattr(a, "beta_mode", "fixed") == "scaled"
+                else f"β={a.beta:g}")
+    if a.policy == "balpm":
+        spreads = frames.round_spreads(rounds_df, rnd)
+        if not spreads["u_std"] == spreads["u_std"]:  # an older run: compute them from the round's pool scores
+            scores_r, _ = state.pool_scores(root, rid, rnd)
+            spreads = frames.round_spreads(None, rnd, scores_r, beta_r)
+        msg = frames.diversity_message(spreads)
+        if msg:
+            st.warning(msg)
     st.plotly_chart(plots.anatomy_bars(anat, title=f"{names[rid]} · round {rnd}: each pick's score = {sign_txt} "
-                                                   f"(β={a.beta:g}, d={a.d:g}, k={a.k})"),
+                                                   f"({beta_txt}, d={a.d:g}, k={a.k})"),
                     key="ba_bars", config={"displaylogo": False}, theme=None)
     if cfg.acquisition.policy != "balpm":
         st.caption(f"{cfg.acquisition.policy} has no entropy term: the bars are its uncertainty alone.")
+    else:
+        st.caption(f"Over this batch's picks: median U {frames.fmt_num(anat['u'].median())} "
+                   f"(median share {frames.fmt_share(anat['u_share'].median())}), median β·H "
+                   f"{frames.fmt_num(anat['beta_h'].median())}. The lower panel shows each part's share, so a "
+                   "tiny U stays visible.")
     with st.expander("the numbers behind the bars"):
-        st.dataframe(anat, hide_index=True, width="stretch")
+        num = st.column_config.NumberColumn
+        st.dataframe(anat, hide_index=True, width="stretch", column_config={
+            **{c: num(c, format="%.3e") for c in ("u", "dist", "count", "beta_h", "score")},
+            **{c: num(c, format="percent") for c in ("u_share", "dist_share", "count_share")}})
 
 # ---- across rounds and policies ----------------------------------------------------------------
 st.subheader("Across rounds")

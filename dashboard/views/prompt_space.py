@@ -1,6 +1,8 @@
 """Prompt space: the pool on a 2-D map, acquisitions coloured by round, and a pick-by-pick replay."""
 from __future__ import annotations
 
+import time
+
 import streamlit as st
 
 from dashboard import frames, plots, state
@@ -17,8 +19,21 @@ shown = ctl[1].multiselect("policies side by side (up to 3)", list(names), defau
                            format_func=lambda r: names[r], max_selections=3, key="ps_runs")
 method = ctl[2].selectbox("map", ["auto", "umap", "pca"], key="ps_method",
                           help="auto = UMAP (PCA when too few prompts); 2-D features are shown raw")
-max_round = max((i.last_round for i in at_seed), default=0)
+# the last round of a run never acquires: the colour bar and this control end at the last round that did
+max_round = max((frames.last_acquiring_round(i.last_round, i.rounds) for i in at_seed), default=0)
 upto = ctl[3].number_input("acquired up to round", 0, max(max_round, 0), max(max_round, 0), key="ps_upto")
+
+
+def shared_ranges(run_ids: list[str]) -> tuple[list[float], list[float]] | None:
+    """One axis range for the side maps and the replay: the whole 2-D projection of the runs' datasets."""
+    coords = []
+    for r in run_ids:
+        data_hash = state.config(root, r)[1].get("data_hash")
+        proj = state.attempt(state.projection, root, data_hash, method, what=r) if data_hash else None
+        if proj is not None:
+            coords.append(proj.coords_P_2)
+    return frames.projection_ranges(coords) if coords else None
+
 
 if not shown:
     st.caption("Pick at least one run.")
@@ -38,7 +53,7 @@ else:
         hashes = {state.config(root, r)[1].get("data_hash") for r, _, _ in maps}
         if len(hashes) > 1:
             st.warning("These runs use different datasets; their maps are not comparable.")
-        ranges = frames.axis_ranges([m for _, m, _ in maps])
+        ranges = shared_ranges([r for r, _, _ in maps]) or frames.axis_ranges([m for _, m, _ in maps])
         used = maps[0][2]
         st.caption({"raw": "The prompt features are 2-D (the synthetic teaching world): shown as they are.",
                     "umap": "UMAP of the prompt features (fitted once per dataset, cached under _datasets/).",
@@ -90,14 +105,28 @@ if scores is None or got is None or not len(picks):
     st.stop()
 xy, used = got
 inc_pos = state.replay_index(root, rid, rnd)
-ranges = frames.axis_ranges([xy])
+ranges = shared_ranges(list(dict.fromkeys(list(shown) + [rid]))) or frames.axis_ranges([xy])
 acfg = cfg.acquisition
 sign = frames.score_sign(acfg.minimize_entropy)
+rounds_df = state.attempt(state.rounds, root, rid, what=rid)
+beta_r = frames.round_beta(rounds_df, rnd, acfg.beta)  # beta_mode=scaled: this round's effective beta
+spreads = frames.round_spreads(rounds_df, rnd, scores, beta_r)
+if acfg.policy == "balpm":
+    msg = frames.diversity_message(spreads)
+    if msg:
+        st.warning(msg)
+    st.caption(f"Round {rnd} over the pool: U std {frames.fmt_num(spreads['u_std'])}, IQR "
+               f"{frames.fmt_num(spreads['u_iqr'])} · β·H std {frames.fmt_num(spreads['beta_h_std'])}, IQR "
+               f"{frames.fmt_num(spreads['beta_h_iqr'])} · β = {frames.fmt_num(beta_r)}"
+               + (f" (beta_mode scaled, configured {acfg.beta:g})" if getattr(acfg, "beta_mode", "fixed") == "scaled"
+                  else ""))
 n_steps = len(picks)
 step_key = f"rp_step::{rid}::{rnd}"
 if step_key not in st.session_state:
     st.session_state[step_key] = 1
 play_key = "rp_playing"
+anchor_key = "rp_play_anchor"  # (wall time, step) when play was pressed: the position follows the clock
+PLAY_RATE = 1.0  # picks per second of wall time
 playing = bool(st.session_state.get(play_key, False))
 pool_df = state.pool(root, rid)
 lab_before = state.attempt(lambda: frames.map_frame(xy, pool_df, acq, rnd - 1), what=rid)
@@ -110,8 +139,10 @@ def _advance(delta: int) -> None:
 
 def _set_play(on: bool) -> None:
     # idempotent (not a toggle): a click whose rerun is coalesced with a fragment tick stays one click
-    if on and not st.session_state.get(play_key, False) and st.session_state[step_key] >= n_steps:
-        st.session_state[step_key] = 0  # start over: the first tick shows pick 1
+    if on and not st.session_state.get(play_key, False):
+        if st.session_state[step_key] >= n_steps:
+            st.session_state[step_key] = 0  # start over: the first tick shows pick 1
+        st.session_state[anchor_key] = (time.monotonic(), int(st.session_state[step_key]))
     st.session_state[play_key] = on
 
 
@@ -120,22 +151,24 @@ b[0].button("◀ prev", key="rp_prev", on_click=_advance, args=(-1,), disabled=p
 b[1].button("next ▶", key="rp_next", on_click=_advance, args=(1,), disabled=playing)
 b[2].button("⏸ pause" if playing else "▶ play", key="rp_play", type="primary", on_click=_set_play,
             args=(not playing,))
-b[3].caption("play advances one pick a second inside a fragment: only the replay below is redrawn")
+b[3].caption(f"play shows {PLAY_RATE:g} pick per second of wall time (when a redraw takes longer than that, "
+             "picks are skipped so the rate holds); only the replay below is redrawn")
 
 
-@st.fragment(run_every=1.0 if playing else None)
+@st.fragment(run_every=0.5 if playing else None)
 def replay_panel() -> None:
     """One greedy step of the selection; while playing it re-executes by itself (a fragment, not a page
-    rerun) and advances one pick each time."""
+    rerun) and shows the pick that the wall clock has reached since play was pressed (PLAY_RATE)."""
     if st.session_state.get(play_key, False):
         if st.session_state[step_key] >= n_steps:
             st.session_state[play_key] = False
             st.rerun(scope="app")  # stop the timer
-        _advance(1)
+        t0, s0 = st.session_state.get(anchor_key, (time.monotonic(), int(st.session_state[step_key])))
+        st.session_state[step_key] = frames.play_position(s0, t0, time.monotonic(), PLAY_RATE, n_steps)
     st.slider("greedy step (pick number in this batch)", 1, n_steps, key=step_key,
               disabled=bool(st.session_state.get(play_key, False)))
     s = int(st.session_state[step_key]) - 1
-    rep = frames.replay_step(scores, inc, picks, s, beta=acfg.beta, d=acfg.d, sign=sign, inc_pos=inc_pos)
+    rep = frames.replay_step(scores, inc, picks, s, beta=beta_r, d=acfg.d, sign=sign, inc_pos=inc_pos)
     pk = rep.pick
     title = (f"{rnames[rid]} · round {rnd} · pick {s + 1}/{n_steps}: pool {int(pk['pool_index'])} "
              f"(prompt {pk['prompt_id']})")
@@ -149,11 +182,15 @@ def replay_panel() -> None:
     cur = rep.frame[rep.frame["status"] == "current"]
     m = st.columns(6)
     m[0].metric("current pick", f"pool {int(pk['pool_index'])}")
-    m[1].metric("U", f"{pk['u']:.4f}" if pk["u"] == pk["u"] else "–")
-    m[2].metric("β·H", f"{pk['beta_h']:.4f}" if pk["beta_h"] == pk["beta_h"] else "–")
-    m[3].metric("score", f"{pk['score']:.4f}" if pk["score"] == pk["score"] else "–")
+    m[1].metric("U", frames.fmt_num(pk["u"]))
+    m[2].metric("β·H", frames.fmt_num(pk["beta_h"]))
+    m[3].metric("score", frames.fmt_num(pk["score"]))
     m[4].metric("n (labelled in radius)", f"{int(cur['n'].iloc[0])}" if len(cur) and cur['n'].iloc[0] == cur['n'].iloc[0] else "–")
     m[5].metric("counts raised", int(rep.frame["raised"].sum()))
+    if len(cur):
+        c0 = cur.iloc[0]
+        st.markdown(f"**Share of this pick's score** (of |U| + |β·dist| + |β·count|): U **{frames.fmt_share(c0['u_share'])}**"
+                    f" · β·distance {frames.fmt_share(c0['dist_share'])} · β·count {frames.fmt_share(c0['count_share'])}")
     if not rep.exact:
         st.caption("H is shown as at the start of the round: this policy or estimator records no per-pick counts.")
     else:
