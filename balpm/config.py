@@ -39,6 +39,7 @@ from balpm.errors import ConfigError
 PAPER_COLDNESS = {"softmax_bald": 10000.0, "power_bald": 8.0, "softrank_bald": 1.0}
 POLICIES = (
     "random", "bald", "softmax_bald", "power_bald", "softrank_bald", "balpm",
+    "full",  # the ceiling: trained once on the whole pool (balpm.acquisition.full, balpm sweep --ceiling)
 )
 UNCERTAINTIES = ("epistemic", "predictive", "aleatoric", "variance", "none")
 ESTIMATORS = ("pool_radius", "kl")

@@ -212,7 +212,8 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
     inputs = prepare(cfg, table, features)
     t_hash = runs.table_hash(inputs.table)
     f_hash = str(getattr(features, "hash", ""))
-    policy = _make_policy(cfg)
+    policy = None if is_full(cfg) else _make_policy(cfg)  # "full" (the ceiling) selects nothing
+    n_initial = rounds_and_initial(cfg, len(inputs.pool_rows_N))[1]
 
     # ---- everything checked: write ----
     if existing is None:
@@ -225,8 +226,10 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
             "sources": sorted(map(str, inputs.table["source"].unique())) if "source" in inputs.table else [],
         }
         writer = runs.RunWriter.create(root, run_id, cfg, meta)
-        writer.write_pool(_pool_frame(inputs, cfg.loop.initial))
-        start, labelled = 0, list(range(cfg.loop.initial))
+        if is_full(cfg):
+            writer.write_status("running", last_round=-1, rounds=1)
+        writer.write_pool(_pool_frame(inputs, n_initial))
+        start, labelled = 0, list(range(n_initial))
         acquired_prompts: set[str] = set()
     else:
         writer = runs.RunWriter(root, run_id)
@@ -235,13 +238,13 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         if meta.get("table_hash") != t_hash or meta.get("feature_hash") != f_hash:
             raise ConfigError(f"run {run_id} was made on other data or features (table {meta.get('table_hash')}, "
                               f"features {meta.get('feature_hash')}); resume it on the same inputs or start a new run")
-        expected = _pool_frame(inputs, cfg.loop.initial)
+        expected = _pool_frame(inputs, n_initial)
         if not old.pool()[["pair_id", "initial"]].equals(expected[["pair_id", "initial"]]):
             raise ConfigError(f"run {run_id}: pool.parquet does not match the pool this config builds; start a new run")
         last = int(writer.read_status()["last_round"])
         writer.truncate(last)
         acq = old.acquisitions().sort_values(["round", "step"])
-        labelled = list(range(cfg.loop.initial)) + acq["pool_index"].astype(int).tolist()
+        labelled = list(range(n_initial)) + acq["pool_index"].astype(int).tolist()
         acquired_prompts = set(acq["prompt_id"].astype(str))
         start = last + 1
         writer.resume_running()
@@ -271,6 +274,16 @@ def _crash_hook(run_id: str, rnd: int) -> None:
     except (OSError, ValueError):
         return
     os._exit(70)
+
+
+def is_full(cfg: RunConfig) -> bool:
+    """True for the ceiling run ``full``: the same model trained once on the whole pool."""
+    return cfg.acquisition.policy == "full"
+
+
+def rounds_and_initial(cfg: RunConfig, n_pool: int) -> tuple[int, int]:
+    """``(rounds, initial labelled count)`` the loop runs: ``(1, n_pool)`` for ``full``, else the config's."""
+    return (1, int(n_pool)) if is_full(cfg) else (int(cfg.loop.rounds), int(cfg.loop.initial))
 
 
 def _say(progress: bool, msg: str) -> None:
@@ -344,6 +357,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
 
     lp = cfg.loop
     n_pool = len(inputs.pool_rows_N)
+    n_rounds = rounds_and_initial(cfg, n_pool)[0]
     pool_pair_ids = inputs.table["pair_id"].to_numpy()[inputs.pool_rows_N].astype(str)
     pool_prompt_ids = inputs.table["prompt_id"].to_numpy()[inputs.pool_rows_N].astype(str)
     in_labelled = np.zeros(n_pool, dtype=bool)
@@ -355,8 +369,8 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=lp.rounds, initial=start, desc=writer.run_id, unit="round", leave=False)
-    for t in range(start, lp.rounds):
+        bar = tqdm(total=n_rounds, initial=start, desc=writer.run_id, unit="round", leave=False)
+    for t in range(start, n_rounds):
         t0 = time.perf_counter()
         model = PreferenceEnsemble(cfg.model, dim, seed=model_seed(lp.seed, t))
         fit = model.fit(inputs.pairs(inputs.pool_rows_N[np.asarray(labelled)]), valid)
@@ -370,7 +384,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
                    batch_unique_prompts=0, cumulative_unique_prompts=len(acquired_prompts))
         row.update(diagnostics.empty_diagnostics())  # U / beta*H spreads: NaN in the last round (no selection)
         acq_df = scores_df = inc_df = None
-        if t < lp.rounds - 1:
+        if t < n_rounds - 1:
             remaining = np.flatnonzero(~in_labelled)
             probs_N_K = predict(model, inputs, inputs.pool_rows_N[remaining])
             state = _pool_state(probs_N_K, inputs, remaining, labelled)

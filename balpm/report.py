@@ -1,16 +1,16 @@
-"""Reports over many runs: per policy final log-likelihoods, AULC, label efficiency vs a baseline.
+"""Reports over many runs: per setting and quality metric, every policy against the baseline.
 
 Runs are grouped by *setting* (everything but the policy and the seed: data, features, model, loop
 sizes) and by *label* (the policy plus its non-default knobs: ``balpm beta=0.1`` differs from
-``balpm``). Within a setting every label is compared with the baseline label (``random`` by default):
+``balpm``). All the statistics are :func:`balpm.stats.evidence` (the same function, with the same
+defaults, that the dashboard's Learning curves page calls): per metric the paired AULC and final-value
+differences against the baseline with 95% Student-t intervals and the verdict ``better`` / ``worse`` /
+``no detectable difference`` (the AULC's is the headline), the A/A check on the baseline's seeds, the
+ceiling of ``full`` runs with its headroom, and the secondary "X% fewer labels" figure only behind a
+``better`` verdict. ``smooth`` only changes the curves drawn (``curves`` in the JSON, the HTML).
 
-* final test / OOD log-likelihood and accuracy: mean +/- SEM over seeds;
-* AULC: area under the (smoothed) mean learning curve, normalised by the labelled range;
-* label efficiency: "fewer labels than the baseline to reach the baseline's final log-likelihood",
-  exact (interpolated on labelled-set size) and as the paper computes it, each with a bootstrap
-  confidence interval over seeds (seeds paired when both policies share them).
-
-All the arithmetic is :mod:`balpm.metrics`; this module only collects runs and arranges numbers.
+This module collects runs (one per config: the same config under two run ids counts once) and
+arranges the numbers as text, JSON and standalone HTML.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balpm import metrics, runs
+from balpm import metrics, runs, stats
 from balpm.errors import BalpmError
 
 CURVES = ("test_log_likelihood", "ood_log_likelihood", "test_accuracy", "ood_accuracy")
@@ -41,10 +41,16 @@ class LoadedRun:
     seed: int
     setting: str
     rounds: pd.DataFrame
+    config_hash: str = ""
 
 
 def collect(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[dict[str, Any]]]:
-    """Complete runs under the given run folders or runs roots, and the skipped ones (with reasons)."""
+    """Complete runs under the given run folders or runs roots, and the skipped ones (with reasons).
+
+    The same config (same ``RunConfig`` hash) complete under two run ids counts once: the run with the
+    smallest run id is kept, the others are skipped with state ``duplicate``.
+    """
+    paths = list(paths)
     found: dict[str, runs.RunInfo] = {}
     for raw in paths:
         p = Path(raw)
@@ -57,10 +63,15 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[dict[str
         for info in infos:
             found.setdefault(str(info.path.resolve()), info)
     loaded, skipped = [], []
-    for info in found.values():
+    by_hash: dict[str, str] = {}
+    for info in sorted(found.values(), key=lambda i: i.run_id):
         if info.state != "complete":
             skipped.append({"run_id": info.run_id, "state": info.state, "reason": info.reason or info.error
                             or f"{info.last_round + 1}/{info.rounds} rounds done"})
+            continue
+        if info.config_hash and info.config_hash in by_hash:
+            skipped.append({"run_id": info.run_id, "state": "duplicate",
+                            "reason": f"same config as {by_hash[info.config_hash]} (counted once)"})
             continue
         try:
             run = runs.open_run(info.path.parent, info.run_id)
@@ -68,27 +79,13 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[dict[str
         except Exception as exc:
             skipped.append({"run_id": info.run_id, "state": "broken", "reason": " ".join(str(exc).split())})
             continue
+        if info.config_hash:
+            by_hash[info.config_hash] = info.run_id
         loaded.append(LoadedRun(info.run_id, info.path, info.label or "?", info.policy or "?", int(info.seed or 0),
-                                info.setting or "?", rounds))
+                                info.setting or "?", rounds, info.config_hash or ""))
     if not loaded and not skipped:
         raise BalpmError(f"no runs found in {', '.join(map(str, paths))}; run balpm run or balpm sweep first")
     return sorted(loaded, key=lambda r: (r.setting, r.label, r.seed)), skipped
-
-
-def _curves(group: Sequence[LoadedRun], column: str) -> tuple[np.ndarray, np.ndarray]:
-    """Common labelled-size axis ``x_R`` and per-seed curves ``y_S_R`` (rounds all seeds completed)."""
-    n = min(len(r.rounds) for r in group)
-    x = group[0].rounds["labelled"].to_numpy(dtype=np.float64)[:n]
-    y = np.stack([r.rounds[column].to_numpy(dtype=np.float64)[:n] for r in group])
-    return x, y
-
-
-def _ms(values: np.ndarray) -> dict[str, float | None]:
-    values = np.asarray(values, dtype=np.float64)
-    if values.size == 0 or np.isnan(values).all():
-        return {"mean": None, "sem": None}
-    mean, sem = metrics.mean_sem(values[~np.isnan(values)])
-    return {"mean": _num(mean), "sem": _num(sem)}
 
 
 def _num(v: Any) -> float | None:
@@ -99,93 +96,40 @@ def _num(v: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _smooth_S(y_S_R: np.ndarray, window: int) -> np.ndarray:
-    if window <= 1:
-        return y_S_R
-    return np.stack([np.asarray(metrics.smooth(y, window), dtype=np.float64) for y in y_S_R])
-
-
-def _efficiency(x: np.ndarray, base_S_R: np.ndarray, pol_S_R: np.ndarray, *, paper: bool, smooth: int,
-                n_boot: int, seed: int) -> dict[str, Any]:
-    """Label efficiency of the (smoothed) seed-mean curves, with a bootstrap CI over seeds (paired rows)."""
-    eff = metrics.label_efficiency_ci(base_S_R, pol_S_R, x, paper=paper, window=smooth, n_boot=n_boot, seed=seed)
-    low = eff.low if np.isfinite(eff.low) else None  # -inf: the target was not reached in many resamples
-    return {"value": _num(eff.estimate), "ci": [_num(low), _num(eff.high)],
-            "reached_fraction": _num(eff.reached_fraction)}
-
-
-def summarize(loaded: Sequence[LoadedRun], *, baseline: str = "random", smooth: int = 3, n_boot: int = 1000,
-              seed: int = 0, skipped: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The whole report as one JSON-ready dict (see the module docstring)."""
-    settings = sorted({r.setting for r in loaded})
-    out: dict[str, Any] = {"baseline": baseline, "smooth": smooth, "n_boot": n_boot, "settings": settings,
-                           "runs": len(loaded), "skipped": list(skipped), "policies": []}
-    for setting in settings:
-        in_setting = [r for r in loaded if r.setting == setting]
-        base_label = _baseline_label(in_setting, baseline)
-        labels = sorted({r.label for r in in_setting}, key=lambda lab: (lab != base_label, lab))
-        base = [r for r in in_setting if r.label == base_label]
-        for label in labels:
-            group = [r for r in in_setting if r.label == label]
-            out["policies"].append(_policy_entry(label, setting, group, base, base_label, smooth, n_boot, seed))
+def _display_curves(group: Sequence[LoadedRun], smooth: int) -> dict[str, Any]:
+    """Mean +/- SEM per round of each curve metric after a ``smooth``-round trailing average (display only)."""
+    out: dict[str, Any] = {}
+    n = min(len(r.rounds) for r in group)
+    for col in stats.QUALITY_METRICS:
+        if not all(col in r.rounds.columns for r in group):
+            continue
+        y = np.stack([r.rounds[col].to_numpy(dtype=np.float64)[:n] for r in group])
+        if smooth > 1:
+            y = np.stack([np.asarray(metrics.smooth(row, smooth), dtype=np.float64) for row in y])
+        mean, sem = metrics.mean_sem(y)
+        out[col] = {"mean": [_num(v) for v in np.atleast_1d(mean)],
+                    "sem": [_num(v) if len(group) > 1 else 0.0 for v in np.atleast_1d(sem)]}
     return out
 
 
-def _baseline_label(group: Sequence[LoadedRun], baseline: str) -> str:
-    """``baseline`` itself when a label matches, else the only label of that policy (e.g. ``random k=5``)."""
-    labels = {r.label for r in group}
-    if baseline in labels:
-        return baseline
-    same_policy = sorted({r.label for r in group if r.policy == baseline})
-    return same_policy[0] if len(same_policy) == 1 else baseline
+def summarize(loaded: Sequence[LoadedRun], *, baseline: str = "random", smooth: int = 3, n_boot: int = stats.N_BOOT,
+              seed: int = stats.SEED, skipped: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+    """The whole report as one JSON-ready dict: :func:`balpm.stats.evidence` plus display curves.
 
-
-def _policy_entry(label: str, setting: str, group: list[LoadedRun], base: list[LoadedRun], baseline: str,
-                  smooth: int, n_boot: int, seed: int) -> dict[str, Any]:
-    entry: dict[str, Any] = {
-        "label": label, "policy": group[0].policy, "setting": setting, "n_seeds": len(group),
-        "seeds": [r.seed for r in group], "run_ids": [r.run_id for r in group],
-    }
-    x, _ = _curves(group, "test_log_likelihood")
-    entry["labelled"] = x.tolist()
-    entry["final"] = {"labelled": _num(x[-1])}
-    entry["curves"], entry["aulc"] = {}, {}
-    for col in CURVES:
-        _, y = _curves(group, col)
-        entry["final"][col] = _ms(y[:, -1])
-        ys = _smooth_S(y, smooth)
-        mean = np.nanmean(ys, axis=0) if not np.isnan(ys).all() else np.full(ys.shape[1], np.nan)
-        sem = (np.nanstd(ys, axis=0, ddof=1) / np.sqrt(len(ys))) if len(ys) > 1 else np.zeros(ys.shape[1])
-        entry["curves"][col] = {"mean": [_num(v) for v in mean], "sem": [_num(v) for v in sem]}
-        if col.endswith("log_likelihood"):
-            aulcs = np.array([metrics.aulc(x, yy) if np.isfinite(yy).all() else np.nan for yy in ys])
-            entry["aulc"][col.split("_")[0]] = _ms(aulcs)
-    entry["label_efficiency"] = None
-    if label != baseline and base:
-        entry["label_efficiency"] = {}
-        base_seeds = {r.seed: r for r in base}
-        common = [r.seed for r in group if r.seed in base_seeds]
-        paired = len(common) == len(group) == len(base)
-        pol_runs = sorted(group, key=lambda r: r.seed) if paired else group
-        base_runs = [base_seeds[r.seed] for r in pol_runs] if paired else base
-        n = min(min(len(r.rounds) for r in pol_runs), min(len(r.rounds) for r in base_runs))
-        xb = base_runs[0].rounds["labelled"].to_numpy(dtype=np.float64)[:n]
-        if not np.array_equal(xb, x[:n]):
-            entry["label_efficiency"] = {"error": "labelled sizes differ from the baseline's; use the same loop settings"}
-            return entry
-        for split in ("test", "ood"):
-            col = f"{split}_log_likelihood"
-            b = np.stack([r.rounds[col].to_numpy(dtype=np.float64)[:n] for r in base_runs])
-            p = np.stack([r.rounds[col].to_numpy(dtype=np.float64)[:n] for r in pol_runs])
-            if np.isnan(b).any() or np.isnan(p).any():
-                entry["label_efficiency"][split] = None
-                continue
-            entry["label_efficiency"][split] = {
-                "exact": _efficiency(xb, b, p, paper=False, smooth=smooth, n_boot=n_boot, seed=seed),
-                "paper": _efficiency(xb, b, p, paper=True, smooth=smooth, n_boot=n_boot, seed=seed),
-                "baseline_final": _num(metrics.smooth(b.mean(axis=0), smooth)[-1]), "paired_seeds": paired,
-            }
-    return entry
+    Adds ``smooth`` (display only), ``runs``, ``skipped``, ``chance`` (metric -> chance level) and, per
+    policy entry, ``curves`` (metric -> smoothed mean / SEM per round); ``ceiling[setting]`` gets the
+    ``full`` runs' ``x_range`` of the compared curves to draw its line over.
+    """
+    ev = stats.evidence(loaded, baseline=baseline, n_boot=n_boot, seed=seed)
+    by_id = {r.run_id: r for r in loaded}
+    out: dict[str, Any] = {**ev, "smooth": smooth, "runs": len(loaded) - len(ev["duplicates"]),
+                           "skipped": list(skipped) + [{"run_id": d["run_id"], "state": "duplicate",
+                                                        "reason": f"same label and seed as {d['same_as']} (counted once)"}
+                                                       for d in ev["duplicates"]],
+                           "chance": {m: stats.chance_level(m) for m in stats.QUALITY_METRICS}}
+    for entry in out["policies"]:
+        entry["curves"] = _display_curves([by_id[r] for r in entry["run_ids"]], smooth)
+    return out
 
 
 # ---- presentation -------------------------------------------------------------------------------
@@ -195,41 +139,101 @@ def _pm(d: dict[str, Any] | None, digits: int = 4) -> str:
     return f"{d['mean']:.{digits}f} ± {d['sem']:.{digits}f}" if d.get("sem") is not None else f"{d['mean']:.{digits}f}"
 
 
-def _pct(e: dict[str, Any] | None) -> str:
-    if not e or e.get("value") is None:
-        return "never" if e else "-"
-    lo, hi = e.get("ci") or (None, None)
-    ci = f" [{'never' if lo is None else f'{lo * 100:.0f}'}, {'never' if hi is None else f'{hi * 100:.0f}'}]"
-    return f"{e['value'] * 100:.1f}%{ci}"
+def _digits(metric: str) -> int:
+    return 3 if metric.endswith("accuracy") else 4
 
 
 def format_text(summary: dict[str, Any]) -> str:
-    """A plain-text table of the summary (what ``balpm report`` prints)."""
-    lines = []
-    multi = len(summary["settings"]) > 1
-    lines.append(f"baseline: {summary['baseline']}   smoothing: {summary['smooth']} rounds   runs: {summary['runs']}")
-    head = (f"{'policy':<28} {'seeds':>5} {'labels':>6}  {'test LL':>17}  {'OOD LL':>17}  {'test acc':>8}  "
-            f"{'AULC test':>9}  {'fewer (test) exact / paper':>32}  {'fewer (OOD) exact / paper':>32}")
-    lines.append(head)
-    lines.append("-" * len(head))
-    for e in summary["policies"]:
-        name = e["label"] + (f" [{e['setting']}]" if multi else "")
-        le = e.get("label_efficiency") or {}
-        cols = []
-        for split in ("test", "ood"):
-            s = le.get(split) if isinstance(le, dict) else None
-            cols.append(f"{_pct(s['exact'])} / {_pct(s['paper'])}" if s else "-")
-        acc = e["final"]["test_accuracy"]
-        lines.append(
-            f"{name:<28} {e['n_seeds']:>5} {int(e['final']['labelled'] or 0):>6}  {_pm(e['final']['test_log_likelihood']):>17}  "
-            f"{_pm(e['final']['ood_log_likelihood']):>17}  {(acc['mean'] if acc['mean'] is not None else float('nan')):>8.3f}  "
-            f"{(e['aulc'].get('test') or {}).get('mean') or float('nan'):>9.4f}  {cols[0]:>32}  {cols[1]:>32}")
+    """The plain-text report (what ``balpm report`` prints): per setting, one table per quality metric."""
+    lines = [f"baseline: {summary['baseline']}   runs: {summary['runs']}   verdicts: {summary['level']:.0%} Student-t "
+             f"interval of the per-seed differences (paired by seed), AULC of the unsmoothed curve is the headline"]
+    for setting in summary["settings"]:
+        entries = [e for e in summary["policies"] if e["setting"] == setting]
+        if not entries:
+            continue
+        x = entries[0]["labelled"]
+        span = f"labelled {int(x[0]):,} -> {int(x[-1]):,} ({len(x)} rounds)" if x else ""
+        lines.append("")
+        lines.append(f"setting {setting}: {span}")
+        aa = summary["aa_check"].get(setting) or {}
+        lines.append("  " + _aa_line(aa, summary["baseline"]))
+        mets = [m for m in stats.QUALITY_METRICS if m in entries[0]["final"]]
+        ceiling = summary["ceiling"].get(setting)
+        for m in mets:
+            lines.extend(_metric_table(m, entries, ceiling))
     if summary["skipped"]:
-        lines.append(f"skipped {len(summary['skipped'])} run(s) not complete: "
-                     + ", ".join(f"{s['run_id']} ({s['state']})" for s in summary["skipped"][:8]))
-    lines.append("fewer = labels saved vs the baseline to reach its final test log-likelihood "
-                 "(exact: interpolated; paper: the paper's round-based count); [95% bootstrap CI over seeds]")
+        dup = [s for s in summary["skipped"] if s["state"] == "duplicate"]
+        other = [s for s in summary["skipped"] if s["state"] != "duplicate"]
+        if other:
+            lines.append(f"skipped {len(other)} run(s) not complete: "
+                         + ", ".join(f"{s['run_id']} ({s['state']})" for s in other[:8]))
+        if dup:
+            lines.append(f"counted once: {len(dup)} duplicate run(s) of the same config: "
+                         + ", ".join(f"{s['run_id']} ({s['reason']})" for s in dup[:8]))
+    lines.append("")
+    lines.append("diff = policy minus baseline, mean over seeds [95% CI]; verdict from the AULC interval "
+                 "(better / worse when it excludes 0 on that side). fewer labels: secondary, only behind 'better'; "
+                 "exact (interpolated) / paper (round-based), on 3-round averages, [95% bootstrap CI over seeds].")
     return "\n".join(lines)
+
+
+def _aa_line(aa: dict[str, Any], baseline: str) -> str:
+    if not aa or not aa.get("splits"):
+        return f"A/A check: not run ({aa.get('reason') or 'no baseline runs'})"
+    per = aa["per_metric"][aa["metric"]]
+    k = round(per["false_positive_rate"] * aa["splits"])
+    kb = round(per["boot_false_positive_rate"] * aa["splits"])
+    flag = "" if per["false_positive_rate"] <= 0.10 else "  WARNING: above 0.10, treat verdicts with caution"
+    return (f"A/A check ({aa.get('baseline') or baseline}, {aa['n_seeds']} seeds, {aa['splits']} splits "
+            f"{aa['halves'][0]} v {aa['halves'][1]}, AULC of {stats.METRIC_NAMES.get(aa['metric'], aa['metric'])}): "
+            f"the rule called noise a difference in {k}/{aa['splits']} splits (false-positive rate "
+            f"{per['false_positive_rate']:.2f}; a percentile bootstrap would: {per['boot_false_positive_rate']:.2f}); "
+            f"noise {stats.fmt_value(per['noise'])}{flag}")
+
+
+def _metric_table(m: str, entries: list[dict[str, Any]], ceiling: dict[str, Any] | None) -> list[str]:
+    dg = _digits(m)
+    d = stats.metric_direction(m)
+    base = next((e for e in entries if e["is_baseline"]), None)
+    bname = base["label"] if base else "baseline"
+    out = ["", f"  {stats.METRIC_NAMES.get(m, m)} ({'higher' if d > 0 else 'lower'} is better)"]
+    head = (f"  {'policy':<26} {'seeds':>5}  {'final mean ± SEM':>17}  {'AULC diff vs ' + bname + ' [95% CI]':>34}  "
+            f"{'final diff [95% CI]':>34}  verdict")
+    out.append(head)
+    out.append("  " + "-" * (len(head) - 2 + 10))
+    notes = []
+    for e in entries:
+        vs = (e.get("vs_baseline") or {}).get(m)
+        if e["is_baseline"]:
+            a_txt, f_txt, verdict = "(baseline)", "", ""
+        elif vs is None:
+            a_txt, f_txt, verdict = "-", "-", "-"
+        elif vs.get("error"):
+            a_txt, f_txt, verdict = "-", "-", vs["error"]
+        else:
+            n = vs.get("n")
+            a_txt = (f"{stats.fmt_value(vs['aulc_diff']['mean'], dg, True)} "
+                     f"{stats.fmt_interval(vs['aulc_diff']['ci'], dg, n)}")
+            f_txt = (f"{stats.fmt_value(vs['final_diff']['mean'], dg, True)} "
+                     f"{stats.fmt_interval(vs['final_diff']['ci'], dg, n)}")
+            verdict = vs["verdict"] + ("" if vs["paired"] else " (unpaired, Welch)")
+            if vs.get("fewer_labels"):
+                fl = vs["fewer_labels"]
+                notes.append(f"    {e['label']}: fewer labels than {bname} to reach its final value (secondary): "
+                             f"exact {stats.fmt_saving(fl, 'exact')}, paper {stats.fmt_saving(fl, 'paper')}")
+        out.append(f"  {e['label']:<26} {e['n_seeds']:>5}  {_pm(e['final'].get(m), dg):>17}  {a_txt:>34}  {f_txt:>34}  "
+                   f"{verdict}")
+    out.extend(notes)
+    c = (ceiling or {}).get("metrics", {}).get(m) if ceiling else None
+    if c:
+        lab = ceiling.get("labelled")
+        out.append(f"  ceiling (full: whole pool{'' if lab is None else f', {int(lab):,} labels'}, {ceiling['n_seeds']} "
+                   f"seed{'s' * (ceiling['n_seeds'] != 1)}): {_pm(c, dg)}; headroom over round 0 "
+                   f"({stats.fmt_value(c['initial'], dg)}): {stats.fmt_value(c['headroom'], dg, True)}; "
+                   f"A/A noise {stats.fmt_value(c['noise'], dg) if c['noise'] is not None else '- (needs >= 6 baseline seeds)'}")
+        if c.get("warning"):
+            out.append(f"  WARNING: {c['warning']}")
+    return out
 
 
 def to_json(summary: dict[str, Any]) -> str:
@@ -238,7 +242,8 @@ def to_json(summary: dict[str, Any]) -> str:
 
 
 def learning_curves_figure(summary: dict[str, Any]) -> Any:
-    """Plotly figure: test/OOD log-likelihood and accuracy vs labelled size, mean +/- SEM bands."""
+    """Plotly figure: test/OOD log-likelihood and accuracy vs labelled size, mean +/- SEM bands, chance and
+    (when ``full`` runs exist) ceiling lines."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
@@ -252,6 +257,8 @@ def learning_curves_figure(summary: dict[str, Any]) -> Any:
         color = palette[i % len(palette)]
         x = e["labelled"]
         for j, col in enumerate(CURVES):
+            if col not in e["curves"]:
+                continue
             mean = np.array([np.nan if v is None else v for v in e["curves"][col]["mean"]], dtype=float)
             if np.isnan(mean).all():
                 continue
@@ -262,9 +269,22 @@ def learning_curves_figure(summary: dict[str, Any]) -> Any:
                                      hoverinfo="skip", showlegend=False, legendgroup=name), row=r, col=c)
             fig.add_trace(go.Scatter(x=x, y=mean, mode="lines+markers", name=name, legendgroup=name,
                                      line={"color": color}, marker={"size": 4}, showlegend=(j == 0)), row=r, col=c)
-    for j in range(4):
-        fig.update_xaxes(title_text="labelled comparisons", row=j // 2 + 1, col=j % 2 + 1)
-    fig.update_layout(title=f"Learning curves (mean ± SEM over seeds, {summary['smooth']}-round trailing average)",
+    for j, col in enumerate(CURVES):
+        r, c = j // 2 + 1, j % 2 + 1
+        fig.update_xaxes(title_text="labelled comparisons", row=r, col=c)
+        chance = summary.get("chance", {}).get(col)
+        if chance is not None:
+            fig.add_hline(y=chance, line={"color": "#9ca3af", "dash": "dot", "width": 1}, row=r, col=c,
+                          annotation_text="chance", annotation_position="bottom right")
+        for setting, ceil in (summary.get("ceiling") or {}).items():
+            cm = (ceil or {}).get("metrics", {}).get(col)
+            if cm and cm.get("mean") is not None:
+                fig.add_hline(y=cm["mean"], line={"color": "#111827", "dash": "dash", "width": 1.5}, row=r, col=c,
+                              annotation_text=f"ceiling (full pool, n={ceil['n_seeds']})" + (f" [{setting}]" if multi else ""),
+                              annotation_position="top left")
+    smooth = summary.get("smooth", 1)
+    fig.update_layout(title="Learning curves (mean ± SEM over seeds"
+                            + (f", {smooth}-round trailing average for display" if smooth > 1 else "") + ")",
                       template="plotly_white", height=800, legend={"orientation": "h", "y": -0.08})
     return fig
 
@@ -277,12 +297,14 @@ def write_html(summary: dict[str, Any], path: str | Path) -> Path:
     return path
 
 
-def report(paths: Iterable[str | Path], *, baseline: str = "random", smooth: int = 3, n_boot: int = 1000,
-           seed: int = 0) -> dict[str, Any]:
+def report(paths: Iterable[str | Path], *, baseline: str = "random", smooth: int = 3, n_boot: int = stats.N_BOOT,
+           seed: int = stats.SEED) -> dict[str, Any]:
     """Collect runs from run folders / runs roots and summarise them."""
     paths = list(paths)
     if smooth < 1:
         raise BalpmError(f"--smooth must be >= 1 (got {smooth})")
+    if n_boot < 1:
+        raise BalpmError(f"--n-boot must be >= 1 (got {n_boot})")
     loaded, skipped = collect(paths)
     if not loaded:
         raise BalpmError(f"no complete runs in {', '.join(map(str, paths))} ({len(skipped)} incomplete); "

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from balpm import metrics, report, runs, sweep
+from balpm import loop, metrics, report, runs, stats, sweep
 from balpm.cli import main
 from balpm.config import RunConfig
 from balpm.errors import BalpmError, ConfigError
@@ -65,10 +65,10 @@ def test_sweep_then_report(tmp_path, capsys):
     assert [s["run_id"] for s in out["skipped"]] == ["broken-run"]
     by = {p["label"]: p for p in out["policies"]}
     assert set(by) == {"random", "bald"}
-    assert by["random"]["n_seeds"] == 2 and by["random"]["label_efficiency"] is None
+    assert by["random"]["n_seeds"] == 2 and by["random"]["vs_baseline"] is None
     bald = by["bald"]
     assert bald["labelled"] == [16.0, 32.0, 48.0]
-    # the numbers equal the metrics functions applied to the runs' rounds tables
+    # the numbers equal the metrics functions applied to the runs' rounds tables (seeds paired, unsmoothed)
     curves = {}
     for label in ("random", "bald"):
         rows = [runs.open_run(root, rid).rounds() for rid in sorted(by[label]["run_ids"],
@@ -78,12 +78,18 @@ def test_sweep_then_report(tmp_path, capsys):
     assert bald["final"]["test_log_likelihood"]["mean"] == pytest.approx(mean)
     assert bald["final"]["test_log_likelihood"]["sem"] == pytest.approx(sem)
     x = np.array([16.0, 32.0, 48.0])
-    eff = metrics.label_efficiency(x, metrics.smooth(curves["random"].mean(0), 2), metrics.smooth(curves["bald"].mean(0), 2))
-    got = bald["label_efficiency"]["test"]["exact"]["value"]
-    assert (got is None and not eff.reached) or got == pytest.approx(eff.saving)
-    assert set(bald["label_efficiency"]["test"]) >= {"exact", "paper", "baseline_final"}
-    assert bald["aulc"]["test"]["mean"] == pytest.approx(
-        np.mean([metrics.aulc(x, metrics.smooth(c, 2)) for c in curves["bald"]]))
+    aulc = {k: np.array([metrics.aulc(x, c) for c in v]) for k, v in curves.items()}
+    assert bald["aulc"]["test_log_likelihood"]["mean"] == pytest.approx(aulc["bald"].mean())
+    vs = bald["vs_baseline"]["test_log_likelihood"]
+    d = aulc["bald"] - aulc["random"]
+    half = 12.706204736174707 * d.std(ddof=1) / np.sqrt(2)  # Student-t, 1 degree of freedom
+    assert vs["aulc_diff"]["mean"] == pytest.approx(d.mean())
+    assert vs["aulc_diff"]["ci"] == pytest.approx([d.mean() - half, d.mean() + half])
+    assert vs["paired"] is True and vs["paired_seeds"] == [0, 1] and vs["verdict"] in stats.VERDICTS
+    assert set(bald["vs_baseline"]) >= {"test_log_likelihood", "test_accuracy", "ood_log_likelihood", "test_brier"}
+    assert not set(bald["vs_baseline"]) & {"train_seconds", "mean_uncertainty", "epochs", "valid_loss"}
+    assert out["aa_check"][bald["setting"]]["splits"] == 0  # 2 baseline seeds: no A/A
+    assert out["ceiling"][bald["setting"]] is None
     text = html.read_text()
     assert "<html" in text[:200] and "plotly" in text.lower() and "Test log-likelihood" in text
 
@@ -99,7 +105,8 @@ def test_report_groups_ablations_separately(tmp_path):
     out = report.report([root], baseline="balpm", n_boot=50)
     labels = [p["label"] for p in out["policies"]]
     assert labels == ["balpm", "balpm beta=0.5"]
-    assert out["policies"][1]["label_efficiency"]["test"]["exact"].keys() >= {"value", "ci"}
+    assert out["policies"][1]["vs_baseline"]["test_log_likelihood"].keys() >= {"aulc_diff", "final_diff", "verdict",
+                                                                             "paired_seeds"}
     # one run folder as the argument works too
     one = report.report([runs.list_runs(root)[0].path], n_boot=10)
     assert one["runs"] == 1
@@ -111,5 +118,5 @@ def test_report_errors_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(BalpmError):
         report.report([tmp_path / "empty"])
-    with pytest.raises(ConfigError, match="ray"):
-        sweep.sweep(sweep.expand(base_cfg(), ["random"], [0]), tmp_path, backend="ray")
+    with pytest.raises(BalpmError, match="--smooth"):
+        report.report([tmp_path / "empty"], smooth=0)

@@ -1,0 +1,591 @@
+"""Evidence from per-seed learning curves: the one place that says whether a policy is better.
+
+``balpm report`` and the dashboard's Learning curves page both call :func:`evidence` with the same
+defaults (:data:`LEVEL`, :data:`N_BOOT`, :data:`SEED`), so they cannot disagree. The rules
+(``DESIGN.md``, "Statistics of a comparison"):
+
+* **Unit of evidence: the seed.** Per run and per quality metric (:data:`QUALITY_METRICS`, an
+  explicit list: timing and diagnostic columns of rounds.parquet are never metrics): the AULC
+  (trapezoid of the *unsmoothed* metric over labelled-set size divided by its range,
+  :func:`balpm.metrics.aulc`) and the final value. Smoothing is a display option and never enters here.
+* **Pairing.** A policy is compared with the baseline by differences *policy minus baseline* over the
+  seeds both have (same seed = same pool, initial set and round-0 model). Only when fewer than two
+  seeds are shared (and each side has two or more) is the comparison unpaired (Welch), reported as
+  ``paired: false``.
+* **Verdict.** From the 95% Student-t interval of the mean paired difference (Welch's interval when
+  unpaired): ``better`` when the interval lies entirely on the good side of zero (higher is better for
+  log-likelihood and accuracy, lower for Brier and ECE), ``worse`` when entirely on the bad side,
+  else ``no detectable difference`` (also with one seed: no interval). The percentile bootstrap CI is
+  reported beside it (``boot_ci``) but never decides: at 4-10 seeds it is anti-conservative.
+  The headline ``verdict`` is the AULC's; ``final_verdict`` applies the same rule to the final value.
+* **A/A check** (:func:`aa_check`): with >= :data:`AA_MIN_SEEDS` baseline seeds, the baseline's seeds
+  are split into halves (every balanced split, at most :data:`AA_MAX_SPLITS`, drawn by a seeded
+  ``numpy.random.Generator`` when there are more), the halves are paired by seed rank and the same
+  rule is applied to their AULCs. The share of splits with a verdict other than ``no detectable
+  difference`` is the rule's false-positive rate (it should be <= 0.10); ``noise`` = 1.96 x the
+  standard deviation of the halves' AULC differences, the size of a difference that pure seed noise
+  produces.
+* **Ceiling**: runs of the policy :data:`CEILING_POLICY` (``full``: the same model trained once on the
+  whole pool) give, per metric, the ceiling (mean over seeds), the headroom (ceiling minus the round-0
+  value, counted in the better direction) and a warning when the headroom is below the A/A noise.
+  ``full`` is never compared against the baseline.
+* **"X% fewer labels"** (:func:`balpm.metrics.label_efficiency`, on 3-round trailing averages of the
+  seed-mean curves as the paper computes it) is secondary: given only behind an AULC verdict
+  ``better`` and when the policy reaches the baseline's final value, with a bootstrap CI only from two
+  seeds on.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from balpm import metrics
+from balpm.errors import ConfigError
+
+__all__ = [
+    "AA_MAX_SPLITS", "AA_MIN_SEEDS", "CEILING_POLICY", "HEADLINE_METRIC", "LEVEL", "METRIC_NAMES", "N_BOOT", "QUALITY_METRICS",
+    "SEED", "VERDICTS", "Interval", "aa_check", "aa_splits", "bootstrap_interval", "chance_level", "compare_values",
+    "dedupe", "evidence", "fmt_interval", "fmt_saving", "fmt_value", "metric_direction", "quality_metrics",
+    "t_interval", "verdict", "welch_interval",
+]
+
+# metric column of rounds.parquet -> direction (+1: higher is better, -1: lower is better). Only these
+# are treated as quality metrics; timing (train_seconds, ...) and diagnostics (mean_uncertainty, spreads
+# of U and beta*H, epochs, valid_loss, unique prompts, ...) never are.
+QUALITY_METRICS: dict[str, int] = {
+    "test_log_likelihood": 1, "test_accuracy": 1, "ood_log_likelihood": 1, "ood_accuracy": 1,
+    "test_brier": -1, "test_ece": -1, "ood_brier": -1, "ood_ece": -1,
+}
+HEADLINE_METRIC = "test_log_likelihood"
+CEILING_POLICY = "full"
+LEVEL = 0.95
+N_BOOT = 1000
+SEED = 0
+AA_MIN_SEEDS = 6
+AA_MAX_SPLITS = 100
+EFFICIENCY_WINDOW = 3  # the paper's 3-round trailing average, part of the "fewer labels" definition
+NOISE_Z = 1.96
+VERDICTS = ("better", "worse", "no detectable difference")
+_NO_DIFF = VERDICTS[2]
+_TOL = 1e-12  # differences this small are rounding, not evidence (identical runs computed twice)
+METRIC_NAMES: dict[str, str] = {
+    "test_log_likelihood": "test log-likelihood", "test_accuracy": "test accuracy",
+    "ood_log_likelihood": "OOD log-likelihood", "ood_accuracy": "OOD accuracy", "test_brier": "test Brier",
+    "test_ece": "test ECE", "ood_brier": "OOD Brier", "ood_ece": "OOD ECE",
+}
+
+
+class RunLike(Protocol):
+    """What :func:`evidence` reads of a run (e.g. :class:`balpm.report.LoadedRun`)."""
+
+    run_id: str
+    label: str
+    policy: str
+    seed: int
+    setting: str
+    rounds: pd.DataFrame
+
+
+# ---- metrics -----------------------------------------------------------------------------------
+def metric_direction(metric: str) -> int:
+    """+1 when higher is better (log-likelihood, accuracy), -1 when lower is (Brier, ECE)."""
+    if metric in QUALITY_METRICS:
+        return QUALITY_METRICS[metric]
+    if metric.endswith(("log_likelihood", "accuracy")):
+        return 1
+    if metric.endswith(("brier", "ece")):
+        return -1
+    raise ConfigError(f"{metric!r} is not a quality metric; use one of {', '.join(QUALITY_METRICS)}")
+
+
+def quality_metrics(columns: Iterable[str]) -> list[str]:
+    """The quality metrics among ``columns``, in :data:`QUALITY_METRICS` order."""
+    cols = set(columns)
+    return [m for m in QUALITY_METRICS if m in cols]
+
+
+def chance_level(metric: str) -> float | None:
+    """The value of a coin-flip predictor (p = 0.5 everywhere): -log 2, 0.5 accuracy, 0.25 Brier; None for ECE."""
+    if metric.endswith("log_likelihood"):
+        return -math.log(2.0)
+    if metric.endswith("accuracy"):
+        return 0.5
+    if metric.endswith("brier"):
+        return 0.25
+    return None
+
+
+# ---- intervals and the verdict -----------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    """A mean difference with a two-sided interval (``low``/``high`` NaN when there is none)."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    df: float
+    method: str
+
+    def ci(self) -> list[float | None]:
+        """``[low, high]`` with None for a missing bound (JSON-ready)."""
+        return [_num(self.low), _num(self.high)]
+
+
+def t_interval(d_S: Sequence[float], level: float = LEVEL) -> Interval:
+    """Student-t interval of the mean of paired differences ``d_S`` (NaN bounds with fewer than 2)."""
+    d = np.asarray(d_S, dtype=np.float64)
+    n = int(d.size)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, math.nan, "paired-t")
+    mean = float(d.mean())
+    if n < 2:
+        return Interval(mean, math.nan, math.nan, n, math.nan, "paired-t")
+    half = float(sps.t.ppf(0.5 + level / 2.0, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
+    return Interval(mean, mean - half, mean + half, n, float(n - 1), "paired-t")
+
+
+def welch_interval(pol_S: Sequence[float], base_S: Sequence[float], level: float = LEVEL) -> Interval:
+    """Welch's interval of ``mean(pol) - mean(base)`` for unpaired seeds (Welch-Satterthwaite df)."""
+    a = np.asarray(pol_S, dtype=np.float64)
+    b = np.asarray(base_S, dtype=np.float64)
+    n = int(min(a.size, b.size))
+    if a.size == 0 or b.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, math.nan, "welch")
+    mean = float(a.mean() - b.mean())
+    if a.size < 2 or b.size < 2:
+        return Interval(mean, math.nan, math.nan, n, math.nan, "welch")
+    va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
+    se = math.sqrt(va + vb)
+    if se == 0.0:
+        return Interval(mean, mean, mean, n, float(a.size + b.size - 2), "welch")
+    df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
+    half = float(sps.t.ppf(0.5 + level / 2.0, df)) * se
+    return Interval(mean, mean - half, mean + half, n, float(df), "welch")
+
+
+def bootstrap_interval(pol_S: Sequence[float], base_S: Sequence[float] | None = None, *, paired: bool = True,
+                       n_boot: int = N_BOOT, seed: int = SEED, level: float = LEVEL) -> Interval:
+    """Percentile bootstrap CI of the mean difference (shown beside the t interval, never deciding).
+
+    ``paired``: ``pol_S`` holds the paired differences (``base_S`` unused); else the two groups are
+    resampled independently. NaN bounds with fewer than 2 values per group.
+    """
+    a = np.asarray(pol_S, dtype=np.float64)
+    if paired:
+        if a.size < 2:
+            return Interval(float(a.mean()) if a.size else math.nan, math.nan, math.nan, int(a.size), math.nan, "bootstrap")
+        iv = metrics.bootstrap_ci(a, np.mean, n_boot=n_boot, seed=seed, level=level)
+        return Interval(iv.estimate, iv.low, iv.high, int(a.size), math.nan, "bootstrap")
+    b = np.asarray(base_S, dtype=np.float64)
+    mean = float(a.mean() - b.mean()) if a.size and b.size else math.nan
+    if a.size < 2 or b.size < 2:
+        return Interval(mean, math.nan, math.nan, int(min(a.size, b.size)), math.nan, "bootstrap")
+    rng = np.random.default_rng(seed)
+    da = a[rng.integers(0, a.size, size=(int(n_boot), a.size))].mean(axis=1)
+    db = b[rng.integers(0, b.size, size=(int(n_boot), b.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(da - db, [alpha, 1.0 - alpha])
+    return Interval(mean, float(low), float(high), int(min(a.size, b.size)), math.nan, "bootstrap")
+
+
+def verdict(low: float | None, high: float | None, direction: int = 1) -> str:
+    """``better`` / ``worse`` / ``no detectable difference`` from an interval of *policy minus baseline*.
+
+    ``direction`` +1: higher is better; -1: lower is better. A missing bound gives no detectable difference.
+    """
+    lo, hi = _num(low), _num(high)
+    if lo is None or hi is None:
+        return _NO_DIFF
+    if direction < 0:
+        lo, hi = -hi, -lo
+    if lo > _TOL:
+        return "better"
+    if hi < -_TOL:
+        return "worse"
+    return _NO_DIFF
+
+
+def compare_values(pol: Mapping[int, float], base: Mapping[int, float], direction: int = 1, *, level: float = LEVEL,
+                   n_boot: int = N_BOOT, seed: int = SEED) -> dict[str, Any]:
+    """Compare one per-seed quantity (e.g. AULC) of a policy with the baseline's: seed -> value each.
+
+    Paired over the shared seeds when there are >= 2 of them, else Welch over all seeds. Returns
+    ``{mean, ci, boot_ci, verdict, paired, paired_seeds, n, df, method}`` (``ci`` from the t interval).
+    """
+    shared = sorted(set(pol) & set(base))
+    if len(shared) >= 2 or (len(shared) == 1 and (len(pol) < 2 or len(base) < 2)):
+        d = np.array([pol[s] - base[s] for s in shared], dtype=np.float64)
+        iv = t_interval(d, level)
+        boot = bootstrap_interval(d, paired=True, n_boot=n_boot, seed=seed, level=level)
+        paired, seeds = True, shared
+    else:
+        a = np.array([pol[s] for s in sorted(pol)], dtype=np.float64)
+        b = np.array([base[s] for s in sorted(base)], dtype=np.float64)
+        iv = welch_interval(a, b, level)
+        boot = bootstrap_interval(a, b, paired=False, n_boot=n_boot, seed=seed, level=level)
+        paired, seeds = False, []
+    return {"mean": _num(iv.mean), "ci": iv.ci(), "boot_ci": boot.ci(), "verdict": verdict(iv.low, iv.high, direction),
+            "paired": paired, "paired_seeds": seeds, "n": iv.n, "df": _num(iv.df), "method": iv.method}
+
+
+# ---- A/A ---------------------------------------------------------------------------------------
+def aa_splits(seeds: Sequence[int], max_splits: int = AA_MAX_SPLITS, seed: int = SEED) -> list[tuple[list[int], list[int]]]:
+    """Balanced splits of ``seeds`` into two halves (each unordered split once; sizes n//2 and n - n//2).
+
+    All of them when there are at most ``max_splits``, else ``max_splits`` distinct ones drawn with
+    ``numpy.random.default_rng(seed)``.
+    """
+    ss = sorted(int(s) for s in seeds)
+    n = len(ss)
+    h = n // 2
+    if h < 1:
+        return []
+    total = math.comb(n, h) // (2 if n % 2 == 0 else 1)
+    rng = np.random.default_rng(seed)
+
+    def canon(idx: Sequence[int]) -> tuple[int, ...]:
+        a = tuple(sorted(idx))
+        if n % 2 == 0 and 0 not in a:  # the half holding seed index 0 names an unordered split
+            a = tuple(i for i in range(n) if i not in a)
+        return a
+
+    if total <= 200_000:
+        combos = [c for c in itertools.combinations(range(n), h) if n % 2 or 0 in c]
+        if len(combos) > max_splits:
+            pick = np.sort(rng.choice(len(combos), size=max_splits, replace=False))
+            combos = [combos[i] for i in pick]
+    else:
+        found: dict[tuple[int, ...], None] = {}
+        while len(found) < max_splits:
+            found.setdefault(canon(rng.permutation(n)[:h].tolist()), None)
+        combos = sorted(found)
+    out = []
+    for c in combos:
+        a = [ss[i] for i in c]
+        out.append((a, [s for s in ss if s not in a]))
+    return out
+
+
+def aa_check(values: Mapping[str, Mapping[int, float]], *, max_splits: int = AA_MAX_SPLITS, level: float = LEVEL,
+             n_boot: int = N_BOOT, seed: int = SEED, min_seeds: int = AA_MIN_SEEDS,
+             headline: str = HEADLINE_METRIC) -> dict[str, Any]:
+    """The verdict rule applied between halves of ONE policy's seeds (pure noise), per metric.
+
+    ``values``: metric -> {seed: AULC}. Each half is paired with the other by seed rank (k-th smallest
+    seed with k-th smallest) and :func:`compare_values` decides, exactly as for two policies. Returns
+    ``{splits, halves, false_positive_rate, boot_false_positive_rate, noise, metric, per_metric}`` where
+    the top-level rates are the ``headline`` metric's (else the first metric's); ``noise`` =
+    1.96 x std of the halves' mean AULC differences. ``splits`` is 0 (rates None) with fewer than
+    ``min_seeds`` seeds.
+    """
+    mets = [m for m in values if len(values[m])]
+    seeds = sorted(set().union(*(set(values[m]) for m in mets))) if mets else []
+    out: dict[str, Any] = {"splits": 0, "halves": None, "n_seeds": len(seeds), "false_positive_rate": None,
+                           "boot_false_positive_rate": None, "noise": None, "metric": None, "per_metric": {}}
+    if len(seeds) < max(min_seeds, 2):
+        out["reason"] = f"needs >= {min_seeds} seeds of the baseline (has {len(seeds)})"
+        return out
+    splits = aa_splits(seeds, max_splits, seed)
+    out["splits"] = len(splits)
+    out["halves"] = [len(splits[0][0]), len(splits[0][1])]
+    for m in mets:
+        direction = metric_direction(m)
+        v = values[m]
+        calls, boot_calls, diffs = 0, 0, []
+        for i, (a, b) in enumerate(splits):
+            pa = {k: v[s] for k, s in enumerate(a) if s in v}
+            pb = {k: v[s] for k, s in enumerate(b) if s in v}
+            res = compare_values(pa, pb, direction, level=level, n_boot=n_boot, seed=seed + i)
+            calls += res["verdict"] != _NO_DIFF
+            boot_calls += verdict(*res["boot_ci"], direction) != _NO_DIFF
+            diffs.append(np.mean(list(pa.values())) - np.mean(list(pb.values())))
+        sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
+        out["per_metric"][m] = {"false_positive_rate": calls / len(splits),
+                                "boot_false_positive_rate": boot_calls / len(splits),
+                                "noise": _num(NOISE_Z * sd), "diff_sd": _num(sd)}
+    top = headline if headline in out["per_metric"] else (mets[0] if mets else None)
+    if top is not None:
+        out["metric"] = top
+        out.update({k: out["per_metric"][top][k] for k in ("false_positive_rate", "boot_false_positive_rate", "noise")})
+    return out
+
+
+# ---- runs --------------------------------------------------------------------------------------
+def dedupe(runs: Sequence[RunLike]) -> tuple[list[RunLike], list[dict[str, Any]]]:
+    """One run per (setting, label, seed): the same config under two run ids is one seed, not two.
+
+    Keeps the run with the smallest run id; returns ``(kept, duplicates)`` with each duplicate as
+    ``{run_id, same_as, label, seed}``.
+    """
+    kept: dict[tuple[str, str, int], RunLike] = {}
+    dups: list[dict[str, Any]] = []
+    for r in sorted(runs, key=lambda r: (str(r.setting), str(r.label), int(r.seed), str(r.run_id))):
+        key = (str(r.setting), str(r.label), int(r.seed))
+        if key in kept:
+            dups.append({"run_id": r.run_id, "same_as": kept[key].run_id, "label": r.label, "seed": int(r.seed)})
+        else:
+            kept[key] = r
+    return list(kept.values()), dups
+
+
+def _matrix(group: Sequence[RunLike], metric: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Common labelled sizes ``x_R`` (those every run has), ``y_S_R`` and the seeds (rows sorted by seed)."""
+    group = sorted(group, key=lambda r: int(r.seed))
+    sizes: set[float] | None = None
+    for r in group:
+        cur = set(r.rounds["labelled"].astype(float).tolist())
+        sizes = cur if sizes is None else sizes & cur
+    x = np.array(sorted(sizes or ()), dtype=np.float64)
+    rows = []
+    for r in group:
+        d = r.rounds.drop_duplicates("labelled").set_index(r.rounds["labelled"].drop_duplicates().astype(float))
+        rows.append(d[metric].reindex(x).to_numpy(dtype=np.float64) if metric in d else np.full(x.size, np.nan))
+    y = np.vstack(rows) if rows else np.zeros((0, x.size))
+    return x, y, [int(r.seed) for r in group]
+
+
+def _per_seed(x: np.ndarray, y_S_R: np.ndarray, seeds: list[int]) -> tuple[dict[int, float], dict[int, float]]:
+    """AULC (unsmoothed) and final value per seed."""
+    if x.size == 0:
+        return {}, {}
+    aulc = {s: metrics.aulc(x, y) for s, y in zip(seeds, y_S_R)}
+    final = {s: float(y[-1]) for s, y in zip(seeds, y_S_R)}
+    return aulc, final
+
+
+def _ms(values: Iterable[float]) -> dict[str, float | None]:
+    v = np.asarray(list(values), dtype=np.float64)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {"mean": None, "sem": None, "n": 0}
+    mean, sem = metrics.mean_sem(v)
+    return {"mean": _num(mean), "sem": _num(sem), "n": int(v.size)}
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if math.isfinite(f) else None
+
+
+def _baseline_label(labels: Iterable[str], policies: Mapping[str, str], baseline: str) -> str:
+    """``baseline`` itself when a label matches, else the only label of that policy (e.g. ``random k=5``)."""
+    labels = set(labels)
+    if baseline in labels:
+        return baseline
+    same = sorted(lab for lab in labels if policies.get(lab) == baseline)
+    return same[0] if len(same) == 1 else baseline
+
+
+def _finite_metrics(group: Sequence[RunLike]) -> list[str]:
+    """Quality metrics every run of ``group`` has, finite in every round."""
+    out = []
+    for m in QUALITY_METRICS:
+        if group and all(m in r.rounds.columns and len(r.rounds) and np.isfinite(r.rounds[m].to_numpy(np.float64)).all()
+                         for r in group):
+            out.append(m)
+    return out
+
+
+def _fewer_labels(base: Sequence[RunLike], pol: Sequence[RunLike], metric: str, paired_seeds: list[int],
+                  *, level: float, n_boot: int, seed: int) -> tuple[dict[str, Any] | None, str]:
+    """The secondary "X% fewer labels" figure (exact and paper) with its bootstrap CI, or (None, why not)."""
+    if paired_seeds:
+        base = [r for r in base if int(r.seed) in paired_seeds]
+        pol = [r for r in pol if int(r.seed) in paired_seeds]
+    xb, b, _ = _matrix(base, metric)
+    xp, p, _ = _matrix(pol, metric)
+    if not np.array_equal(xb, xp) or xb.size < 2:
+        return None, "labelled sizes differ from the baseline's"
+    higher = metric_direction(metric) > 0
+    point = metrics.label_efficiency(xb, metrics.smooth(b.mean(0), EFFICIENCY_WINDOW),
+                                     metrics.smooth(p.mean(0), EFFICIENCY_WINDOW), higher_is_better=higher)
+    if not point.reached:
+        return None, "does not reach the baseline's final value"
+    out: dict[str, Any] = {"target": _num(point.target), "x_policy": _num(point.x_reached),
+                           "x_baseline": _num(point.x_final), "n": int(min(len(b), len(p))), "window": EFFICIENCY_WINDOW}
+    for paper in (False, True):
+        est = metrics.label_efficiency(xb, metrics.smooth(b.mean(0), EFFICIENCY_WINDOW),
+                                       metrics.smooth(p.mean(0), EFFICIENCY_WINDOW), paper=paper, higher_is_better=higher)
+        item: dict[str, Any] = {"value": _num(est.saving), "ci": None, "reached_fraction": None}
+        if min(len(b), len(p)) >= 2:
+            ci = metrics.label_efficiency_ci(b, p, xb, paper=paper, window=EFFICIENCY_WINDOW, higher_is_better=higher,
+                                             n_boot=n_boot, seed=seed, level=level)
+            item["ci"] = [_num(ci.low), _num(ci.high)]  # low None: missed in more than 2.5% of resamples ("never")
+            item["reached_fraction"] = _num(ci.reached_fraction)
+        out["paper" if paper else "exact"] = item
+    return out, "" if out["n"] >= 2 else "1 seed: no CI"
+
+
+# ---- the whole comparison ----------------------------------------------------------------------
+def evidence(runs: Sequence[RunLike], *, baseline: str = "random", level: float = LEVEL, n_boot: int = N_BOOT,
+             seed: int = SEED) -> dict[str, Any]:
+    """Every policy against the baseline, per setting and quality metric, with A/A check and ceiling.
+
+    Returns a JSON-ready dict (None for every missing or non-finite number)::
+
+        {"baseline", "level", "method": "student-t", "headline": "test_log_likelihood", "n_boot",
+         "settings": [...], "duplicates": [{run_id, same_as, label, seed}],
+         "policies": [{label, policy, setting, n_seeds, seeds, run_ids, is_baseline, labelled: [x...],
+                       final: {labelled, <metric>: {mean, sem, n}}, initial: {<metric>: {mean, sem, n}},
+                       aulc: {<metric>: {mean, sem, n}},
+                       vs_baseline: None | {<metric>: {aulc_diff: {mean, ci, boot_ci}, final_diff: {mean, ci, boot_ci},
+                                                      verdict, final_verdict, paired, paired_seeds, n, df, method,
+                                                      direction, fewer_labels, fewer_labels_note}}}],
+         "aa_check": {<setting>: {splits, halves, n_seeds, baseline, false_positive_rate, boot_false_positive_rate,
+                                  noise, metric, per_metric: {<metric>: {...}}}},
+         "ceiling": {<setting>: None | {policy: "full", n_seeds, seeds, run_ids, labelled,
+                                        metrics: {<metric>: {mean, sem, n, initial, headroom, noise, warning}}}}}
+
+    Runs of :data:`CEILING_POLICY` feed only ``ceiling``. Duplicated (setting, label, seed) count once.
+    """
+    if not (0.0 < level < 1.0):
+        raise ConfigError(f"confidence level must be in (0, 1) (got {level})")
+    if int(n_boot) < 1:
+        raise ConfigError(f"n_boot must be >= 1 (got {n_boot})")
+    kept, dups = dedupe(runs)
+    settings = sorted({str(r.setting) for r in kept})
+    out: dict[str, Any] = {"baseline": baseline, "level": level, "method": "student-t", "headline": HEADLINE_METRIC,
+                           "n_boot": int(n_boot), "settings": settings, "duplicates": dups, "policies": [],
+                           "aa_check": {}, "ceiling": {}}
+    for setting in settings:
+        in_setting = [r for r in kept if str(r.setting) == setting]
+        full = [r for r in in_setting if r.policy == CEILING_POLICY]
+        rest = [r for r in in_setting if r.policy != CEILING_POLICY]
+        groups: dict[str, list[RunLike]] = {}
+        for r in sorted(rest, key=lambda r: (str(r.label), int(r.seed))):
+            groups.setdefault(str(r.label), []).append(r)
+        base_label = _baseline_label(groups, {lab: g[0].policy for lab, g in groups.items()}, baseline)
+        base = groups.get(base_label, [])
+        labels = sorted(groups, key=lambda lab: (lab != base_label, lab))
+        mets = _finite_metrics(rest)
+        per_label: dict[str, dict[str, tuple[dict[int, float], dict[int, float], np.ndarray]]] = {}
+        for lab in labels:
+            per_label[lab] = {}
+            for m in mets:
+                x, y, seeds = _matrix(groups[lab], m)
+                aulc, final = _per_seed(x, y, seeds)
+                per_label[lab][m] = (aulc, final, x)
+        for lab in labels:
+            out["policies"].append(_entry(lab, setting, groups[lab], mets, per_label, base_label, base,
+                                          level=level, n_boot=n_boot, seed=seed))
+        aa = aa_check({m: per_label[base_label][m][0] for m in mets} if base else {}, level=level, n_boot=n_boot,
+                      seed=seed)
+        aa["baseline"] = base_label if base else None
+        if not base:
+            aa["reason"] = f"no runs of the baseline {baseline!r} in this setting"
+        out["aa_check"][setting] = aa
+        out["ceiling"][setting] = _ceiling(full, base or rest, mets, aa)
+    return out
+
+
+def _entry(lab: str, setting: str, group: list[RunLike], mets: list[str], per_label: dict, base_label: str,
+           base: list[RunLike], *, level: float, n_boot: int, seed: int) -> dict[str, Any]:
+    x = _matrix(group, mets[0])[0] if mets else np.array([], dtype=float)
+    entry: dict[str, Any] = {
+        "label": lab, "policy": group[0].policy, "setting": setting, "n_seeds": len(group),
+        "seeds": [int(r.seed) for r in group], "run_ids": [r.run_id for r in group], "is_baseline": lab == base_label,
+        "labelled": [float(v) for v in x], "final": {"labelled": _num(x[-1]) if x.size else None},
+        "initial": {}, "aulc": {}, "vs_baseline": None,
+    }
+    for m in mets:
+        aulc, final, xm = per_label[lab][m]
+        entry["final"][m] = _ms(final.values())
+        entry["aulc"][m] = _ms(aulc.values())
+        _, y, _ = _matrix(group, m)
+        entry["initial"][m] = _ms(y[:, 0] if y.size else [])
+    if lab == base_label or not base:
+        return entry
+    entry["vs_baseline"] = {}
+    for m in mets:
+        aulc, final, xm = per_label[lab][m]
+        b_aulc, b_final, xb = per_label[base_label][m]
+        direction = metric_direction(m)
+        if not np.array_equal(xm, xb):
+            entry["vs_baseline"][m] = {"error": "labelled sizes differ from the baseline's; use the same loop settings",
+                                       "verdict": _NO_DIFF, "direction": direction}
+            continue
+        a = compare_values(aulc, b_aulc, direction, level=level, n_boot=n_boot, seed=seed)
+        f = compare_values(final, b_final, direction, level=level, n_boot=n_boot, seed=seed)
+        res: dict[str, Any] = {
+            "aulc_diff": {k: a[k] for k in ("mean", "ci", "boot_ci")},
+            "final_diff": {k: f[k] for k in ("mean", "ci", "boot_ci")},
+            "verdict": a["verdict"], "final_verdict": f["verdict"], "paired": a["paired"],
+            "paired_seeds": a["paired_seeds"], "n": a["n"], "df": a["df"], "method": a["method"],
+            "direction": direction, "fewer_labels": None, "fewer_labels_note": "",
+        }
+        if a["verdict"] != "better":
+            res["fewer_labels_note"] = "shown only behind an AULC verdict 'better'"
+        else:
+            res["fewer_labels"], res["fewer_labels_note"] = _fewer_labels(
+                base, group, m, a["paired_seeds"], level=level, n_boot=n_boot, seed=seed)
+        entry["vs_baseline"][m] = res
+    return entry
+
+
+def _ceiling(full: list[RunLike], reference: list[RunLike], mets: list[str], aa: dict[str, Any]) -> dict[str, Any] | None:
+    """Ceiling per metric from the ``full`` runs; headroom over the reference's round-0 value; warning."""
+    if not full:
+        return None
+    full = sorted(full, key=lambda r: int(r.seed))
+    labelled = [float(r.rounds["labelled"].iloc[-1]) for r in full if len(r.rounds)]
+    out: dict[str, Any] = {"policy": CEILING_POLICY, "n_seeds": len(full), "seeds": [int(r.seed) for r in full],
+                           "run_ids": [r.run_id for r in full], "labelled": _num(np.mean(labelled)) if labelled else None,
+                           "metrics": {}}
+    for m in mets:
+        vals = [float(r.rounds[m].iloc[-1]) for r in full if m in r.rounds.columns and len(r.rounds)]
+        ms = _ms(vals)
+        init = _ms([float(r.rounds[m].iloc[0]) for r in reference if m in r.rounds.columns and len(r.rounds)])
+        headroom = None
+        if ms["mean"] is not None and init["mean"] is not None:
+            headroom = metric_direction(m) * (ms["mean"] - init["mean"])
+        noise = (aa.get("per_metric") or {}).get(m, {}).get("noise")
+        warning = None
+        if headroom is not None and noise is not None and headroom < noise:
+            warning = (f"headroom {headroom:+.4f} is below the A/A noise {noise:.4f}: no policy can show a "
+                       "detectable gain here")
+        out["metrics"][m] = {"mean": ms["mean"], "sem": ms["sem"], "n": ms["n"], "initial": init["mean"],
+                             "headroom": _num(headroom), "noise": noise, "warning": warning}
+    return out
+
+
+# ---- formatting (shared by the text report and the dashboard: "never" and "-", never NaN) -----------
+def fmt_value(v: Any, digits: int = 4, signed: bool = False) -> str:
+    """A number as text, ``-`` for None / NaN / inf."""
+    f = _num(v)
+    if f is None:
+        return "-"
+    return f"{f:+.{digits}f}" if signed else f"{f:.{digits}f}"
+
+
+def fmt_interval(ci: Sequence[Any] | None, digits: int = 4, n: int | None = None) -> str:
+    """``[lo, hi]`` with signs; ``1 seed: no CI`` when ``n`` < 2; ``-`` when there is no interval."""
+    if n is not None and n < 2:
+        return "1 seed: no CI"
+    if not ci or all(_num(c) is None for c in ci):
+        return "-"
+    return f"[{fmt_value(ci[0], digits, True)}, {fmt_value(ci[1], digits, True)}]"
+
+
+def fmt_saving(fl: Mapping[str, Any] | None, which: str = "exact") -> str:
+    """The secondary "fewer labels" figure: ``23.4% [5, 41]``; ``never`` for a missing bound; ``-`` if absent."""
+    if not fl or not fl.get(which) or _num(fl[which].get("value")) is None:
+        return "-"
+    item = fl[which]
+    text = f"{item['value'] * 100:.1f}%"
+    ci = item.get("ci")
+    if ci is None:
+        return text + " (1 seed: no CI)" if (fl.get("n") or 0) < 2 else text
+    lo = "never" if _num(ci[0]) is None else f"{ci[0] * 100:.0f}"
+    hi = "never" if _num(ci[1]) is None else f"{ci[1] * 100:.0f}"
+    return f"{text} [{lo}, {hi}]"
