@@ -89,6 +89,20 @@ class DataConfig:
     split_seed: int = _f(0, "seed of the prompt-grouped split", ge=0)
     keep_original_splits: bool = _f(False, "keep the files' own splits (train; valid1 -> valid; valid2 -> test) instead of re-splitting")
     skip_bad: bool = _f(False, "skip malformed rows (counted) instead of stopping")
+    subsample: int = _f(0, "keep whole prompts (seeded by split_seed) until this many comparisons, before the split "
+                           "and before featurization (0: all)", ge=0)
+    prompt_col: str = _f("", "column holding the prompt (format table; empty: 'prompt')")
+    chosen_col: str = _f("", "column holding the preferred answer (empty: 'chosen')")
+    rejected_col: str = _f("", "column holding the other answer (empty: 'rejected')")
+    split_col: str = _f("", "column holding the original split (optional)")
+    id_col: str = _f("", "column holding a unique pair id (optional)")
+    prompt_id_col: str = _f("", "column holding a prompt id (optional)")
+    source_col: str = _f("", "column holding the source name (optional)")
+
+
+#: DataConfig fields added after runs existed: left out of the hash while at their default
+_DATA_HASH_DEFAULTS = {"subsample": 0, "prompt_col": "", "chosen_col": "", "rejected_col": "", "split_col": "",
+                       "id_col": "", "prompt_id_col": "", "source_col": ""}
 
 
 @dataclass(frozen=True)
@@ -381,6 +395,9 @@ class RunConfig:
         d.pop("name", None)
         if d.get("acquisition", {}).get("beta_mode") == "fixed":
             d["acquisition"].pop("beta_mode")  # the default leaves the hash of older configs unchanged
+        for key, default in _DATA_HASH_DEFAULTS.items():  # likewise the data fields added later
+            if d.get("data", {}).get(key, default) == default:
+                d.get("data", {}).pop(key, None)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -24,3 +24,7 @@ class ConfigError(BalpmError):
 
 class FeatureError(BalpmError):
     """Features that are missing, mismatched or not finite."""
+
+
+class RunLockedError(BalpmError):
+    """Another process holds the lock of a run folder (a second writer with the same run id)."""

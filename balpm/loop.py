@@ -20,7 +20,9 @@ directory is created.
 """
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from balpm.errors import ConfigError, FeatureError
 _POOL, _MODEL, _SELECT = 0, 2, 3
 _NAN_COMPONENTS = ("score", "u", "log_dist", "count_term", "h", "beta_h", "ratio", "n", "radius")
 _POOL_TABLE_COLUMNS = ("u", "radius", "n0", "log_dist", "count_term", "h", "score")
+_HELD = threading.local()  # run locks held by the run() calls of this thread
 
 
 def stream(seed: int, purpose: int, index: int = 0) -> np.random.SeedSequence:
@@ -191,6 +194,28 @@ def prepare(cfg: RunConfig, table: pd.DataFrame, features: Any) -> Inputs:
 
 
 # ---- the run ------------------------------------------------------------------------------------
+def _releases_run_locks(fn: Any) -> Any:
+    """Decorator: every run lock taken by ``_hold_lock`` during the call is released when it returns or raises."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        stack = _HELD.__dict__.setdefault("locks", [])
+        mark = len(stack)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            while len(stack) > mark:
+                stack.pop().release()
+    return wrapper
+
+
+def _hold_lock(root: Path, run_id: str) -> None:
+    """Take the run's OS-level lock (one writer per run id) until the enclosing ``run`` call ends."""
+    lock = runs.lock_run(root, run_id).acquire()
+    _HELD.__dict__.setdefault("locks", []).append(lock)
+    runs.RunWriter(root, run_id).remove_stale_temp()  # temp files / half-created folders of killed writers
+
+
+@_releases_run_locks
 def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.DataFrame | None = None,
         features: Any = None, progress: bool = True, run_id: str | None = None) -> Path:
     """Run (or resume) one simulated active-learning run; return its directory ``root/<run_id>``.
@@ -200,7 +225,7 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
     an existing complete run with the same config is returned as is, any other existing run is an error.
     """
     cfg.validate()
-    root = Path(root)
+    root = runs.check_root(root)
     run_id = runs.check_run_id(run_id or runs.default_run_id(cfg))
     run_dir = root / run_id
     existing = _existing_state(run_dir, cfg, resume)
@@ -215,7 +240,12 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
     policy = None if is_full(cfg) else _make_policy(cfg)  # "full" (the ceiling) selects nothing
     n_initial = rounds_and_initial(cfg, len(inputs.pool_rows_N))[1]
 
-    # ---- everything checked: write ----
+    # ---- everything checked: lock the run id (a second writer fails here), look again, write ----
+    _hold_lock(root, run_id)
+    existing = _existing_state(run_dir, cfg, resume)
+    if existing == "complete":
+        _say(progress, f"run {run_id} is already complete: {run_dir}")
+        return run_dir
     if existing is None:
         data_hash = runs.write_dataset(root, inputs.table, np.asarray(features.prompt_ids).astype(str),
                                        features.prompts_P_D)
@@ -225,10 +255,9 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
             "splits": {s: int(n) for s, n in inputs.table["split"].value_counts().items()},
             "sources": sorted(map(str, inputs.table["source"].unique())) if "source" in inputs.table else [],
         }
-        writer = runs.RunWriter.create(root, run_id, cfg, meta)
+        writer = runs.RunWriter.create(root, run_id, cfg, meta, pool=_pool_frame(inputs, n_initial))
         if is_full(cfg):
             writer.write_status("running", last_round=-1, rounds=1)
-        writer.write_pool(_pool_frame(inputs, n_initial))
         start, labelled = 0, list(range(n_initial))
         acquired_prompts: set[str] = set()
     else:
@@ -249,6 +278,10 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         start = last + 1
         writer.resume_running()
         _say(progress, f"resuming run {run_id} at round {start} ({len(labelled)} labelled)")
+    if meta.get("data_hash"):  # pair features beside the snapshot, once: the dashboard's jobs run from it
+        from balpm import snapshot
+
+        snapshot.write_features(root, meta["data_hash"], inputs.table, features, inputs.pair_rows_T)
 
     try:
         _loop(cfg, inputs, policy, writer, start, labelled, acquired_prompts, progress)
@@ -310,8 +343,6 @@ def _existing_state(run_dir: Path, cfg: RunConfig, resume: bool) -> str | None:
     if not resume:
         raise ConfigError(f"run {run_dir.name} already exists ({info.state}, round {info.last_round} done); "
                           "pass --resume to continue it or --run-id for a new run")
-    if info.state == "running" and info.alive and info.extra.get("pid") != os.getpid():
-        raise ConfigError(f"run {run_dir.name} is still running (pid alive); wait for it or stop it first")
     return "resume"
 
 

@@ -37,9 +37,12 @@ import yaml
 
 from balpm.config import AcquisitionConfig, RunConfig
 from balpm.diagnostics import ROUND_DIAGNOSTIC_COLUMNS
-from balpm.errors import BalpmError, ConfigError
+from balpm.errors import BalpmError, ConfigError, RunLockedError
 
 DATASETS_DIR = "_datasets"
+LOCKS_DIR = ".locks"  # root/.locks/<run_id>.lock: held by the one process writing that run
+TMP_SUFFIX = ".tmp"  # temp files of atomic writes (".<name>.<random>.tmp"); stale ones are removed on resume
+_CREATING = ".creating."  # a run folder under construction: root/.<run_id>.creating.<pid>, renamed when complete
 STATES = ("running", "complete", "failed")
 ROUND_COLUMNS: tuple[str, ...] = (
     "round", "labelled", "test_log_likelihood", "test_accuracy", "test_brier", "test_ece",
@@ -55,25 +58,38 @@ POOL_COLUMNS: tuple[str, ...] = ("pool_index", "pair_id", "prompt_id", "initial"
 POOL_SCORE_COLUMNS: tuple[str, ...] = (
     "pool_index", "pair_id", "prompt_id", "u", "radius", "n0", "log_dist", "count_term", "h", "score",
 )
-# acquisition parameters that matter for each policy (for run labels: "balpm beta=0.1")
-_RELEVANT: dict[str, tuple[str, ...]] = {
-    "random": (),
-    "bald": ("uncertainty",),
-    "softmax_bald": ("uncertainty", "coldness"),
-    "power_bald": ("uncertainty", "coldness"),
-    "softrank_bald": ("uncertainty", "coldness"),
-    "balpm": ("beta", "k", "d", "floor", "normalize", "estimator", "uncertainty", "minimize_entropy", "exact_knn",
-              "beta_mode"),
-}
-
-
 # ---- atomic writes ---------------------------------------------------------------------------
+def _umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode a plain new file gets under the current umask (0644 under umask 022)."""
+    return 0o666 & ~_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, ``os.replace``."""
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, ``os.replace``.
+
+    The file gets the usual mode of a new file under the umask (``mkstemp``'s 0600 is widened), so
+    other users and tools (a dashboard started by another user) can read runs when the umask allows.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -154,11 +170,16 @@ def dataset_hash(table: pd.DataFrame, prompt_ids: Iterable[str], prompts_P_D: np
 
 
 def policy_label(cfg: RunConfig | AcquisitionConfig) -> str:
-    """``"balpm"`` or ``"balpm beta=0.1 estimator=kl"``: the policy plus its non-default relevant knobs."""
+    """``"balpm"`` or ``"balpm beta=0.1 estimator=kl"``: the policy plus its non-default label knobs.
+
+    The knobs of each policy come from the policy registry (``balpm.acquisition.REGISTRY``).
+    """
+    from balpm.acquisition import label_knobs
+
     acq = cfg.acquisition if isinstance(cfg, RunConfig) else cfg
     default = AcquisitionConfig()
     parts = [acq.policy]
-    for name in _RELEVANT.get(acq.policy, ()):
+    for name in label_knobs(acq.policy):
         value = getattr(acq, name)
         if value != getattr(default, name):
             parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
@@ -185,6 +206,20 @@ def check_run_id(run_id: str) -> str:
     if not run_id or run_id[0] in "._" or not set(run_id) <= ok or len(run_id) > 200:
         raise ConfigError(f"run id {run_id!r} is not a plain folder name; use letters, digits and -_.=+ only")
     return run_id
+
+
+def check_root(root: str | Path, flag: str = "--runs-dir") -> Path:
+    """The runs root as a Path, refused (one line, nothing written) when it or a parent is not a folder."""
+    root = Path(root)
+    probe = root
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        what = "is a file" if probe == root else f"is inside {str(probe)!r}, which is a file"
+        raise ConfigError(f"{flag} {str(root)!r} {what}, not a folder; give a folder for the runs")
+    if probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag} {str(root)!r}: {str(probe)!r} is not writable; give a folder you can write to")
+    return root
 
 
 # ---- path safety -----------------------------------------------------------------------------
@@ -226,15 +261,58 @@ class RunWriter:
 
     # -- creation and status --
     @classmethod
-    def create(cls, root: str | Path, run_id: str, cfg: RunConfig, meta: dict[str, Any]) -> RunWriter:
-        """Create ``root/run_id`` with config.yaml and a ``running`` status (round -1 complete)."""
+    def create(cls, root: str | Path, run_id: str, cfg: RunConfig, meta: dict[str, Any],
+               pool: pd.DataFrame | None = None) -> RunWriter:
+        """Create ``root/run_id`` atomically: config.yaml, a ``running`` status (round -1) and ``pool``.
+
+        The folder is built under a hidden temporary name (``root/.<run_id>.creating.<pid>``, never listed)
+        and renamed into place when complete, so a kill during creation never leaves a half-made run.
+        An existing ``root/run_id`` is an error (resume it instead). The caller should hold
+        :func:`lock_run` (``balpm.loop.run`` does).
+        """
         w = cls(root, run_id)
-        w.path.mkdir(parents=True, exist_ok=True)
-        doc = cfg.to_dict()
-        doc["meta"] = _jsonable({**meta, "run_id": run_id, "config_hash": cfg.hash()})
-        atomic_write_text(w.path / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
-        w.write_status("running", last_round=-1, rounds=cfg.loop.rounds, error=None, started=_now())
+        if w.path.exists():
+            raise ConfigError(f"run folder {str(w.path)!r} already exists; resume it with --resume --run-id {run_id} "
+                              "or pick another --run-id")
+        w.path.parent.mkdir(parents=True, exist_ok=True)
+        final = w.path
+        tmp = w.path.parent / f".{run_id}{_CREATING}{os.getpid()}"
+        if tmp.exists():
+            _rmtree(tmp)
+        tmp.mkdir()
+        try:
+            w.path = tmp
+            doc = cfg.to_dict()
+            doc["meta"] = _jsonable({**meta, "run_id": run_id, "config_hash": cfg.hash()})
+            atomic_write_text(tmp / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+            if pool is not None:
+                w.write_pool(pool)
+            w.write_status("running", last_round=-1, rounds=cfg.loop.rounds, error=None, started=_now())
+            os.rename(tmp, final)
+        except BaseException:
+            _rmtree(tmp)
+            raise
+        finally:
+            w.path = final
         return w
+
+    def remove_stale_temp(self) -> list[Path]:
+        """Delete temp files left by killed atomic writes in this run (call only while holding its lock)."""
+        removed = []
+        for folder in (self.path, self.path / "pool_scores"):
+            if not folder.is_dir():
+                continue
+            for f in folder.iterdir():
+                if f.name.startswith(".") and f.name.endswith(TMP_SUFFIX) and f.is_file():
+                    try:
+                        f.unlink()
+                        removed.append(f)
+                    except OSError:
+                        pass
+        for d in self.root.glob(f".{self.run_id}{_CREATING}*"):
+            _rmtree(d)
+            removed.append(d)
+        return removed
 
     def read_status(self) -> dict[str, Any]:
         """The current status.json as a dict."""
@@ -314,6 +392,97 @@ class RunWriter:
             old = old[old["round"] < rnd]  # a half-written earlier attempt of this round is replaced
             new = pd.concat([old, new], ignore_index=True) if len(old) else new
         atomic_write_parquet(p, new.reset_index(drop=True))
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+# ---- one writer per run: an OS-level lock ------------------------------------------------------
+class RunLock:
+    """An exclusive OS-level lock (``flock``; the ``filelock`` package where there is no ``fcntl``) on one run.
+
+    The lock file is ``root/.locks/<run_id>.lock`` (it exists before the run folder does, so two
+    processes creating the same run id exclude each other). ``acquire`` never waits: a second writer
+    gets a one-line :class:`~balpm.errors.RunLockedError` naming the holder. The OS drops the lock when
+    the holding process dies, so a killed run can be resumed at once.
+    """
+
+    def __init__(self, root: str | Path, run_id: str) -> None:
+        self.root = Path(root)
+        self.run_id = check_run_id(run_id)
+        self.path = self.root / LOCKS_DIR / f"{run_id}.lock"
+        self._fd: int | None = None
+        self._filelock: Any = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None or self._filelock is not None
+
+    def acquire(self) -> "RunLock":
+        """Take the lock or raise :class:`RunLockedError` at once."""
+        if self.held:
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            import filelock
+
+            lock = filelock.FileLock(str(self.path), timeout=0)
+            try:
+                lock.acquire()
+            except filelock.Timeout:
+                raise self._locked(None) from None
+            self._filelock = lock
+            return self
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            try:
+                holder = os.read(fd, 200).decode("utf-8", "replace").strip()
+            except OSError:
+                holder = ""
+            os.close(fd)
+            raise self._locked(holder or None) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+        self._fd = fd
+        return self
+
+    def _locked(self, holder: str | None) -> RunLockedError:
+        who = f" ({holder})" if holder else ""
+        return RunLockedError(f"run {self.run_id!r} in {str(self.root)!r} is being written by another balpm process{who}; "
+                              "wait for it to finish, or pick another --run-id")
+
+    def release(self) -> None:
+        """Release the lock (the lock file stays; it is reused)."""
+        if self._fd is not None:
+            import fcntl
+
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._fd)
+                self._fd = None
+        if self._filelock is not None:  # pragma: no cover - Windows
+            self._filelock.release()
+            self._filelock = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+def lock_run(root: str | Path, run_id: str) -> RunLock:
+    """``with lock_run(root, run_id): ...``: hold the run's exclusive lock (see :class:`RunLock`)."""
+    return RunLock(root, run_id)
 
 
 def _round_of(filename: str) -> int | None:
@@ -423,6 +592,9 @@ def inspect_run(path: str | Path) -> RunInfo:
         if n < last + 1:
             return RunInfo(run_id, path, "broken", reason=f"rounds.parquet has {n} rows but status says round {last} is complete",
                            last_round=last, **base)
+    if not (path / "pool.parquet").is_file():
+        return RunInfo(run_id, path, "broken", reason="pool.parquet missing (creation was interrupted)",
+                       last_round=last, **base)
     if meta.get("data_hash") and not (path.parent / DATASETS_DIR / meta["data_hash"] / "prompt_ids.json").is_file():
         return RunInfo(run_id, path, "broken", reason=f"dataset snapshot {DATASETS_DIR}/{meta['data_hash']} missing",
                        last_round=last, **base)

@@ -10,6 +10,28 @@ import typer
 
 from balpm.errors import BalpmError
 
+
+def click_modules() -> list:
+    """The click implementations in play: typer's vendored copy (typer >= 0.2x) and/or click itself."""
+    mods = []
+    try:
+        import typer._click as vendored
+        import typer._click.core  # noqa: F401
+        import typer._click.exceptions  # noqa: F401
+        import typer._click.globals  # noqa: F401
+
+        mods.append(vendored)
+    except ImportError:
+        pass
+    try:
+        import click
+        import click.exceptions  # noqa: F401
+
+        mods.append(click)
+    except ImportError:
+        pass
+    return mods
+
 app = typer.Typer(
     name="balpm",
     help="BAL-PM: Bayesian active learning for preference modelling - data, features, runs, reports, dashboard.",
@@ -29,19 +51,39 @@ for _module in (_data, _featurize, _run, _report, _dashboard, _demo):
     _module.register(app)
 
 
+def _version(value: bool) -> None:
+    if value:
+        import balpm
+
+        typer.echo(f"balpm {balpm.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
+                                       help="print the version and exit")) -> None:
+    """BAL-PM: Bayesian active learning for preference modelling - data, features, runs, reports, dashboard."""
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning a :class:`BalpmError` into one line on stderr."""
+    """Entry point: run the app, turning a :class:`BalpmError` into one line on stderr (exit code 2).
+
+    Every failure exits non-zero: ``typer.Exit(code)`` (which click returns rather than raises under
+    ``standalone_mode=False``) becomes ``sys.exit(code)``; success returns normally.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)
     except BalpmError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    except Exception as exc:  # click usage errors and aborts
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
+    except Exception as exc:  # click usage errors and aborts (typer's vendored click, or click itself)
+        clicks = click_modules()
+        if isinstance(exc, tuple(m.exceptions.ClickException for m in clicks)):
             exc.show()
             sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+        aborts = tuple(m.exceptions.Abort for m in clicks) + ((typer.Abort,) if hasattr(typer, "Abort") else ())
+        if isinstance(exc, aborts):
             sys.exit(1)
         raise
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        sys.exit(code)

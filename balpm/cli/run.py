@@ -1,124 +1,231 @@
-"""CLI commands ``balpm run`` (one simulated run, or ``--resume`` a killed one) and ``balpm sweep``.
+"""CLI commands ``balpm run`` (one simulated run, or ``--resume`` a killed one), ``balpm sweep`` and ``balpm runs``.
 
-Flags override the YAML given with ``--config``; the run directory is ``<runs-dir>/<run_id>``.
+The options of ``run`` and ``sweep`` come from the config dataclasses (:mod:`balpm.config`): each
+first-class flag (``config.CLI_FLAGS``) shows its field's help and default, and every other knob is
+``--set section.field=value`` (repeatable). Precedence: defaults < ``-c/--config`` YAML (or, for
+``--resume --run-id ID``, the run's own config.yaml) < flags < ``--set``. Every value is typed and
+checked by its field before anything is read or written; the run directory is ``<runs-dir>/<run_id>``.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
-import yaml
 
-from balpm.config import RunConfig
+from balpm.config import CLI_FLAGS, RunConfig, coerce_value, field_info, parse_assignment, read_yaml
 from balpm.errors import ConfigError
 
-# ---- shared options (one definition for run and sweep) -------------------------------------------
-CONFIG = typer.Option(None, "--config", "-c", help="YAML config (sections data, features, model, acquisition, loop)")
-DATA = typer.Option(None, "--data", help="data file or folder (repeatable); none: the synthetic teaching world")
-OOD = typer.Option(None, "--ood", help="out-of-distribution test file (repeatable), e.g. CNN/DM comparisons")
-FORMAT = typer.Option(None, "--format", help="loader: auto, openai, hub, carper, hh, table, synthetic")
-SKIP_BAD = typer.Option(None, "--skip-bad/--no-skip-bad", help="skip malformed rows (counted) instead of stopping")
-ROUNDS = typer.Option(None, "--rounds", help="train/evaluate rounds")
-BATCH = typer.Option(None, "--batch-size", help="B, items acquired per round")
-INITIAL = typer.Option(None, "--initial", help="randomly labelled items before round 0")
-POOL = typer.Option(None, "--pool-size", help="pool items from the shuffled train split (0: all)")
-BETA = typer.Option(None, "--beta", help="weight of the entropy term")
-K = typer.Option(None, "--k", help="k of the kNN radius (the point itself is neighbour 1)")
-D = typer.Option(None, "--d", help="weight d of the digamma term")
-NORMALIZE = typer.Option(None, "--normalize", help="none, zscore or faithful (the reference's slip)")
-ESTIMATOR = typer.Option(None, "--estimator", help="pool_radius or kl")
-UNCERTAINTY = typer.Option(None, "--uncertainty", help="epistemic, predictive, aleatoric, variance or none")
-MINIMIZE = typer.Option(None, "--minimize-entropy/--maximize-entropy", help="ablation: U - beta*H")
-COLDNESS = typer.Option(None, "--coldness", help="beta_g of the stochastic BALD family")
-MODEL = typer.Option(None, "--model", help="feature model: 'minilm', a Hugging Face id or a local path")
-ENSEMBLE = typer.Option(None, "--ensemble-size", help="K, ensemble members")
-EPOCHS = typer.Option(None, "--epochs", help="at most this many training epochs per round")
-HIDDEN = typer.Option(None, "--hidden", help="hidden widths of each reward MLP, e.g. 2048,256")
-LR = typer.Option(None, "--lr", help="AdamW learning rate")
-DEVICE = typer.Option(None, "--device", help="model device: auto, cuda or cpu")
-NO_SCORES = typer.Option(None, "--pool-scores/--no-pool-scores", help="write every pool item's scores per round")
-RUNS_DIR = typer.Option(Path("runs"), "--runs-dir", help="runs root folder")
-QUIET = typer.Option(False, "--quiet", "-q", help="no progress bars")
+# ---- the config flags, generated from the dataclasses ------------------------------------------
+# python parameter name -> config key; the flag itself is config.CLI_FLAGS[key]
+FLAG_PARAMS: dict[str, str] = {
+    "format": "data.format", "skip_bad": "data.skip_bad",
+    "policy": "acquisition.policy", "seed": "loop.seed",
+    "rounds": "loop.rounds", "batch_size": "loop.batch_size", "initial": "loop.initial", "pool_size": "loop.pool_size",
+    "beta": "acquisition.beta", "k": "acquisition.k", "d": "acquisition.d", "normalize": "acquisition.normalize",
+    "estimator": "acquisition.estimator", "uncertainty": "acquisition.uncertainty",
+    "minimize_entropy": "acquisition.minimize_entropy", "coldness": "acquisition.coldness",
+    "model": "features.model", "ensemble_size": "model.ensemble_size", "epochs": "model.max_epochs",
+    "hidden": "model.hidden", "lr": "model.lr", "device": "model.device", "save_pool_scores": "loop.save_pool_scores",
+}
+_NEGATIVE = {"data.skip_bad": "--no-skip-bad", "acquisition.minimize_entropy": "--maximize-entropy",
+             "loop.save_pool_scores": "--no-pool-scores"}
+_SWEEP_SKIPS = ("policy", "seed")  # the sweep has --policies and --seeds instead
+SET_HELP = ("any config knob as section.field=value (repeatable; applied last), e.g. --set model.patience=5 "
+            "--set features.dtype=bf16; the fields and their help are in balpm/config.py")
+
+
+def _default(key: str) -> Any:
+    """The dataclass default of ``key`` as the CLI shows it (tuples comma-joined)."""
+    section, _, name = key.partition(".")
+    value = getattr(getattr(RunConfig(), section), name)
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+
+
+def _option(param: str, key: str) -> tuple[Any, Any]:
+    """``(annotation, typer.Option)`` of one config flag: its field's help, type, choices and default.
+
+    The option's default is the field's default (shown in ``--help``); whether a flag was actually
+    given is read from click's parameter source, so a default never overrides the YAML.
+    """
+    tp, f = field_info(key)
+    flag = CLI_FLAGS[key]
+    help_text = f.metadata.get("help", "")
+    choices = f.metadata.get("choices")
+    default = _default(key)
+    if tp is bool:
+        decl = f"{flag}/{_NEGATIVE[key]}" if key in _NEGATIVE else flag
+        return bool, typer.Option(default, decl, help=help_text, metavar="")
+    if key in ("data.paths", "data.ood_paths"):
+        return Optional[list[str]], typer.Option(None, flag, help=help_text + " (repeatable)", metavar="PATH")
+    if choices:
+        return str, typer.Option(default, flag, help=help_text, metavar="[" + "|".join(choices) + "]")
+    if tp is int:
+        return int, typer.Option(default, flag, help=help_text, metavar="INTEGER")
+    if tp is float:
+        return float, typer.Option(default, flag, help=help_text, metavar="FLOAT")
+    return str, typer.Option(default, flag, help=help_text, metavar="TEXT")
+
+
+@dataclass
+class ConfigFlags:
+    """The config part of a ``run`` / ``sweep`` command line: ``-c``, the first-class flags given, ``--set``."""
+
+    config: Optional[Path] = None
+    values: dict[str, Any] = field(default_factory=dict)
+    sets: list[str] = field(default_factory=list)
+
+    @property
+    def given(self) -> bool:
+        """Whether any config flag or ``--set`` was given (besides ``-c``)."""
+        return bool(self.values or self.sets)
+
+    def build(self, base: RunConfig | None = None) -> RunConfig:
+        """The validated RunConfig: ``base`` (or ``-c``, or the defaults) with the flags, then ``--set``, applied."""
+        return build_config(self.config, sets=self.sets, base=base, **self.values)
+
+
+def config_options(*, policy_and_seed: bool = True) -> Any:
+    """Decorator: append ``-c/--config``, the config flags and ``--set`` to a command's options.
+
+    The command receives them as one :class:`ConfigFlags` argument named ``flags`` (it must declare it).
+    Other options of the command (e.g. the sweep's) stay as they are.
+    """
+    def deco(fn: Any) -> Any:
+        sig = inspect.signature(fn)
+        own = [p for name, p in sig.parameters.items() if name != "flags"]
+        names = [p for p in FLAG_PARAMS if policy_and_seed or p not in _SWEEP_SKIPS]
+        annotations: dict[str, Any] = {p.name: p.annotation for p in own}
+        extra = []
+        ann, opt = Optional[Path], typer.Option(None, "--config", "-c", metavar="YAML",
+                                               help="YAML config (sections data, features, model, acquisition, loop); "
+                                                    "a run's own config.yaml works")
+        extra.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
+        for key, pname in (("data.paths", "data"), ("data.ood_paths", "ood")):
+            ann, opt = _option(pname, key)
+            extra.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
+        for pname in names:
+            ann, opt = _option(pname, FLAG_PARAMS[pname])
+            extra.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
+        extra.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]],
+                                       default=typer.Option(None, "--set", help=SET_HELP, metavar="SECTION.FIELD=VALUE")))
+        for p in extra:
+            annotations[p.name] = p.annotation
+        generated = [p.name for p in extra]
+
+        @functools.wraps(fn)
+        def wrapper(**kwargs: Any) -> Any:
+            from balpm.cli import click_modules
+
+            ctx, default_source = None, None
+            for mod in click_modules():  # the click typer runs on: its vendored copy, or click itself
+                ctx = mod.globals.get_current_context(silent=True)
+                if ctx is not None:
+                    default_source = mod.core.ParameterSource.DEFAULT
+                    break
+            flags = ConfigFlags(config=kwargs.pop("config"), sets=list(kwargs.pop("set_") or []))
+            for pname in generated:
+                if pname in ("config", "set_"):
+                    continue
+                value = kwargs.pop(pname)
+                if value is None or value == [] or value == ():
+                    continue
+                if pname in ("data", "ood"):
+                    flags.values[pname] = list(value)
+                    continue
+                source = ctx.get_parameter_source(pname) if ctx is not None else None
+                given = (source not in (None, default_source) if ctx is not None
+                         else value != _default(FLAG_PARAMS[pname]))
+                if given:
+                    flags.values[pname] = value
+            return fn(flags=flags, **kwargs)
+
+        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
+        wrapper.__signature__ = sig.replace(parameters=own + extra, return_annotation=None)
+        wrapper.__annotations__ = annotations
+        del wrapper.__wrapped__
+        return wrapper
+    return deco
 
 
 def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = None,
-                 ood: Optional[list[str]] = None, **flags: Any) -> RunConfig:
-    """A RunConfig from an optional YAML plus CLI flags (a flag given overrides the YAML).
+                 ood: Optional[list[str]] = None, sets: Optional[list[str]] = None, base: RunConfig | None = None,
+                 **flags: Any) -> RunConfig:
+    """A validated RunConfig: ``base`` (or the YAML ``config``, or the defaults), then flags, then ``--set``.
 
-    A run's own ``config.yaml`` (with its ``meta`` section) is accepted as ``--config``.
+    ``flags`` are keyed by the Python names of :data:`FLAG_PARAMS` (``rounds=2``, ``hidden="16,8"``);
+    each is typed and checked by its field, and an error names the flag. A run's own ``config.yaml``
+    (with its ``meta`` section) is accepted as ``config``.
     """
-    if config is not None:
-        if not Path(config).is_file():
-            raise ConfigError(f"config file {str(config)!r} not found")
-        try:
-            raw = yaml.safe_load(Path(config).read_text())
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config {str(config)!r} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        if raw is not None and not isinstance(raw, dict):
-            raise ConfigError("config YAML must be a mapping of sections (data, features, model, acquisition, loop)")
-        raw = dict(raw or {})
-        raw.pop("meta", None)
-        cfg = RunConfig.from_dict(raw)
+    if base is not None:
+        cfg = base
+    elif config is not None:
+        cfg = RunConfig.from_dict(read_yaml(Path(config)))
     else:
         cfg = RunConfig()
-    where = {
-        "format": ("data", "format"), "skip_bad": ("data", "skip_bad"), "rounds": ("loop", "rounds"), "batch_size": ("loop", "batch_size"),
-        "initial": ("loop", "initial"), "pool_size": ("loop", "pool_size"), "seed": ("loop", "seed"),
-        "save_pool_scores": ("loop", "save_pool_scores"),
-        "policy": ("acquisition", "policy"), "beta": ("acquisition", "beta"), "k": ("acquisition", "k"),
-        "d": ("acquisition", "d"), "normalize": ("acquisition", "normalize"), "estimator": ("acquisition", "estimator"),
-        "uncertainty": ("acquisition", "uncertainty"), "minimize_entropy": ("acquisition", "minimize_entropy"),
-        "coldness": ("acquisition", "coldness"), "model": ("features", "model"),
-        "ensemble_size": ("model", "ensemble_size"), "epochs": ("model", "max_epochs"), "lr": ("model", "lr"),
-        "device": ("model", "device"), "hidden": ("model", "hidden"),
-    }
     changes: dict[str, dict[str, Any]] = {}
-    for key, value in flags.items():
+
+    def put(key: str, value: Any) -> None:
+        section, _, name = key.partition(".")
+        changes.setdefault(section, {})[name] = value
+
+    for pname, value in flags.items():
         if value is None:
             continue
-        if key not in where:
-            raise ConfigError(f"internal: unknown flag {key}")
-        if key == "hidden":
-            try:
-                value = tuple(int(v) for v in str(value).split(",") if v.strip())
-            except ValueError:
-                raise ConfigError(f"--hidden must be comma-separated integers, e.g. 2048,256 (got {value!r})") from None
-        section, field = where[key]
-        changes.setdefault(section, {})[field] = value
+        if pname not in FLAG_PARAMS:
+            raise ConfigError(f"internal: unknown flag {pname}")
+        key = FLAG_PARAMS[pname]
+        put(key, coerce_value(key, value, CLI_FLAGS[key]))
     if data:
-        changes.setdefault("data", {})["paths"] = tuple(str(p) for p in data)
+        put("data.paths", tuple(str(p) for p in data))
     if ood:
-        changes.setdefault("data", {})["ood_paths"] = tuple(str(p) for p in ood)
+        put("data.ood_paths", tuple(str(p) for p in ood))
+    for item in sets or []:
+        key, value = parse_assignment(item)
+        put(key, value)
     return cfg.replace(**changes).validate() if changes else cfg.validate()
 
 
+def resume_base(runs_dir: Path, run_id: str) -> RunConfig:
+    """The config of the existing run ``runs_dir/run_id`` (its own config.yaml), for ``--resume --run-id``."""
+    from balpm import runs
+
+    runs.check_run_id(run_id)
+    path = Path(runs_dir) / run_id
+    if not path.exists():
+        raise ConfigError(f"no run {run_id!r} in {str(runs_dir)!r}; list the runs with: balpm runs --runs-dir {runs_dir} "
+                          "(or drop --resume to start a new run)")
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"{str(path)!r} is not a run folder (no config.yaml); delete it or pick another --run-id")
+    try:
+        return RunConfig.from_yaml(path / "config.yaml")
+    except ConfigError as exc:
+        raise ConfigError(f"run {run_id!r}: its config.yaml is not usable ({exc})") from None
+
+
+@config_options(policy_and_seed=True)
 def run_command(
-    config: Optional[Path] = CONFIG, data: Optional[list[str]] = DATA, ood: Optional[list[str]] = OOD,
-    format: Optional[str] = FORMAT, skip_bad: Optional[bool] = SKIP_BAD,
-    policy: Optional[str] = typer.Option(None, "--policy", help="random, bald, softmax_bald, power_bald, softrank_bald, balpm"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="seed of everything random in the run"),
-    rounds: Optional[int] = ROUNDS, batch_size: Optional[int] = BATCH, initial: Optional[int] = INITIAL,
-    pool_size: Optional[int] = POOL, beta: Optional[float] = BETA, k: Optional[int] = K, d: Optional[float] = D,
-    normalize: Optional[str] = NORMALIZE, estimator: Optional[str] = ESTIMATOR, uncertainty: Optional[str] = UNCERTAINTY,
-    minimize_entropy: Optional[bool] = MINIMIZE, coldness: Optional[float] = COLDNESS, model: Optional[str] = MODEL,
-    ensemble_size: Optional[int] = ENSEMBLE, epochs: Optional[int] = EPOCHS, hidden: Optional[str] = HIDDEN,
-    lr: Optional[float] = LR, device: Optional[str] = DEVICE, save_pool_scores: Optional[bool] = NO_SCORES,
-    runs_dir: Path = RUNS_DIR,
-    resume: bool = typer.Option(False, "--resume", help="continue a killed run from its last complete round"),
-    run_id: Optional[str] = typer.Option(None, "--run-id", help="run folder name (default <policy>-s<seed>-<hash>)"),
-    quiet: bool = QUIET,
+    flags: ConfigFlags = None,  # type: ignore[assignment]  (filled by config_options)
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="runs root folder"),
+    resume: bool = typer.Option(False, "--resume", metavar="", help="continue a killed or failed run from its last complete "
+                                "round; with --run-id ID (and no -c) the run's own config.yaml is used"),
+    run_id: Optional[str] = typer.Option(None, "--run-id", metavar="ID", help="run folder name (default <policy>-s<seed>-<hash>)"),
+    print_config: bool = typer.Option(False, "--print-config", metavar="", help="print the resolved config as YAML and exit"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:
     """Run one simulated active-learning run (or --resume a killed one); prints its folder and final metrics."""
     from balpm import loop, runs
 
-    cfg = build_config(config, data=data, ood=ood, format=format, skip_bad=skip_bad, policy=policy, seed=seed, rounds=rounds,
-                       batch_size=batch_size, initial=initial, pool_size=pool_size, beta=beta, k=k, d=d,
-                       normalize=normalize, estimator=estimator, uncertainty=uncertainty,
-                       minimize_entropy=minimize_entropy, coldness=coldness, model=model,
-                       ensemble_size=ensemble_size, epochs=epochs, hidden=hidden, lr=lr, device=device,
-                       save_pool_scores=save_pool_scores)
+    runs.check_root(runs_dir)
+    base = resume_base(runs_dir, run_id) if (resume and run_id and flags.config is None) else None
+    cfg = flags.build(base)
+    if print_config:
+        typer.echo(cfg.to_yaml(), nl=False)
+        return
     path = loop.run(cfg, runs_dir, resume=resume, progress=not quiet, run_id=run_id)
     run = runs.open_run(runs_dir, path.name)
     rounds_df = run.rounds()
@@ -132,7 +239,9 @@ def run_command(
     typer.echo(msg)
 
 
+@config_options(policy_and_seed=False)
 def sweep_command(
+    flags: ConfigFlags = None,  # type: ignore[assignment]  (filled by config_options)
     policies: str = typer.Option("random,bald,balpm", "--policies", help="comma-separated policies"),
     seeds: str = typer.Option("0-2", "--seeds", help="seeds: 0-9 or 0,1,2"),
     grid: Optional[list[str]] = typer.Option(None, "--grid", help="name=v1,v2 (repeatable), e.g. beta=0.01,0.1"),
@@ -142,25 +251,18 @@ def sweep_command(
                                           "--head prints it); none: a local Ray started and stopped for this sweep"),
     cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="--backend ray: CPUs (torch threads) per run"),
     gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="--backend ray: GPUs per run (0.5: two runs share one)"),
-    config: Optional[Path] = CONFIG, data: Optional[list[str]] = DATA, ood: Optional[list[str]] = OOD,
-    format: Optional[str] = FORMAT, skip_bad: Optional[bool] = SKIP_BAD,
-    rounds: Optional[int] = ROUNDS, batch_size: Optional[int] = BATCH, initial: Optional[int] = INITIAL,
-    pool_size: Optional[int] = POOL, beta: Optional[float] = BETA, k: Optional[int] = K, d: Optional[float] = D,
-    normalize: Optional[str] = NORMALIZE, estimator: Optional[str] = ESTIMATOR, uncertainty: Optional[str] = UNCERTAINTY,
-    minimize_entropy: Optional[bool] = MINIMIZE, coldness: Optional[float] = COLDNESS, model: Optional[str] = MODEL,
-    ensemble_size: Optional[int] = ENSEMBLE, epochs: Optional[int] = EPOCHS, hidden: Optional[str] = HIDDEN,
-    lr: Optional[float] = LR, device: Optional[str] = DEVICE, save_pool_scores: Optional[bool] = NO_SCORES,
-    runs_dir: Path = RUNS_DIR, quiet: bool = QUIET,
+    ceiling: bool = typer.Option(False, "--ceiling", help="also one run per seed of 'full': the same model trained once "
+                                 "on the whole pool, the ceiling the report and plots show"),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="runs root folder"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:
     """Run policies x seeds x grid in parallel, one folder per run (complete runs are reused, partial ones resumed)."""
-    from balpm import sweep
+    from balpm import runs, sweep
 
-    base = build_config(config, data=data, ood=ood, format=format, skip_bad=skip_bad, rounds=rounds, batch_size=batch_size,
-                        initial=initial, pool_size=pool_size, beta=beta, k=k, d=d, normalize=normalize,
-                        estimator=estimator, uncertainty=uncertainty, minimize_entropy=minimize_entropy,
-                        coldness=coldness, model=model, ensemble_size=ensemble_size, epochs=epochs, hidden=hidden,
-                        lr=lr, device=device, save_pool_scores=save_pool_scores)
-    configs = sweep.expand(base, sweep.parse_policies(policies), sweep.parse_seeds(seeds), sweep.parse_grid(grid or []))
+    runs.check_root(runs_dir)
+    base = flags.build()
+    configs = sweep.expand(base, sweep.parse_policies(policies), sweep.parse_seeds(seeds), sweep.parse_grid(grid or []),
+                           ceiling=ceiling)
     results = sweep.sweep(configs, runs_dir, workers=workers, backend=backend, progress=not quiet, address=address,
                           cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     failed = [r for r in results if r.state != "complete"]
@@ -171,7 +273,24 @@ def sweep_command(
         raise typer.Exit(1)
 
 
+def runs_command(
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="runs root folder"),
+) -> None:
+    """List the runs under --runs-dir: id, state, rounds done, policy label and seed (resume one with --resume --run-id)."""
+    from balpm import runs
+
+    infos = runs.list_runs(runs_dir)
+    if not infos:
+        typer.echo(f"no runs in {runs_dir}")
+        return
+    for i in infos:
+        done = f"{i.last_round + 1}/{i.rounds}" if i.state != "broken" or i.rounds else "-"
+        what = i.reason if i.state == "broken" else f"{i.label or i.policy} seed {i.seed}"
+        typer.echo(f"{i.run_id}\t{i.state}\t{done}\t{what}")
+
+
 def register(app: typer.Typer) -> None:
-    """Add ``run`` and ``sweep`` to the app."""
+    """Add ``run``, ``sweep`` and ``runs`` to the app."""
     app.command("run")(run_command)
     app.command("sweep")(sweep_command)
+    app.command("runs")(runs_command)
