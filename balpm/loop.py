@@ -294,8 +294,9 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
 
 def _crash_hook(run_id: str, rnd: int) -> None:
     """Testing aid for resume: when ``$BALPM_TEST_CRASH_DIR/<run_id>`` holds a round number equal to
-    ``rnd``, rename it to ``<run_id>.crashed`` (so it fires once) and kill this process with
-    ``os._exit(70)`` right after that round commits. tests/test_ray.py kills a Ray worker this way."""
+    ``rnd``, rename it to ``<run_id>.crashed`` (so it fires once; it then holds this process's pid) and
+    kill this process with ``os._exit(70)`` right after that round commits. tests/test_ray.py kills a
+    Ray worker this way."""
     folder = os.environ.get("BALPM_TEST_CRASH_DIR")
     if not folder:
         return
@@ -303,6 +304,7 @@ def _crash_hook(run_id: str, rnd: int) -> None:
     try:
         if int(armed.read_text().strip()) != rnd:
             return
+        armed.write_text(f"{rnd} {os.getpid()}\n")
         os.replace(armed, armed.with_name(run_id + ".crashed"))
     except (OSError, ValueError):
         return
