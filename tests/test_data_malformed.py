@@ -38,7 +38,7 @@ def _good(worker: str) -> str:
 @st.composite
 def malformed_openai(draw) -> tuple[bytes, str]:
     """One malformed comparison line (bytes, without newline) and the reason it must be reported under."""
-    reason = draw(st.sampled_from(sorted(set(BAD_REASONS) - {"prefix_mismatch", "bad_csv"})))
+    reason = draw(st.sampled_from(sorted(set(BAD_REASONS) - {"prefix_mismatch", "bad_csv", "truncated"})))
     row = copy.deepcopy(BASE)
     row["worker"] = draw(st.text(max_size=8))
     ensure_ascii = draw(st.booleans())
@@ -105,6 +105,12 @@ def malformed_openai(draw) -> tuple[bytes, str]:
             st.text(max_size=4), st.integers(), st.dictionaries(st.text(max_size=2), st.integers(), max_size=2),
         ))
         return json.dumps(row).encode("utf-8"), reason
+    if reason == "too_deep":  # a nested array, alone on its line or as a field, up to 200,000 levels
+        depth = draw(st.sampled_from([65, 1000, 5000, 200_000]))
+        nested = "[" * depth + "]" * depth
+        if draw(st.booleans()):
+            return nested.encode(), reason
+        return ('{"x": ' + nested + ", " + json.dumps(row)[1:]).encode(), reason
     assert reason == "empty_text"
     if draw(st.booleans()):
         row["info"]["post"] = draw(blank)
@@ -192,7 +198,7 @@ def test_csv_bad_encoding_and_short_row(folder):
     with pytest.raises(DataError, match=r"line 3: not valid UTF-8"):
         load_table([path])
     result = load_table([path], skip_bad=True)
-    assert result.report["bad_reasons"] == {"bad_encoding": 1, "missing_field": 1}
+    assert result.report["bad_reasons"] == {"bad_encoding": 1, "bad_csv": 1}
     assert result.table["prompt"].tolist() == ["p1", "p4\nmore", "p5"]
     assert result.table["line"].tolist() == [2, 5, 7]
 
@@ -204,12 +210,19 @@ def test_every_row_bad_with_skip_bad_gives_an_empty_table(folder):
     assert result.report["bad_reasons"] == {"bad_json": 1, "not_object": 1}
 
 
-def test_truncated_gzip_is_one_line_error(folder):
+def test_truncated_gzip_is_one_bad_row(folder):
     import gzip
 
-    data = gzip.compress(("\n".join(_good(f"w{i}") for i in range(50)) + "\n").encode())
+    import hashlib
+
+    lines = [_good(hashlib.sha256(str(i).encode()).hexdigest()) for i in range(200)]  # incompressible workers
+    data = gzip.compress(("\n".join(lines) + "\n").encode())
     path = folder / "cut.json.gz"
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(DataError, match="cannot read the file") as err:
+    with pytest.raises(DataError, match=r"cut.json.gz: line \d+: the file ends early") as err:
         load_table([path], format="openai")
     assert "\n" not in str(err.value)
+    for fmt in ("openai", "auto"):
+        result = load_table([path], format=fmt, skip_bad=True)
+        assert result.report["bad_reasons"] == {"truncated": 1}
+        assert 0 < result.report["rows"] < 200

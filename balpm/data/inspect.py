@@ -11,10 +11,11 @@ from balpm.data.schema import SPLITS
 
 def inspect_data(paths: Iterable[str | Path], *, format: str = "auto", ood_paths: Iterable[str | Path] = (),
                  skip_bad: bool = False, columns: Mapping[str, str | None] | None = None,
-                 ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0, keep_original: bool = False) -> dict[str, Any]:
+                 ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0, keep_original: bool = False,
+                 subsample: int = 0) -> dict[str, Any]:
     """Load the files exactly as a run would and return the load report (a JSON-ready dict)."""
     result = load_table(list(paths), format=format, ood_paths=list(ood_paths), skip_bad=skip_bad, columns=columns,
-                        ratios=ratios, seed=seed, keep_original=keep_original)
+                        ratios=ratios, seed=seed, keep_original=keep_original, subsample=subsample)
     return result.report
 
 
@@ -29,8 +30,12 @@ def format_report(report: dict[str, Any]) -> str:
     splits = [s for s in SPLITS if s in report["per_split"]] + sorted(set(report["per_split"]) - set(SPLITS))
     out = [
         (f"rows {report['rows']:,}   prompts {report['prompts']:,}   duplicates dropped {report['duplicates_dropped']:,}"
+         f"   identical answers dropped {report.get('identical_answers_dropped', 0):,}"
          f"   bad rows skipped {report['bad_rows']:,}"),
     ]
+    if report.get("hh_split_early"):
+        out.append(f"HH pairs split before their last assistant turn (longest shared prefix of whole turns): "
+                   f"{report['hh_split_early']:,}")
     cpp = report.get("comparisons_per_prompt", {})
     if cpp:
         out.append(f"comparisons per prompt: mean {cpp['mean']:.2f}, median {cpp['median']:.1f}, max {cpp['max']}")
@@ -44,8 +49,9 @@ def format_report(report: dict[str, Any]) -> str:
         out += [""] + _grid(["source"] + splits + ["rows", "prompts"], rows)
     if report.get("files"):
         out += [""] + _grid(
-            ["file", "format", "ood", "rows read", "bad", "duplicates"],
-            [[f["path"], f["format"], "yes" if f["ood"] else "", f"{f['rows_read']:,}", str(f["bad_rows"]), str(f.get("duplicates_dropped", 0))]
+            ["file", "format", "ood", "rows read", "bad", "duplicates", "identical"],
+            [[f["path"], f["format"], "yes" if f["ood"] else "", f"{f['rows_read']:,}", str(f["bad_rows"]),
+              str(f.get("duplicates_dropped", 0)), str(f.get("identical_answers_dropped", 0))]
              for f in report["files"]],
         )
     if report.get("bad_reasons"):

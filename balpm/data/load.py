@@ -23,6 +23,7 @@ Steps (the same for every format):
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +36,7 @@ from balpm.data.carper import is_save_to_disk, load_carper
 from balpm.data.hh import load_hh, looks_like_hh
 from balpm.data.hub import HUB_REPO, hub_files, is_hub_id, load_hub
 from balpm.data.openai_json import load_openai_json, looks_like_openai
-from balpm.data.rows import META_COLUMNS, BadRows, content_hash
+from balpm.data.rows import BAD_REASONS, META_COLUMNS, BadRows, content_hash
 from balpm.data.schema import REQUIRED_COLUMNS, SPLITS, validate_table
 from balpm.data.splits import assign_splits, check_ratios, original_splits
 from balpm.data.tabular import (
@@ -46,9 +47,13 @@ from balpm.data.tabular import (
 )
 from balpm.errors import ConfigError, DataError
 
+log = logging.getLogger("balpm.data")
+
 FORMATS: tuple[str, ...] = ("auto", "openai", "hub", "carper", "hh", "table")
 _DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz", ".csv", ".tsv", ".parquet", ".arrow")
-_NOT_IN_DUP_KEY = ("batch", "file", "line", "_ood", "_job")
+_NOT_IN_DUP_KEY = ("batch", "file", "line", "_ood", "_job", "_hh_split_early")
+#: column roles a loader understands (``DataConfig.<role>_col`` and the CLI's ``--<role>-col``)
+COLUMN_ROLES: tuple[str, ...] = ("prompt", "chosen", "rejected", "split", "id", "prompt_id", "source")
 
 
 @dataclass
@@ -69,14 +74,51 @@ def _is_data_file(path: Path) -> bool:
         and path.name not in ("state.json", "dataset_info.json", "dataset_dict.json")
 
 
+_DETECT_RECORDS = 20
+
+
+def _first_records(path: Path, n: int = _DETECT_RECORDS) -> tuple[list[dict[str, Any]], BadRows]:
+    """Up to ``n`` parseable records from the start of a file (malformed lines skipped and counted)."""
+    probe = BadRows(skip_bad=True)
+    out: list[dict[str, Any]] = []
+    for _, _, rec in iter_records(path, probe):
+        out.append(rec)
+        if len(out) >= n:
+            break
+    return out, probe
+
+
 def _first_record(path: Path) -> dict[str, Any] | None:
-    for _, _, rec in iter_records(path, BadRows(skip_bad=True)):
-        return rec
+    records, _ = _first_records(path, 1)
+    return records[0] if records else None
+
+
+def _record_format(rec: dict[str, Any]) -> str | None:
+    keys = set(rec)
+    if looks_like_openai(keys):
+        return "openai"
+    if looks_like_hh(rec):
+        return "hh"
+    if {"prompt", "chosen", "rejected"} <= keys:
+        return "carper" if str(rec.get("prompt", "")).lstrip().startswith("SUBREDDIT:") else "table"
     return None
 
 
+def _no_record_message(path: Path, probe: BadRows) -> str:
+    if probe.total == 0:
+        return f"{path}: the file is empty (no record in it); remove it or pass a file with comparisons"
+    reasons = ", ".join(f"{n} {BAD_REASONS.get(r, r)}" for r, n in probe.counts.most_common())
+    fix = "check the file"
+    if probe.counts.get("bad_encoding", 0) >= probe.total / 2:
+        fix = ("it is not UTF-8 text: convert it, e.g. `iconv -f LATIN1 -t UTF-8` (use the file's real encoding), "
+               "or re-save it as UTF-8")
+    example = f" (e.g. {probe.examples[0]})" if probe.examples else ""
+    return f"{path}: no readable record found: {probe.total} malformed line(s): {reasons}{example}; {fix}"
+
+
 def detect_file_format(path: Path, columns: Mapping[str, str | None] | None = None) -> str:
-    """The format of one data file: ``openai``, ``hub``, ``carper``, ``hh`` or ``table``."""
+    """The format of one data file: ``openai``, ``hub``, ``carper``, ``hh``, ``table``, or ``empty`` for a file
+    without any content. Decided by the first well-formed records, so malformed first lines do not matter."""
     if columns and any(columns.values()):
         return "table"
     kind = file_kind(path)
@@ -92,18 +134,17 @@ def detect_file_format(path: Path, columns: Mapping[str, str | None] | None = No
         raise DataError(f"{path}: columns {sorted(names)[:12]} match no known format; name them with --prompt-col/--chosen-col/--rejected-col")
     if kind in ("csv", "tsv"):
         return "table"
-    rec = _first_record(path)
-    if rec is None:
-        raise DataError(f"{path}: no readable record found (empty file or every line malformed); check the file")
-    keys = set(rec)
-    if looks_like_openai(keys):
-        return "openai"
-    if looks_like_hh(rec):
-        return "hh"
-    if {"prompt", "chosen", "rejected"} <= keys:
-        return "carper" if str(rec.get("prompt", "")).lstrip().startswith("SUBREDDIT:") else "table"
+    records, probe = _first_records(path)
+    if not records:
+        if probe.total == 0:
+            return "empty"
+        raise DataError(_no_record_message(path, probe))
+    for rec in records:
+        fmt = _record_format(rec)
+        if fmt is not None:
+            return fmt
     raise DataError(
-        f"{path}: the first record's keys {sorted(keys)[:12]} match no known format "
+        f"{path}: the keys of its first {len(records)} record(s) ({sorted(map(str, records[0]))[:12]}) match no known format "
         "(OpenAI comparisons, HH-RLHF, prompt/chosen/rejected); pass --format and the column names"
     )
 
@@ -147,6 +188,8 @@ def read_raw(path: Path | str, fmt: str, bad: BadRows, columns: Mapping[str, str
         return load_hh(Path(path), bad)
     if fmt == "table":
         return load_prompt_table(Path(path), bad, columns)
+    if fmt == "empty":
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in ("prompt", "chosen", "rejected", "source", "file", "line")})
     raise ConfigError(f"unknown data format {fmt!r}; use one of {list(FORMATS)}")
 
 
@@ -273,17 +316,54 @@ def _as_paths(paths: str | Path | Iterable[str | Path]) -> list[str | Path]:
     return list(paths)
 
 
+def identical_answers(raw: pd.DataFrame) -> pd.Series:
+    """Rows whose two answers are the same text (surrounding whitespace ignored): they carry no preference."""
+    if not len(raw):
+        return pd.Series(False, index=raw.index, dtype=bool)
+    return raw["chosen"].astype(str).str.strip() == raw["rejected"].astype(str).str.strip()
+
+
+def subsample_rows(table: pd.DataFrame, n: int, seed: int) -> pd.Series:
+    """Seeded, prompt-grouped subsample: a mask keeping whole prompts (in a seeded random order) until ``n``
+    in-distribution comparisons are reached; OOD rows keep the same fraction of their prompts (at least one).
+
+    The order comes from ``SeedSequence(seed, spawn_key=(1,))``, independent of the split's own stream.
+    """
+    keep_N = pd.Series(False, index=table.index, dtype=bool)
+    is_ood_N = table["split"] == "ood"
+    n_in = int((~is_ood_N).sum())
+    fraction = min(1.0, n / n_in) if n_in else 1.0
+    for part, target in ((~is_ood_N, n), (is_ood_N, None)):
+        rows = table.loc[part]
+        if not len(rows):
+            continue
+        sizes = rows.groupby("prompt_id", sort=True).size()
+        rng = np.random.default_rng(np.random.SeedSequence(int(seed), spawn_key=(1, 0 if target is not None else 1)))
+        order = sizes.index.to_numpy()[rng.permutation(len(sizes))]
+        want = target if target is not None else max(1, int(round(fraction * len(rows))))
+        cum = np.cumsum(sizes.loc[order].to_numpy())
+        take = int(np.searchsorted(cum, want, side="left")) + 1
+        keep_N |= table["prompt_id"].isin(set(order[:take].tolist())) & part
+    return keep_N
+
+
 def load_table(paths: str | Path | Iterable[str | Path], *, format: str = "auto", skip_bad: bool = False,
                columns: Mapping[str, str | None] | None = None, ood_paths: str | Path | Iterable[str | Path] = (),
-               ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0, keep_original: bool = False) -> LoadResult:
+               ratios: Sequence[float] = (0.7, 0.1, 0.2), seed: int = 0, keep_original: bool = False,
+               subsample: int = 0) -> LoadResult:
     """Load files of any supported format into one validated preference table with splits assigned.
 
     ``paths`` are in-distribution files or folders, ``ood_paths`` out-of-distribution ones (split ``ood``).
     ``columns`` maps roles (prompt, chosen, rejected, split, id, prompt_id, source) to column names.
     ``ratios`` / ``seed`` drive the prompt-grouped split; ``keep_original`` keeps the source's splits.
+    ``subsample`` > 0 keeps whole prompts (seeded by ``seed``) until that many in-distribution comparisons,
+    and the same fraction of the OOD rows, before the split (see :func:`subsample_rows`).
+    Comparisons whose two answers are identical are dropped and counted (``identical_answers_dropped``).
     See the module docstring for every step. Raises :class:`DataError` on bad input (one line).
     """
     check_ratios(ratios)
+    if isinstance(subsample, bool) or not isinstance(subsample, (int, np.integer)) or subsample < 0:
+        raise ConfigError(f"subsample must be a whole number >= 0 (got {subsample!r}); 0 keeps every comparison")
     in_paths, out_paths = _as_paths(paths), _as_paths(ood_paths)
     if not in_paths and not out_paths:
         raise DataError("no data paths given; pass at least one file or folder")
@@ -291,31 +371,51 @@ def load_table(paths: str | Path | Iterable[str | Path], *, format: str = "auto"
     jobs = [(p, False) for p in in_paths] + [(p, True) for p in out_paths]
     expanded = [(item, fmt, is_ood) for p, is_ood in jobs for item, fmt in expand_path(p, format, columns)]
     frames, files = [], []
+    notes: list[str] = []
     for job, (item, fmt, is_ood) in enumerate(expanded):
         before = bad.total
         raw = read_raw(item, fmt, bad, columns)
         raw["_ood"], raw["_job"] = is_ood, job
         frames.append(raw)
         files.append({"path": str(item), "format": fmt, "ood": is_ood, "rows_read": len(raw), "bad_rows": bad.total - before})
+        if fmt == "empty":
+            notes.append(f"{item} is empty")
     frames = [f for f in frames if len(f)]
     if not frames:
         if bad.total == 0:
-            raise DataError(f"no comparisons found in {[str(p) for p in in_paths + out_paths]}; check the paths and --format")
+            empty = [str(item) for item, fmt, _ in expanded if fmt == "empty"]
+            what = f" ({', '.join(empty[:3])} {'is' if len(empty) == 1 else 'are'} empty)" if empty else ""
+            raise DataError(f"no comparisons found in {[str(p) for p in in_paths + out_paths]}{what}; check the paths and --format")
         table = _empty_table()
         report = build_report(table, bad_rows=bad.total, bad_reasons=dict(bad.counts), bad_examples=bad.examples,
-                              pair_id_collisions=0, empty_answers=0, split={"method": "none"}, files=files,
-                              notes=["every row was malformed and skipped"])
+                              pair_id_collisions=0, empty_answers=0, identical_answers_dropped=0, hh_split_early=0,
+                              split={"method": "none"}, files=files, notes=notes + ["every row was malformed and skipped"])
         return LoadResult(table, report)
     raw = pd.concat(frames, ignore_index=True)
+    same_N = identical_answers(raw)
+    same_per_job = raw.loc[same_N, "_job"].value_counts()
+    if same_N.any():
+        first = raw.loc[same_N].iloc[0]
+        log.warning("dropped %d comparison(s) whose two answers are identical (no preference), e.g. %s line %s",
+                    int(same_N.sum()), first["file"], first["line"])
+        raw = raw.loc[~same_N].reset_index(drop=True)
     kept, dup_N = drop_duplicates(raw)
     dropped_per_job = raw.loc[dup_N, "_job"].value_counts()
     for job, info in enumerate(files):
         info["duplicates_dropped"] = int(dropped_per_job.get(job, 0))
+        info["identical_answers_dropped"] = int(same_per_job.get(job, 0))
+    hh_early = int(kept["_hh_split_early"].fillna(False).astype(bool).sum()) if "_hh_split_early" in kept.columns else 0
+    if not len(kept):
+        table = _empty_table()
+        report = build_report(table, bad_rows=bad.total, bad_reasons=dict(bad.counts), bad_examples=bad.examples,
+                              duplicates_dropped=int(dup_N.sum()), identical_answers_dropped=int(same_N.sum()),
+                              pair_id_collisions=0, empty_answers=0, hh_split_early=0, split={"method": "none"},
+                              files=files, notes=notes + ["every comparison had two identical answers"])
+        return LoadResult(table, report)
     ood_keys = set(zip(raw.loc[raw["_ood"], "source"], raw.loc[raw["_ood"], "prompt"]))
     table, collisions = assign_ids(kept)
 
     # OOD: whole prompts of ood files; in auto mode CNN/DM is OOD beside TL;DR
-    notes: list[str] = []
     is_ood_N = np.fromiter(((k in ood_keys) for k in zip(table["source"], table["prompt"])), dtype=bool, count=len(table))
     ood_prompts = set(table.loc[is_ood_N, "prompt_id"])
     in_sources = set(table.loc[~is_ood_N, "source"])
@@ -323,6 +423,12 @@ def load_table(paths: str | Path | Iterable[str | Path], *, format: str = "auto"
         ood_prompts |= set(table.loc[table["source"] == "cnndm", "prompt_id"])
         notes.append("CNN/DM rows given as ordinary paths are OOD because TL;DR rows are present (format auto)")
     table["split"] = np.where(table["prompt_id"].isin(ood_prompts), "ood", "train")
+    subsample_info: dict[str, Any] = {}
+    if subsample:
+        keep_N = subsample_rows(table, int(subsample), seed)
+        subsample_info = {"n": int(subsample), "seed": int(seed), "rows_before": int(len(table)), "rows_after": int(keep_N.sum())}
+        notes.append(f"subsampled to {int(keep_N.sum()):,} of {len(table):,} comparisons (whole prompts, seed {seed})")
+        table = table.loc[keep_N].reset_index(drop=True)
     if keep_original:
         table, moved = original_splits(table, ratios, seed)
         split_info = {"method": "original", "prompts_moved": moved, "ratios": [float(r) for r in ratios], "seed": int(seed)}
@@ -337,9 +443,12 @@ def load_table(paths: str | Path | Iterable[str | Path], *, format: str = "auto"
         bad_rows=bad.total,
         bad_reasons=dict(bad.counts),
         bad_examples=bad.examples,
+        identical_answers_dropped=int(same_N.sum()),
+        hh_split_early=hh_early,
         pair_id_collisions=collisions,
         empty_answers=int(((table["chosen"].str.strip() == "") | (table["rejected"].str.strip() == "")).sum()),
         split=split_info,
+        subsample=subsample_info,
         files=files,
         notes=notes,
     )
@@ -349,8 +458,8 @@ def load_table(paths: str | Path | Iterable[str | Path], *, format: str = "auto"
 def load_for_config(cfg: Any) -> LoadResult:
     """Load the table a :class:`balpm.config.DataConfig` describes; the synthetic world when ``paths`` is empty.
 
-    Uses ``paths``, ``ood_paths``, ``format``, ``skip_bad``, ``split_ratios``, ``split_seed`` (and
-    ``keep_original_splits`` when the config has it). The synthetic world (``cfg.synthetic`` = ``teaching``
+    Uses ``paths``, ``ood_paths``, ``format``, ``skip_bad``, ``split_ratios``, ``split_seed``,
+    ``keep_original_splits``, ``subsample`` and the column names ``prompt_col`` ... ``source_col``. The synthetic world (``cfg.synthetic`` = ``teaching``
     or ``paper``, size ``cfg.synthetic_size``, seed ``cfg.split_seed``, split by ``split_ratios``) comes with
     its features in ``LoadResult.features``.
     """
@@ -363,7 +472,15 @@ def load_for_config(cfg: Any) -> LoadResult:
     return load_table(
         list(cfg.paths), format=cfg.format, skip_bad=cfg.skip_bad, ood_paths=list(cfg.ood_paths),
         ratios=cfg.split_ratios, seed=cfg.split_seed, keep_original=cfg.keep_original_splits,
+        columns=config_columns(cfg), subsample=int(getattr(cfg, "subsample", 0) or 0),
     )
+
+
+def config_columns(cfg: Any) -> dict[str, str] | None:
+    """The loader's ``columns`` mapping from a :class:`balpm.config.DataConfig`'s ``<role>_col`` fields
+    (``prompt_col``, ``chosen_col``, ...; empty ones left out), None when none is set."""
+    given = {role: getattr(cfg, f"{role}_col", "") for role in COLUMN_ROLES}
+    return {role: str(name) for role, name in given.items() if name} or None
 
 
 def _synthetic(cfg: Any) -> LoadResult:
@@ -393,9 +510,13 @@ def _synthetic(cfg: Any) -> LoadResult:
 
 
 __all__ = [
+    "COLUMN_ROLES",
     "FORMATS",
     "SPLITS",
     "LoadResult",
+    "config_columns",
+    "identical_answers",
+    "subsample_rows",
     "assign_ids",
     "build_report",
     "detect_file_format",

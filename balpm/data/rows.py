@@ -32,6 +32,8 @@ BAD_REASONS: dict[str, str] = {
     "bad_summaries": "summaries is not a list of two summaries",
     "empty_text": "an empty text",
     "prefix_mismatch": "chosen and rejected do not share a prompt prefix",
+    "too_deep": "nested too deeply",
+    "truncated": "the file ends early",
 }
 
 #: original split names -> canonical names kept in ``orig_split``
@@ -52,9 +54,94 @@ _TRUNCATE = 80
 
 
 def short(value: Any, limit: int = _TRUNCATE) -> str:
-    """A short one-line ``repr`` of a value for error messages."""
-    text = " ".join(repr(value).split())
+    """A short one-line ``repr`` of a value for error messages (never raises, even for deeply nested values)."""
+    if isinstance(value, (list, dict)) and _depth_over(value, 20):
+        return f"a deeply nested {type(value).__name__}"
+    try:
+        text = repr(value)
+    except (RecursionError, MemoryError, ValueError):  # pathological values must not crash the message
+        return f"a {type(value).__name__}"
+    if len(text) > 4 * limit:
+        text = text[: 4 * limit]
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True when lists/dicts nest deeper than ``limit`` (iterative, looks at the first items only)."""
+    stack = [(value, 0)]
+    seen = 0
+    while stack and seen < 1000:
+        item, depth = stack.pop()
+        seen += 1
+        if depth > limit:
+            return True
+        children = list(item.values())[:20] if isinstance(item, dict) else item[:20] if isinstance(item, list) else ()
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (list, dict)))
+    return False
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+def json_error(exc: BaseException) -> tuple[str, str]:
+    """``(reason, detail)`` for an exception raised by :func:`parse_json`: the complete message, one line."""
+    if isinstance(exc, RecursionError):
+        return "too_deep", f"more than {MAX_JSON_DEPTH} levels of nested arrays/objects"
+    if isinstance(exc, RowProblem):
+        return exc.reason, exc.detail
+    return "bad_json", one_line(str(exc))
+
+
+#: JSON nested deeper than this is a bad row (a preference row needs 3 levels); also keeps the parser's stack bounded
+MAX_JSON_DEPTH = 64
+
+
+def _duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise RowProblem("bad_json", f"the key {short(dup)} appears twice in one object; keep one")
+    return obj
+
+
+def _nesting_depth(text: str) -> int:
+    """Maximum bracket depth of a JSON text, ignoring brackets inside strings (linear, no recursion)."""
+    if "[" not in text and "{" not in text:
+        return 0
+    depth = best = 0
+    in_str = escape = False
+    for ch in text:
+        if in_str:
+            if escape:
+                escape = False
+            elif ch == "\\":
+                escape = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > best:
+                best = depth
+                if best > MAX_JSON_DEPTH:
+                    return best
+        elif ch in "]}":
+            depth -= 1
+    return best
+
+
+def parse_json(text: str) -> Any:
+    """``json.loads`` for one untrusted record: a duplicate key raises :class:`RowProblem`, nesting deeper than
+    :data:`MAX_JSON_DEPTH` raises ``RecursionError`` (before the parser recurses), bad JSON ``ValueError``."""
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _nesting_depth(text) > MAX_JSON_DEPTH:
+        raise RecursionError("nested too deeply")
+    return json.loads(text, object_pairs_hook=_duplicate_keys)
 
 
 def content_hash(*parts: Any, size: int = 8) -> str:
@@ -116,40 +203,156 @@ def open_binary(path: Path):
     return open(path, "rb")
 
 
-def iter_lines(path: Path) -> Iterator[tuple[int, str | None, str]]:
+_BOMS: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xfe\x00\x00", "UTF-32-LE"), (b"\x00\x00\xfe\xff", "UTF-32-BE"),
+    (b"\xff\xfe", "UTF-16-LE"), (b"\xfe\xff", "UTF-16-BE"),
+)
+
+
+def sniff_encoding(head: bytes) -> str | None:
+    """The name of a wide encoding (UTF-16/32) the first bytes of a file announce (byte-order mark, or a NUL
+    byte in every other position of ASCII text), ``None`` for UTF-8 or anything else."""
+    for bom, name in _BOMS:
+        if head.startswith(bom):
+            return name
+    sample = head[:512]
+    if len(sample) >= 8:
+        even, odd = sample[0::2], sample[1::2]
+        if even.count(0) > 0.4 * len(even) and odd.count(0) < 0.1 * len(odd):
+            return "UTF-16-BE"
+        if odd.count(0) > 0.4 * len(odd) and even.count(0) < 0.1 * len(even):
+            return "UTF-16-LE"
+    return None
+
+
+def encoding_fix(path: Path, encoding: str) -> str:
+    """The one-line message for a file in a wide encoding: what it is and the command that converts it."""
+    iconv = encoding.replace("-LE", "LE").replace("-BE", "BE")
+    return (f"{path}: the file is {encoding} text, not UTF-8; convert it, e.g. "
+            f"`iconv -f {iconv} -t UTF-8 {path.name} > utf8-{path.name}` (or re-save it as UTF-8), then load the new file")
+
+
+def check_readable_text(path: Path) -> None:
+    """Raise one-line :class:`DataError` when a text file is in a wide encoding (UTF-16/32), which no line-based
+    reader could decode; read errors become one line too."""
+    head = b""
+    try:
+        with open_binary(path) as fh:
+            while len(head) < 4096:
+                chunk = fh.read1(4096) if hasattr(fh, "read1") else fh.read(4096)
+                if not chunk:
+                    break
+                head += chunk
+    except EOFError:  # a truncated .gz: the line reader reports it where it ends
+        pass
+    except (OSError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read the file ({one_line(str(exc))}); check that it is a complete text or .gz file") from None
+    encoding = sniff_encoding(head)
+    if encoding:
+        raise DataError(encoding_fix(path, encoding))
+
+
+class Truncated(Exception):
+    """A (gzip) file that ends before its end marker, after ``line`` complete lines."""
+
+    def __init__(self, line: int, detail: str) -> None:
+        super().__init__(line, detail)
+        self.line = line
+        self.detail = detail
+
+
+def _plain_lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as fh:
+        yield from fh
+
+
+def _gzip_lines(path: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
+    """Lines of a (multi-member) gzip file; every complete line before a truncation is yielded, then
+    ``EOFError`` (where :mod:`gzip` would lose the lines of its last buffer)."""
+    with open(path, "rb") as fh:
+        dec = zlib.decompressobj(wbits=31)
+        started = False
+        pending = b""
+        while True:
+            chunk = fh.read(chunk_size)
+            if not chunk:
+                break
+            out = []
+            while chunk:
+                started = True
+                out.append(dec.decompress(chunk))
+                if dec.eof:
+                    chunk = dec.unused_data.lstrip(b"\x00")
+                    dec = zlib.decompressobj(wbits=31)
+                    started = False
+                else:
+                    chunk = b""
+            pending += b"".join(out)
+            if b"\n" in pending:
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    yield line + b"\n"
+        if started:
+            raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        if pending:
+            yield pending
+
+
+def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(line_no, bytes)`` of a (possibly gzipped) file, the UTF-8 byte-order mark removed.
+
+    A wide-encoding file (UTF-16/32) raises :class:`DataError`; a file that ends early (truncated gzip) raises
+    :class:`Truncated` after its last complete line; other read errors raise :class:`DataError`.
+    """
+    check_readable_text(path)
+    line_no = 0
+    try:
+        for line_no, raw in enumerate(_gzip_lines(path) if path.suffix == ".gz" else _plain_lines(path), start=1):
+            if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            yield line_no, raw
+    except EOFError as exc:
+        raise Truncated(line_no + 1, one_line(str(exc)) or "unexpected end of file") from None
+    except (OSError, zlib.error) as exc:
+        raise DataError(f"{path}: cannot read the file ({one_line(str(exc))}); check that it is a complete text or .gz file") from None
+
+
+def iter_lines(path: Path, bad: "BadRows | None" = None) -> Iterator[tuple[int, str | None, str]]:
     """Stream a (possibly gzipped) text file as ``(line_no, text, error)``; blank lines are skipped.
 
     ``text`` is ``None`` and ``error`` names the byte offset when the line is not valid UTF-8.
-    Lines are read one at a time, so memory does not grow with the file.
+    Lines are read one at a time, so memory does not grow with the file. A truncated file is one bad row
+    (``truncated``) in ``bad`` (which raises or counts it); without ``bad`` it raises :class:`DataError`.
     """
     try:
-        with open_binary(path) as fh:
-            for line_no, raw in enumerate(fh, start=1):
-                if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    yield line_no, None, f"byte {exc.start}: {raw[exc.start:exc.start + 4]!r}"
-                    continue
-                if text.strip():
-                    yield line_no, text, ""
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read the file ({' '.join(str(exc).split())}); check that it is a complete text or .gz file") from None
+        for line_no, raw in iter_raw_lines(path):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                yield line_no, None, f"byte {exc.start}: {raw[exc.start:exc.start + 4]!r}"
+                continue
+            if text.strip():
+                yield line_no, text, ""
+    except Truncated as cut:
+        if bad is None:
+            raise DataError(f"{path}: line {cut.line}: the file ends early ({cut.detail}); download or copy it again") from None
+        bad.add(str(path), cut.line, "truncated", f"{cut.detail}; the rest of the file is lost, download or copy it again")
 
 
 def iter_json_lines(path: Path, bad: "BadRows") -> Iterator[tuple[int, Any]]:
     """Stream a JSON-lines file as ``(line_no, parsed value)``; lines that are not UTF-8 or not JSON
     go to ``bad`` (which raises or counts them, by its policy) and are not yielded."""
     name = str(path)
-    for line_no, text, err in iter_lines(path):
+    for line_no, text, err in iter_lines(path, bad):
         if text is None:
-            bad.add(name, line_no, "bad_encoding", err)
+            bad.add(name, line_no, "bad_encoding", err + "; re-save the file as UTF-8")
             continue
         try:
-            yield line_no, json.loads(text)
-        except ValueError as exc:
-            bad.add(name, line_no, "bad_json", str(exc).split(":")[0])
+            value = parse_json(text)
+        except (ValueError, RecursionError, RowProblem) as exc:
+            bad.add(name, line_no, *json_error(exc))
+            continue
+        yield line_no, value
 
 
 def norm_split(value: Any) -> str | None:

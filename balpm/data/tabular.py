@@ -8,7 +8,6 @@ called ``prompt``, ``chosen``, ``rejected`` (and ``split`` when present). ``id``
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,13 +16,19 @@ import pandas as pd
 
 from balpm.data.hub import iter_record_batches, read_schema_names
 from balpm.data.rows import (
+    BAD_REASONS,
     BadRows,
     RowBuffer,
     RowProblem,
+    Truncated,
     is_text,
     iter_json_lines,
     iter_lines,
+    iter_raw_lines,
+    json_error,
     norm_split,
+    one_line,
+    parse_json,
     short,
     split_from_name,
 )
@@ -62,8 +67,12 @@ def file_kind(path: Path) -> str:
 
 
 def _first_char(path: Path) -> str:
-    for _, text, _err in iter_lines(path):
-        return (text or "").lstrip()[:1]
+    try:
+        for _, text, _err in iter_lines(path):
+            return (text or "").lstrip()[:1]
+    except DataError:
+        if not path.suffix == ".gz":
+            raise
     return ""
 
 
@@ -94,63 +103,137 @@ def iter_records(path: Path, bad: BadRows) -> Iterator[tuple[int, str, dict[str,
 
 
 def _iter_json_array(path: Path, bad: BadRows) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    from balpm.data.rows import open_binary
-
+    """A file whose first character is ``[``: one JSON array of objects (items numbered from 1), or JSON lines
+    whose first row happens to be an array (then every line is a row, the first one bad)."""
+    name = str(path)
+    lines: list[tuple[int, str]] = []
+    undecodable: tuple[int, str] | None = None
+    for line_no, text, err in iter_lines(path, bad):
+        if text is None:
+            undecodable = undecodable or (line_no, err)
+            lines.append((line_no, ""))
+            continue
+        lines.append((line_no, text))
+    if undecodable is not None:
+        if len(lines) > 1:
+            yield from _json_lines_from(lines, path, bad, undecodable)
+            return
+        bad.add(name, undecodable[0], "bad_encoding", undecodable[1] + "; re-save the file as UTF-8")
+        return
+    whole = "".join(text for _, text in lines)
     try:
-        with open_binary(path) as fh:
-            data = json.loads(fh.read().decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not valid UTF-8 at byte {exc.start}; re-save the file as UTF-8") from None
-    except ValueError as exc:
-        raise DataError(f"{path}: not valid JSON ({' '.join(str(exc).split())}); fix the file or convert it to JSON lines") from None
+        data = parse_json(whole)
+    except (ValueError, RecursionError, RowProblem) as exc:
+        if len(lines) == 1:  # one line: one bad row, like any other
+            bad.add(name, lines[0][0], *json_error(exc))
+            return
+        try:
+            parse_json(lines[0][1])
+            first_is_row = True
+        except RecursionError:
+            first_is_row = True
+        except (ValueError, RowProblem):
+            first_is_row = False
+        if first_is_row:  # JSON lines whose first row is an array (or nested too deeply)
+            yield from _json_lines_from(lines, path, bad)
+            return
+        reason, detail = json_error(exc)
+        raise DataError(f"{path}: {BAD_REASONS.get(reason, reason)} ({detail}); a JSON array file must be valid JSON as a "
+                        "whole: fix it there, or convert it to JSON lines (one object per line)") from None
     if not isinstance(data, list):
+        if len(lines) == 1:
+            bad.add(name, lines[0][0], "not_object", f"got {type(data).__name__}")
+            return
         raise DataError(f"{path}: expected a JSON array of objects or JSON lines")
     for i, rec in enumerate(data, start=1):
         if not isinstance(rec, dict):
-            bad.add(str(path), i, "not_object", f"got {type(rec).__name__}", unit="item")
+            bad.add(name, i, "not_object", f"got {type(rec).__name__}", unit="item")
             continue
         yield i, "item", rec
 
 
+def _json_lines_from(lines: list[tuple[int, str]], path: Path, bad: BadRows,
+                     undecodable: tuple[int, str] | None = None) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """Rows of already-read JSON lines (``""`` stands for a line that is not UTF-8)."""
+    name = str(path)
+    for line_no, text in lines:
+        if not text:
+            bad.add(name, line_no, "bad_encoding", "not UTF-8; re-save the file as UTF-8")
+            continue
+        try:
+            rec = parse_json(text)
+        except (ValueError, RecursionError, RowProblem) as exc:
+            bad.add(name, line_no, *json_error(exc))
+            continue
+        if not isinstance(rec, dict):
+            bad.add(name, line_no, "not_object", f"got {type(rec).__name__}")
+            continue
+        yield line_no, "line", rec
+
+
+#: the largest CSV field read (the csv module's default, 128 KiB, is below some real articles)
+CSV_FIELD_LIMIT = 64 << 20
+
+
 def _iter_csv(path: Path, bad: BadRows, delimiter: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
-    """CSV rows with the physical line they start on; a row with a non-UTF-8 line is bad (``bad_encoding``)."""
+    """CSV rows with the physical line they start on.
+
+    The header's names must be distinct (one-line :class:`DataError`); a row with another number of fields
+    than the header (e.g. an unquoted comma), a malformed quote or a non-UTF-8 line is a bad row.
+    """
     bad_lines: dict[int, str] = {}
     state = {"line": 0}
+    name = str(path)
 
     def lines() -> Iterator[str]:
-        from balpm.data.rows import open_binary
+        for line_no, raw in iter_raw_lines(path):
+            state["line"] = line_no
+            try:
+                yield raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                bad_lines[line_no] = f"byte {exc.start}: {raw[exc.start:exc.start + 4]!r}; re-save the file as UTF-8"
+                yield raw.decode("utf-8", "replace")
 
-        try:
-            with open_binary(path) as fh:
-                for line_no, raw in enumerate(fh, start=1):
-                    state["line"] = line_no
-                    if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                        raw = raw[3:]
-                    try:
-                        yield raw.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        bad_lines[line_no] = f"byte {exc.start}: {raw[exc.start:exc.start + 4]!r}"
-                        yield raw.decode("utf-8", "replace")
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read the file ({' '.join(str(exc).split())})") from None
-
-    reader = csv.reader(lines(), delimiter=delimiter)
+    if csv.field_size_limit() < CSV_FIELD_LIMIT:
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+    reader = csv.reader(lines(), delimiter=delimiter, strict=True)
+    what = "TSV" if delimiter == "\t" else "CSV"
     try:
         header = next(reader)
+        while not any(h.strip() for h in header):  # blank lines before the header
+            header = next(reader)
     except StopIteration:
         return
+    except Truncated as cut:
+        bad.add(name, cut.line, "truncated", f"{cut.detail}; download or copy the file again")
+        return
     except csv.Error as exc:
-        raise DataError(f"{path}: line 1: cannot parse the CSV header ({exc}); fix the file") from None
+        raise DataError(f"{path}: line {state['line']}: cannot parse the {what} header ({one_line(str(exc))}); fix the file") from None
     if bad_lines:
-        raise DataError(f"{path}: line 1: the header is not valid UTF-8; re-save the file as UTF-8")
+        raise DataError(f"{path}: line {state['line']}: the header is not valid UTF-8; re-save the file as UTF-8")
+    header_line = state["line"]
+    header = [h.strip() for h in header]
+    seen: dict[str, int] = {}
+    for i, h in enumerate(header, start=1):
+        if h in seen:
+            raise DataError(f"{path}: line {header_line}: the header names column {h!r} twice (columns {seen[h]} and {i}); "
+                            "rename one so that every column name is unique")
+        seen[h] = i
     start = state["line"] + 1
     while True:
         try:
             values = next(reader)
         except StopIteration:
             return
+        except Truncated as cut:
+            bad.add(name, cut.line, "truncated", f"{cut.detail}; download or copy the file again")
+            return
         except csv.Error as exc:
-            bad.add(str(path), start, "bad_csv", str(exc))
+            detail = one_line(str(exc))
+            if "unexpected end of data" in detail:
+                detail = (f"a quoted field opened here is never closed; lines {start}-{state['line']} were read into it "
+                          "(close the quote or escape it as \"\")")
+            bad.add(name, start, "bad_csv", detail)
             start = state["line"] + 1
             continue
         end = state["line"]
@@ -159,7 +242,12 @@ def _iter_csv(path: Path, bad: BadRows, delimiter: str) -> Iterator[tuple[int, s
         if not values or not any(v.strip() for v in values):
             continue
         if enc:
-            bad.add(str(path), row_start, "bad_encoding", enc[0])
+            bad.add(name, row_start, "bad_encoding", enc[0])
+            continue
+        if len(values) != len(header):
+            sep = "a tab" if delimiter == "\t" else "a comma"
+            bad.add(name, row_start, "bad_csv",
+                    f"{len(values)} fields where the header has {len(header)}; a field holding {sep} must be quoted")
             continue
         rec: dict[str, Any] = dict(zip(header, values))
         yield row_start, "line", rec
@@ -203,6 +291,15 @@ def _opt(rec: dict[str, Any], col: str | None) -> str | None:
     return value if isinstance(value, str) else str(value)
 
 
+_LACKING_LIMIT = 20
+
+
+def _columns_not_found(name: str, cols: dict[str, str], lacking: list[tuple[int, str, list[str]]]) -> None:
+    want = [cols[r] for r in REQUIRED_ROLES]
+    raise DataError(f"{name}: column(s) {want} not found in the first {len(lacking)} record(s) "
+                    f"(keys: {lacking[0][2]}); name them with --prompt-col/--chosen-col/--rejected-col")
+
+
 def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None] | None = None,
                       source: str = "custom", default_split: str | None = None) -> pd.DataFrame:
     """Stream a prompt/chosen/rejected file into a raw frame (``source`` unless a source column is given)."""
@@ -213,15 +310,26 @@ def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None
     name = str(path)
     fixed_columns = file_kind(path) in ("csv", "tsv", "parquet", "arrow")
     checked_header = False
+    lacking: list[tuple[int, str, list[str]]] = []  # leading JSON records that hold none of the three columns
     for number, unit, rec in iter_records(path, bad):
-        if not checked_header:
+        absent = [cols[r] for r in REQUIRED_ROLES if cols[r] not in rec]
+        if not checked_header and fixed_columns:
             checked_header = True
-            absent = [cols[r] for r in REQUIRED_ROLES if cols[r] not in rec]
-            if absent and (fixed_columns or len(absent) == len(REQUIRED_ROLES)):
+            if absent:
                 raise DataError(
-                    f"{name}: column(s) {absent} not found (columns: {sorted(rec)[:12]}); "
+                    f"{name}: column(s) {absent} not found (columns: {sorted(map(str, rec))[:12]}); "
                     "name them with --prompt-col/--chosen-col/--rejected-col"
                 )
+        if not checked_header:  # JSON records: the columns are wrong when the first records all lack all three
+            if len(absent) == len(REQUIRED_ROLES):
+                lacking.append((number, unit, sorted(map(str, rec))[:12]))
+                if len(lacking) < _LACKING_LIMIT:
+                    continue
+                _columns_not_found(name, cols, lacking)
+            checked_header = True
+            for n, u, _keys in lacking:  # a few bad records before the first good one: ordinary bad rows
+                bad.add(name, n, "missing_field", f"none of the columns {[cols[r] for r in REQUIRED_ROLES]}", unit=u)
+            lacking = []
         try:
             texts = [check_text(rec, role, cols[role], allow_empty=role != "prompt") for role in REQUIRED_ROLES]
             if not is_text(texts[1]) and not is_text(texts[2]):
@@ -238,6 +346,8 @@ def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None
             user_prompt_id=_opt(rec, cols.get("prompt_id")),
             file=name, line=number,
         )
+    if lacking:
+        _columns_not_found(name, cols, lacking)
     frame = buf.frame()
     for col in ("user_pair_id", "user_prompt_id"):
         if frame[col].isna().all():
