@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from balpm import runs
-from balpm.config import POLICIES, RunConfig
+from balpm.config import POLICIES, RunConfig, coerce_value
 from balpm.errors import ConfigError
 
 _SECTIONS = ("acquisition", "loop", "model", "features", "data")
@@ -96,7 +96,8 @@ def parse_grid(items: Iterable[str]) -> dict[str, list[Any]]:
             raise ConfigError(f"grid item {item!r} must look like name=v1,v2 (e.g. beta=0.01,0.1)")
         name, values = item.split("=", 1)
         section, field = _field_section(name.strip())
-        parsed = [yaml.safe_load(v.strip()) for v in values.split(",") if v.strip()]
+        key = f"{section}.{field}"  # each value typed and checked by its config field (config.coerce_value)
+        parsed = [coerce_value(key, v.strip(), f"--grid {key}") for v in values.split(",") if v.strip()]
         if not parsed:
             raise ConfigError(f"grid item {item!r} has no values")
         grid[f"{section}.{field}"] = parsed
