@@ -501,6 +501,10 @@ def _synthetic(cfg: Any) -> LoadResult:
         if "n" not in params:
             raise ConfigError(f"the {kind} world has a fixed size; set data.synthetic_size to 0")
         kwargs["n"] = int(cfg.synthetic_size)
+    if getattr(cfg, "synthetic_dim", 0):
+        if "d" not in params:
+            raise ConfigError(f"the {kind} world has a fixed dimension; set data.synthetic_dim to 0 or use data.synthetic=paper")
+        kwargs["d"] = int(cfg.synthetic_dim)
     if "ratios" in params:
         kwargs["ratios"] = tuple(float(r) for r in check_ratios(cfg.split_ratios))
     table, features = fn(**kwargs)
