@@ -82,10 +82,12 @@ class Inputs:
 
 # ---- loading and validation (no writing) -------------------------------------------------------
 def load_inputs(cfg: RunConfig, table: pd.DataFrame | None = None, features: Any = None,
-                *, progress: bool = True) -> tuple[pd.DataFrame, Any]:
+                *, progress: bool = True, only_used: bool = False) -> tuple[pd.DataFrame, Any]:
     """The table (``load_for_config``) and features (``featurize``, cached) of ``cfg``, unless given.
 
-    Synthetic worlds (empty ``cfg.data.paths``) come with their own features.
+    Synthetic worlds (empty ``cfg.data.paths``) come with their own features. ``only_used=True``
+    featurizes only the rows this config's run reads (see :func:`used_rows`: with ``loop.pool_size`` the
+    train rows outside its pool are skipped); the table is returned whole either way.
     """
     if table is None:
         from balpm.data import load_for_config
@@ -100,8 +102,27 @@ def load_inputs(cfg: RunConfig, table: pd.DataFrame | None = None, features: Any
         else:
             from balpm.features import featurize
 
-            features = featurize(table, cfg.features, progress=progress)
+            rows = used_rows(cfg, table) if only_used else None
+            if rows is not None and len(rows) < len(table):
+                features = featurize(table.iloc[rows].reset_index(drop=True), cfg.features, progress=progress)
+            else:
+                features = featurize(table, cfg.features, progress=progress)
     return table, features
+
+
+def pool_table_rows(cfg: RunConfig, table: pd.DataFrame) -> np.ndarray:
+    """Table rows of the run's pool in pool order: ``shuffle(train rows, loop.seed)[:pool_size]``."""
+    train_rows = np.flatnonzero(table["split"].to_numpy() == "train")
+    pool_size = cfg.loop.pool_size or len(train_rows)
+    perm = np.random.default_rng(stream(cfg.loop.seed, _POOL)).permutation(len(train_rows))
+    return train_rows[perm[:pool_size]]
+
+
+def used_rows(cfg: RunConfig, table: pd.DataFrame) -> np.ndarray:
+    """Sorted table rows a run of ``cfg`` reads: its pool, and every valid (when used), test and OOD row."""
+    split = table["split"].to_numpy()
+    held_out = ["test", "ood"] + (["valid"] if cfg.model.validation == "valid" else [])
+    return np.union1d(pool_table_rows(cfg, table), np.flatnonzero(np.isin(split, held_out))).astype(np.int64)
 
 
 def _is_synthetic(table: pd.DataFrame) -> bool:
@@ -140,13 +161,17 @@ def prepare(cfg: RunConfig, table: pd.DataFrame, features: Any) -> Inputs:
     if len(pair_ids) == len(table_ids) and (pair_ids == table_ids).all():
         pair_rows_T = np.arange(len(table_ids))
     else:
+        # features may cover only the rows this run reads (load_inputs(only_used=True)): -1 marks the others
         where = {p: i for i, p in enumerate(pair_ids)}
-        missing = [p for p in table_ids if p not in where]
-        if missing:
+        pair_rows_T = np.array([where.get(p, -1) for p in table_ids], dtype=np.int64)
+        needed_T = np.zeros(len(table_ids), dtype=bool)
+        if "split" in table.columns:
+            needed_T[used_rows(cfg, table)] = True
+        missing = table_ids[needed_T & (pair_rows_T < 0)] if "split" in table.columns else table_ids[pair_rows_T < 0]
+        if len(missing):
             raise FeatureError(
                 f"features do not match the table: {len(missing)} pair(s) without features (e.g. {missing[0]!r}); "
                 "re-run featurize on this table")
-        pair_rows_T = np.array([where[p] for p in table_ids], dtype=np.int64)
     pairs = features.pairs_N_2_D
     if pairs.ndim != 3 or pairs.shape[1] != 2 or pairs.shape[0] != len(pair_ids):
         raise FeatureError(f"pair features have shape {pairs.shape}; expected ({len(pair_ids)}, 2, D)")
@@ -154,7 +179,7 @@ def prepare(cfg: RunConfig, table: pd.DataFrame, features: Any) -> Inputs:
     if prompts.ndim != 2 or prompts.shape[0] != len(features.prompt_ids):
         raise FeatureError(f"prompt features have shape {prompts.shape}; expected ({len(features.prompt_ids)}, D)")
     prompt_known = set(np.asarray(features.prompt_ids).astype(str))
-    unknown = set(table["prompt_id"].astype(str)) - prompt_known
+    unknown = set(table["prompt_id"].to_numpy()[pair_rows_T >= 0].astype(str)) - prompt_known
     if unknown:
         raise FeatureError(f"features do not match the table: prompt {sorted(unknown)[0]!r} has no prompt features; re-run featurize")
     _check_finite("pair features", pairs)
@@ -184,8 +209,7 @@ def prepare(cfg: RunConfig, table: pd.DataFrame, features: Any) -> Inputs:
         if acq.k >= smallest:
             raise ConfigError(f"k {acq.k} is not below the smallest pool the policy sees ({smallest} items); lower --k")
 
-    perm = np.random.default_rng(stream(lp.seed, _POOL)).permutation(n_train)
-    pool_rows_N = train_rows[perm[:pool_size]]
+    pool_rows_N = pool_table_rows(cfg, table)
     valid_rows = np.flatnonzero(split == "valid") if cfg.model.validation == "valid" else np.array([], dtype=np.int64)
     ood_rows = np.flatnonzero(split == "ood")
     pool_prompts = np.asarray(features.prompt_rows(table["prompt_id"].to_numpy()[pool_rows_N].astype(str)),
@@ -233,7 +257,9 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         _say(progress, f"run {run_id} is already complete: {run_dir}")
         return run_dir
 
-    table, features = load_inputs(cfg, table, features, progress=progress)
+    # a new run featurizes only the rows it reads; a resumed one what it was made with (meta feature_rows)
+    only_used = existing is None or _feature_rows(root, run_id) == "used"
+    table, features = load_inputs(cfg, table, features, progress=progress, only_used=only_used)
     inputs = prepare(cfg, table, features)
     t_hash = runs.table_hash(inputs.table)
     f_hash = str(getattr(features, "hash", ""))
@@ -252,6 +278,7 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         meta = {
             "version": balpm.__version__, "data_hash": data_hash, "table_hash": t_hash, "feature_hash": f_hash,
             "feature_dim": int(features.pairs_N_2_D.shape[-1]), "pool_size": len(inputs.pool_rows_N),
+            "feature_rows": "used" if (inputs.pair_rows_T < 0).any() else "all",
             "splits": {s: int(n) for s, n in inputs.table["split"].value_counts().items()},
             "sources": sorted(map(str, inputs.table["source"].unique())) if "source" in inputs.table else [],
         }
@@ -278,7 +305,7 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         start = last + 1
         writer.resume_running()
         _say(progress, f"resuming run {run_id} at round {start} ({len(labelled)} labelled)")
-    if meta.get("data_hash"):  # pair features beside the snapshot, once: the dashboard's jobs run from it
+    if meta.get("data_hash") and (inputs.pair_rows_T >= 0).all():  # pair features beside the snapshot, once: the dashboard's jobs run from it
         from balpm import snapshot
 
         snapshot.write_features(root, meta["data_hash"], inputs.table, features, inputs.pair_rows_T)
@@ -290,6 +317,14 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         writer.fail(exc)
         raise
     return run_dir
+
+
+def _feature_rows(root: Path, run_id: str) -> str:
+    """``used`` when an existing run was made from features of only the rows it reads, else ``all``."""
+    try:
+        return str(runs.open_run(root, run_id).meta.get("feature_rows", "all"))
+    except Exception:  # noqa: BLE001 - an unreadable run is reported by the resume checks
+        return "all"
 
 
 def _crash_hook(run_id: str, rnd: int) -> None:
