@@ -120,3 +120,144 @@ def test_demo_end_to_end_on_the_teaching_world(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "demo" / "learning_curves.html").is_file()
     assert all(i.state == "complete" for i in runs.list_runs(tmp_path / "demo"))
     assert isinstance(RunConfig.from_dict({}), RunConfig)
+
+
+def test_resume_by_run_id_reads_the_runs_own_config(tmp_path, capsys):
+    root = tmp_path / "runs"
+    main(["run", "-c", str(_synthetic_small(tmp_path)), "--runs-dir", str(root), "--policy", "balpm", "--rounds", "3",
+          "--run-id", "mine", "--set", "model.patience=2", *SMALL])
+    run = runs.open_run(root, "mine")
+    full_acq = run.acquisitions()
+    assert run.config.model.patience == 2 and run.config.data.synthetic_size == 400
+    w = runs.RunWriter(root, "mine")
+    st = w.read_status()
+    w.write_status("failed", last_round=0, rounds=st["rounds"], error="killed")
+    (w.path / ".acquisitions.parquet.dead.tmp").write_bytes(b"half-written by the killed process")
+    capsys.readouterr()
+    main(["run", "--resume", "--run-id", "mine", "--runs-dir", str(root), "--quiet"])  # the README's form
+    assert "mine: complete, 3 rounds" in capsys.readouterr().out
+    run = runs.open_run(root, "mine")
+    assert run.acquisitions().equals(full_acq) and not list(w.path.glob("*.tmp"))
+
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--resume", "--run-id", "nosuch", "--runs-dir", str(root), "--quiet"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no run 'nosuch'") and "balpm runs --runs-dir" in err and "\n" not in err
+    main(["runs", "--runs-dir", str(root)])
+    assert "mine\tcomplete\t3/3\tbalpm" in capsys.readouterr().out
+
+
+def _bad(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--beta", "inf"], "--beta"), (["--d", "nan"], "--d"), (["--lr", "inf"], "--lr"),
+    (["--hidden", "0"], "--hidden"), (["--device", "foo"], "--device"), (["--seed", "-1"], "--seed"),
+    (["--policy", "coreset"], "--policy"), (["--set", "loop.rounds=3.5"], "--set loop.rounds"),
+    (["--set", "acquisition.floor=0"], "acquisition.floor"), (["--set", "nosuch=1"], "nosuch"),
+    (["-c", "rounds_35.yaml"], "loop.rounds"), (["-c", "beta_abc.yaml"], "acquisition.beta"),
+    (["-c", "rounds_str.yaml", "--set", "model.hidden=0"], "model.hidden"),
+])
+def test_every_check_runs_before_anything_is_written(tmp_path, monkeypatch, capsys, args, needle):
+    _bad(tmp_path, "rounds_35.yaml", "loop:\n  rounds: 3.5\n")
+    _bad(tmp_path, "beta_abc.yaml", "acquisition:\n  beta: abc\n")
+    _bad(tmp_path, "rounds_str.yaml", 'loop:\n  rounds: "5"\n')
+    monkeypatch.chdir(tmp_path)
+    root = tmp_path / "runs"
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--runs-dir", str(root), "--quiet", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and needle in err and "\n" not in err, err
+    assert not root.exists(), "nothing (no _datasets/, no run folder) may be written before the checks pass"
+
+
+def test_cuda_without_gpu_and_runs_dir_that_is_a_file(tmp_path, monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    for args, needle in ((["--device", "cuda", "--runs-dir", str(tmp_path / "runs")], "no CUDA GPU"),
+                         (["--runs-dir", str(afile)], "is a file"),
+                         (["--runs-dir", str(afile / "sub")], "is a file")):
+        for cmd in ("run", "sweep"):
+            with pytest.raises(SystemExit) as exc:
+                main([cmd, "--quiet", *args])
+            assert exc.value.code == 2
+            err = capsys.readouterr().err.strip()
+            assert needle in err and "\n" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_yaml_no_is_false_and_set_reaches_every_knob(tmp_path, capsys):
+    conf = _bad(tmp_path, "c.yaml", 'loop:\n  save_pool_scores: "no"\n  rounds: "5"\n')
+    main(["run", "-c", conf, "--print-config", "--set", "model.patience=7", "--set", "features.dtype=bf16",
+          "--set", "beta=0.2", "--beta", "0.1"])
+    cfg = RunConfig.from_yaml(capsys.readouterr().out)
+    assert cfg.loop.save_pool_scores is False and cfg.loop.rounds == 5
+    assert cfg.model.patience == 7 and cfg.features.dtype == "bf16"
+    assert cfg.acquisition.beta == 0.2  # --set is applied after the flags
+    # a flag given at its default value still overrides the YAML
+    conf2 = _bad(tmp_path, "c2.yaml", "loop:\n  rounds: 7\n")
+    main(["run", "-c", conf2, "--print-config", "--rounds", "75"])
+    assert RunConfig.from_yaml(capsys.readouterr().out).loop.rounds == 75
+    main(["run", "-c", conf2, "--print-config"])
+    assert RunConfig.from_yaml(capsys.readouterr().out).loop.rounds == 7
+
+
+def test_help_shows_defaults_and_types_and_version(monkeypatch, capsys):
+    monkeypatch.setenv("COLUMNS", "250")
+    main(["run", "--help"])
+    out = capsys.readouterr().out
+    for text in ("[default: 0.01]", "[default: 75]", "[default: no-skip-bad]", "[default: 2048,256]", "--set",
+                 "SECTION.FIELD=VALUE", "FLOAT", "INTEGER", "[random|bald|"):
+        assert text in out, text
+    assert "<bool>" not in out.split("--skip-bad")[1].splitlines()[0]
+    main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--policies", "--seeds", "--grid", "--workers", "--backend", "--ceiling", "--address",
+                 "--cpus-per-run", "--gpus-per-run", "--beta", "--set", "--runs-dir", "--config"):
+        assert flag in out, flag
+    main(["--version"])
+    import balpm
+
+    assert capsys.readouterr().out.strip() == f"balpm {balpm.__version__}"
+
+
+def test_failures_exit_non_zero(tmp_path, monkeypatch, capsys):
+    from balpm import loop
+
+    def broken(cfg):
+        raise RuntimeError("policy exploded")
+
+    monkeypatch.setattr(loop, "_make_policy", broken)
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--config", str(_synthetic_small(tmp_path)), "--policies", "bald", "--seeds", "0",
+              "--rounds", "2", "--workers", "1", "--runs-dir", str(tmp_path / "runs"), *SMALL])
+    assert exc.value.code == 1
+    captured = capsys.readouterr()
+    assert "0/1 runs complete" in captured.out and "policy exploded" in captured.err
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--beta", "abc"])  # click's own usage errors keep their code
+    assert exc.value.code == 2
+
+
+def test_a_second_writer_with_the_same_run_id_gets_one_line_and_exit_2(tmp_path):
+    root = tmp_path / "runs"
+    held = runs.lock_run(root, "shared").acquire()  # a first writer, alive
+    try:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+        proc = subprocess.run([sys.executable, "-m", "balpm", "run", "-c", str(_synthetic_small(tmp_path)),
+                               "--runs-dir", str(root), "--run-id", "shared", "--rounds", "2", *SMALL],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    finally:
+        held.release()
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "being written by another balpm process" in lines[0], proc.stderr
+    assert not (root / "shared").exists() and runs.list_runs(root) == []

@@ -152,3 +152,76 @@ def test_policy_label_names_non_default_knobs():
     assert runs.policy_label(_cfg(policy="power_bald", coldness=8.0)) == "power_bald coldness=8"
     with pytest.raises(BalpmError):
         runs.check_run_id("../x")
+
+
+def test_creation_is_atomic_and_a_killed_creation_is_never_a_run(tmp_path, monkeypatch):
+    cfg = _cfg()
+    pool = pd.DataFrame({"pool_index": [0, 1, 2], "pair_id": ["a", "b", "c"], "prompt_id": ["p0", "p0", "p1"],
+                         "initial": [True, False, False]})
+    real = runs.RunWriter.write_status
+
+    def killed(self, *a, **kw):  # dies after config.yaml and pool.parquet, before status.json
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runs.RunWriter, "write_status", killed)
+    with pytest.raises(KeyboardInterrupt):
+        runs.RunWriter.create(tmp_path, "r1", cfg, {"feature_hash": "f"}, pool=pool)
+    monkeypatch.setattr(runs.RunWriter, "write_status", real)
+    assert not (tmp_path / "r1").exists() and runs.list_runs(tmp_path) == []
+    # a creation killed by the OS leaves only a hidden folder: never listed, removed by the next writer
+    (tmp_path / ".r1.creating.99999").mkdir()
+    (tmp_path / ".r1.creating.99999" / "config.yaml").write_text(cfg.to_yaml())
+    assert runs.list_runs(tmp_path) == []
+    w = runs.RunWriter.create(tmp_path, "r1", cfg, {"feature_hash": "f"}, pool=pool)
+    assert sorted(p.name for p in w.path.iterdir()) == ["config.yaml", "pool.parquet", "status.json"]
+    (w.path / ".rounds.parquet.x1.tmp").write_bytes(b"half")
+    (w.path / "pool_scores").mkdir()
+    (w.path / "pool_scores" / ".round=0.parquet.x2.tmp").write_bytes(b"half")
+    removed = {p.name for p in w.remove_stale_temp()}
+    assert removed == {".rounds.parquet.x1.tmp", ".round=0.parquet.x2.tmp", ".r1.creating.99999"}
+    assert not list(tmp_path.rglob("*.tmp")) and not (tmp_path / ".r1.creating.99999").exists()
+    with pytest.raises(BalpmError, match="already exists"):
+        runs.RunWriter.create(tmp_path, "r1", cfg, {"feature_hash": "f"}, pool=pool)
+    # a folder of an older balpm killed between status.json and pool.parquet: broken, not resumable
+    (w.path / "pool.parquet").unlink()
+    info = runs.inspect_run(w.path)
+    assert info.state == "broken" and "pool.parquet" in info.reason
+
+
+def test_one_writer_per_run_id(tmp_path):
+    first = runs.lock_run(tmp_path, "r1").acquire()
+    with pytest.raises(BalpmError) as exc:
+        runs.lock_run(tmp_path, "r1").acquire()  # another open file: excluded like another process
+    msg = str(exc.value)
+    assert "being written by another balpm process" in msg and f"pid {os.getpid()}" in msg and "\n" not in msg
+    with runs.lock_run(tmp_path, "r2"):  # other run ids are independent
+        pass
+    first.release()
+    with runs.lock_run(tmp_path, "r1") as again:
+        assert again.held
+    assert runs.list_runs(tmp_path) == []  # the .locks folder is not a run
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_run_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        runs.atomic_write_text(tmp_path / "a" / "f.txt", "x")
+        w = runs.RunWriter.create(tmp_path, "r1", _cfg(), {}, pool=pd.DataFrame(
+            {"pool_index": [0], "pair_id": ["a"], "prompt_id": ["p"], "initial": [True]}))
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "f.txt").stat().st_mode & 0o777 == mode
+    for name in ("config.yaml", "status.json", "pool.parquet"):
+        assert (w.path / name).stat().st_mode & 0o777 == mode, name
+    assert w.path.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_runs_root_must_be_a_folder(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("")
+    for bad in (f, f / "runs"):
+        with pytest.raises(BalpmError, match="--runs-dir .* file"):
+            runs.check_root(bad)
+    assert runs.check_root(tmp_path / "new" / "runs") == tmp_path / "new" / "runs"
+    assert not (tmp_path / "new").exists()
