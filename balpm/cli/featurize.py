@@ -32,6 +32,10 @@ def featurize_command(
     prompt_id_col: str | None = PROMPT_ID_COL,
     source_col: str | None = SOURCE_COL,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with texts/s"),
+    backend: str = typer.Option("local", "--backend", help="local (this process) or ray (an actor pool, one model per "
+                                "actor and per GPU where the cluster has GPUs; resumable by shards)"),
+    address: str | None = typer.Option(None, "--address", help="--backend ray: the cluster's address (ray start "
+                                       "--head prints it); none: a local Ray started and stopped for this call"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of text"),
 ) -> None:
     """Compute prompt and prompt+answer features of a preference table (a second identical call is a cache hit)."""
@@ -40,6 +44,9 @@ def featurize_command(
 
     check_options(dtype=dtype, max_length=max_length, batch_size=batch_size, load_in_4bit=load_in_4bit,
                   load_in_8bit=load_in_8bit, pooling=pooling)
+    from balpm.features.distributed import check_backend
+
+    check_backend(backend, address)
     cfg = FeatureConfig(model=model, pooling=pooling, max_length=max_length, dtype=dtype, batch_size=batch_size,
                         device=device, load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, cache_dir=cache_dir)
     from balpm.data import load_table
@@ -48,7 +55,7 @@ def featurize_command(
     columns = column_map(prompt_col, chosen_col, rejected_col, split_col, id_col, prompt_id_col, source_col)
     loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood), columns=columns)
     table = loaded.table
-    feats = featurize(table, cfg, progress=progress)
+    feats = featurize(table, cfg, progress=progress, backend=backend, address=address)
     summary = {
         "rows": len(table),
         "prompts": len(feats.prompt_ids),

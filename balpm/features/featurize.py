@@ -10,10 +10,12 @@ A part whose key is in the cache is read back without loading the model at all; 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,14 +156,20 @@ def _versions() -> dict[str, str]:
     return {"balpm": balpm.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
 
 
-def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress: bool = True) -> Features:
+def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress: bool = True,
+              backend: str = "local", address: str | None = None) -> Features:
     """Prompt and prompt+answer features of a preference table (cache hit, no model load, when identical).
 
     Raises one-line :class:`FeatureError`/:class:`ConfigError` for a bad table or options, before any work.
+    ``backend="ray"``: parts not in the cache are computed by a Ray actor pool (``address``: a cluster;
+    None: a local Ray), same cache entries, resumable by shards (see :mod:`balpm.features.distributed`).
     """
+    from balpm.features.distributed import check_backend
+
     cfg = cfg or FeatureConfig()
     check_options(dtype=cfg.dtype, max_length=cfg.max_length, batch_size=cfg.batch_size,
                   load_in_4bit=cfg.load_in_4bit, load_in_8bit=cfg.load_in_8bit, pooling=cfg.pooling)
+    check_backend(backend, address)
     check_table(table)
     spec = resolve_model(cfg.model, cfg.pooling)
     if spec.max_positions is not None and cfg.max_length > spec.max_positions:
@@ -189,16 +197,19 @@ def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress
     arrays: dict[str, np.ndarray] = {}
     manifests: dict[str, dict[str, Any]] = {}
     hits: dict[str, bool] = {}
-    for part, texts in parts.items():
-        found = cache.load(keys[part])
-        if found is not None:
-            arrays[part], manifests[part] = found
-            hits[part] = True
-            log.info("%s features: cache hit %s", part, cache.paths(keys[part])[0])
-            continue
-        hits[part] = False
-        arrays[part], manifests[part] = _compute_part(part, texts, keys[part], identity, templates, cfg, cache,
-                                                      get_encoder, progress)
+    # backend ray: one Ray session (started on the first part computed) serves both parts, then stops
+    with contextlib.ExitStack() as ray_session:
+        for part, texts in parts.items():
+            found = cache.load(keys[part])
+            if found is not None:
+                arrays[part], manifests[part] = found
+                hits[part] = True
+                log.info("%s features: cache hit %s", part, cache.paths(keys[part])[0])
+                continue
+            hits[part] = False
+            ray_opts = {"spec": spec, "address": address, "session": ray_session} if backend == "ray" else None
+            arrays[part], manifests[part] = _compute_part(part, texts, keys[part], identity, templates, cfg, cache,
+                                                          get_encoder, progress, ray_opts=ray_opts)
 
     prompts_P_D = arrays["prompts"]
     pairs = arrays["pairs"]
@@ -216,13 +227,41 @@ def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress
     return feats.validate(table)
 
 
+def unique_texts(texts: Sequence[Text]) -> tuple[list[Text], np.ndarray]:
+    """``(distinct texts in first-appearance order, inverse)`` with ``texts[i] == unique[inverse[i]]``."""
+    index: dict[Text, int] = {}
+    inverse_M = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts))
+    return list(index), inverse_M
+
+
+def _say(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
 def _compute_part(part: str, texts: list[Text], key: str, identity: dict[str, Any], templates: dict[str, Any],
                   cfg: FeatureConfig, cache: FeatureCache, get_encoder: Callable[[], Encoder],
-                  progress: bool) -> tuple[np.ndarray, dict[str, Any]]:
-    encoder = get_encoder()
+                  progress: bool, ray_opts: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     start = time.perf_counter()
-    tokens = encoder.tokenize(texts, cfg.max_length)
-    feats_M_D = encoder.encode_ids(tokens.ids, batch_size=cfg.batch_size, progress=progress, desc=f"featurize {part}")
+    if ray_opts is not None:  # Ray actor pool, same batches, resumable shards (balpm.features.distributed)
+        from balpm.features.distributed import encode_ray
+
+        tokens, feats_M_D, device = encode_ray(ray_opts["spec"], texts, key, cfg, cache, progress=progress,
+                                               desc=f"featurize {part}", address=ray_opts["address"],
+                                               session=ray_opts["session"])
+    else:
+        encoder = get_encoder()
+        # identical texts (an answer compared several times, a prompt in two files) are embedded once
+        unique, inverse_M = unique_texts(texts)
+        tokens = encoder.tokenize(unique, cfg.max_length).expand(inverse_M)
+        if progress:
+            _say(f"featurize {part}: {len(unique):,} distinct texts of {len(texts):,} with {encoder.spec.name} on "
+                 f"{encoder.device} ({encoder.threads} threads); the time left is on the bar")
+        feats_U_D = encoder.encode_ids(tokens.ids, batch_size=cfg.batch_size, progress=progress,
+                                       desc=f"featurize {part}", eta=progress)
+        feats_M_D = feats_U_D[inverse_M]
+        device = str(encoder.device)
     seconds = time.perf_counter() - start
     if part == "pairs":
         n = len(texts) // 2
@@ -230,10 +269,14 @@ def _compute_part(part: str, texts: list[Text], key: str, identity: dict[str, An
     manifest = {
         **identity, "part": part, "templates": templates, "texts_sha256": texts_sha256(texts), "texts": len(texts),
         "prompts_truncated": tokens.prompts_truncated, "answers_truncated": tokens.answers_truncated,
-        "device": str(encoder.device), "batch_size": cfg.batch_size, "seconds": round(seconds, 3),
+        "device": device, "batch_size": cfg.batch_size, "seconds": round(seconds, 3),
         "texts_per_second": round(len(texts) / max(seconds, 1e-9), 2),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "versions": _versions(),
     }
     stored = cache.save(key, feats_M_D, manifest)
+    if ray_opts is not None:
+        from balpm.features.distributed import clear_shards
+
+        clear_shards(cache, key)
     log.info("%s features: computed %d texts in %.1f s, cached at %s", part, len(texts), seconds, cache.paths(key)[0])
     return feats_M_D, stored
