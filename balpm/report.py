@@ -156,7 +156,7 @@ def format_text(summary: dict[str, Any]) -> str:
         lines.append("")
         lines.append(f"setting {setting}: {span}")
         aa = summary["aa_check"].get(setting) or {}
-        lines.append("  " + _aa_line(aa, summary["baseline"]))
+        lines.append("  " + stats.aa_line(aa, summary["baseline"]))
         mets = [m for m in stats.QUALITY_METRICS if m in entries[0]["final"]]
         ceiling = summary["ceiling"].get(setting)
         for m in mets:
@@ -175,20 +175,6 @@ def format_text(summary: dict[str, Any]) -> str:
                  "(better / worse when it excludes 0 on that side). fewer labels: secondary, only behind 'better'; "
                  "exact (interpolated) / paper (round-based), on 3-round averages, [95% bootstrap CI over seeds].")
     return "\n".join(lines)
-
-
-def _aa_line(aa: dict[str, Any], baseline: str) -> str:
-    if not aa or not aa.get("splits"):
-        return f"A/A check: not run ({aa.get('reason') or 'no baseline runs'})"
-    per = aa["per_metric"][aa["metric"]]
-    k = round(per["false_positive_rate"] * aa["splits"])
-    kb = round(per["boot_false_positive_rate"] * aa["splits"])
-    flag = "" if per["false_positive_rate"] <= 0.10 else "  WARNING: above 0.10, treat verdicts with caution"
-    return (f"A/A check ({aa.get('baseline') or baseline}, {aa['n_seeds']} seeds, {aa['splits']} splits "
-            f"{aa['halves'][0]} v {aa['halves'][1]}, AULC of {stats.METRIC_NAMES.get(aa['metric'], aa['metric'])}): "
-            f"the rule called noise a difference in {k}/{aa['splits']} splits (false-positive rate "
-            f"{per['false_positive_rate']:.2f}; a percentile bootstrap would: {per['boot_false_positive_rate']:.2f}); "
-            f"noise {stats.fmt_value(per['noise'])}{flag}")
 
 
 def _metric_table(m: str, entries: list[dict[str, Any]], ceiling: dict[str, Any] | None) -> list[str]:

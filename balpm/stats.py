@@ -51,7 +51,7 @@ from balpm.errors import ConfigError
 
 __all__ = [
     "AA_MAX_SPLITS", "AA_MIN_SEEDS", "CEILING_POLICY", "HEADLINE_METRIC", "LEVEL", "METRIC_NAMES", "N_BOOT", "QUALITY_METRICS",
-    "SEED", "VERDICTS", "Interval", "aa_check", "aa_splits", "bootstrap_interval", "chance_level", "compare_values",
+    "SEED", "VERDICTS", "Interval", "aa_check", "aa_line", "aa_splits", "bootstrap_interval", "chance_level", "compare_values",
     "dedupe", "evidence", "fmt_interval", "fmt_saving", "fmt_value", "metric_direction", "quality_metrics",
     "t_interval", "verdict", "welch_interval",
 ]
@@ -560,6 +560,20 @@ def _ceiling(full: list[RunLike], reference: list[RunLike], mets: list[str], aa:
 
 
 # ---- formatting (shared by the text report and the dashboard: "never" and "-", never NaN) -----------
+def aa_line(aa: Mapping[str, Any] | None, baseline: str = "baseline") -> str:
+    """The A/A check in one line (the text report and the dashboard print this)."""
+    if not aa or not aa.get("splits"):
+        return f"A/A check: not run ({(aa or {}).get('reason') or 'no baseline runs'})"
+    per = aa["per_metric"][aa["metric"]]
+    k = round(per["false_positive_rate"] * aa["splits"])
+    flag = "" if per["false_positive_rate"] <= 0.10 else "  WARNING: above 0.10, treat the verdicts with caution"
+    return (f"A/A check ({aa.get('baseline') or baseline}, {aa['n_seeds']} seeds, {aa['splits']} splits "
+            f"{aa['halves'][0]} v {aa['halves'][1]}, AULC of {METRIC_NAMES.get(aa['metric'], aa['metric'])}): "
+            f"the rule called noise a difference in {k}/{aa['splits']} splits (false-positive rate "
+            f"{per['false_positive_rate']:.2f}; a percentile bootstrap would: {per['boot_false_positive_rate']:.2f}); "
+            f"noise {fmt_value(per['noise'])}{flag}")
+
+
 def fmt_value(v: Any, digits: int = 4, signed: bool = False) -> str:
     """A number as text, ``-`` for None / NaN / inf."""
     f = _num(v)

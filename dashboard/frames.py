@@ -404,6 +404,127 @@ METRICS = {
 }
 
 
+@dataclass(frozen=True)
+class CurveRun:
+    """One run as the Learning curves page hands it to :func:`balpm.stats.evidence` (what the report reads)."""
+
+    run_id: str
+    label: str
+    policy: str
+    seed: int
+    setting: str
+    rounds: pd.DataFrame
+
+
+def curve_runs(infos: Sequence[Any], rounds_of: Any) -> tuple[list[CurveRun], list[dict[str, Any]]]:
+    """The runs with at least one round as :class:`CurveRun` (``rounds_of(info)`` reads a rounds table or
+    returns None), one per (setting, label, seed) exactly as ``balpm report`` counts them; and the duplicates."""
+    from balpm import stats
+
+    out = []
+    for info in infos:
+        rd = rounds_of(info)
+        if rd is not None and len(rd):
+            out.append(CurveRun(str(info.run_id), str(info.label or info.policy or info.run_id),
+                                str(info.policy or "?"), int(info.seed or 0), str(info.setting or "?"), rd))
+    kept, dups = stats.dedupe(out)
+    return sorted(kept, key=lambda r: (r.label, r.seed)), dups
+
+
+def page_evidence(runs: Sequence[CurveRun], baseline: str) -> dict[str, Any]:
+    """:func:`balpm.stats.evidence` with the defaults ``balpm report`` uses (so both show the same numbers)."""
+    from balpm import stats
+
+    return stats.evidence(runs, baseline=baseline)
+
+
+VERDICT_COLUMNS = ("setting", "metric", "policy", "seeds", "paired", "final mean", "final SEM", "AULC",
+                   "AULC diff", "AULC CI low", "AULC CI high", "AULC boot low", "AULC boot high", "final diff",
+                   "final CI low", "final CI high", "verdict", "final verdict", "fewer labels (exact)",
+                   "fewer labels (paper)")
+
+
+def verdict_frame(ev: dict[str, Any], metrics: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (setting, metric, policy) of an :func:`page_evidence` result: the numbers of
+    ``balpm report --json`` (``vs_baseline``), NaN where there are none; the baseline's row has no diff."""
+    from balpm import stats
+
+    rows = []
+    for e in ev["policies"]:
+        for m in (metrics or list(e["final"])):
+            if m == "labelled" or m not in e["final"]:
+                continue
+            vs = (e.get("vs_baseline") or {}).get(m) or {}
+            a, f = vs.get("aulc_diff") or {}, vs.get("final_diff") or {}
+            aci, abt, fci = a.get("ci") or [None, None], a.get("boot_ci") or [None, None], f.get("ci") or [None, None]
+            fl = vs.get("fewer_labels")
+            rows.append({
+                "setting": e["setting"], "metric": m, "policy": e["label"], "seeds": e["n_seeds"],
+                "paired": vs.get("paired") if vs else None,
+                "final mean": _f(e["final"][m].get("mean")), "final SEM": _f(e["final"][m].get("sem")),
+                "AULC": _f((e["aulc"].get(m) or {}).get("mean")),
+                "AULC diff": _f(a.get("mean")), "AULC CI low": _f(aci[0]), "AULC CI high": _f(aci[1]),
+                "AULC boot low": _f(abt[0]), "AULC boot high": _f(abt[1]),
+                "final diff": _f(f.get("mean")), "final CI low": _f(fci[0]), "final CI high": _f(fci[1]),
+                "verdict": "(baseline)" if e["is_baseline"] else vs.get("verdict", "-"),
+                "final verdict": "" if e["is_baseline"] else vs.get("final_verdict", "-"),
+                "fewer labels (exact)": stats.fmt_saving(fl, "exact"), "fewer labels (paper)": stats.fmt_saving(fl, "paper"),
+            })
+    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+
+
+def _f(v: Any) -> float:
+    return float("nan") if v is None else float(v)
+
+
+def verdict_display(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`verdict_frame` as text for the page: ``mean ± SEM``, ``+d [lo, hi]``, ``-`` for a missing
+    number, ``1 seed: no CI`` (never NaN, None or infinity)."""
+    from balpm import stats
+
+    rows = []
+    for _, r in df.iterrows():
+        dg = 3 if str(r["metric"]).endswith("accuracy") else 4
+        n = int(r["seeds"]) if r["verdict"] != "(baseline)" else None
+        base = r["verdict"] == "(baseline)"
+        rows.append({
+            "metric": METRICS.get(r["metric"], stats.METRIC_NAMES.get(r["metric"], r["metric"])),
+            "policy": r["policy"], "seeds": int(r["seeds"]),
+            "final (mean ± SEM)": stats.fmt_value(r["final mean"], dg) + (
+                "" if not np.isfinite(r["final SEM"]) else f" ± {r['final SEM']:.{dg}f}"),
+            "AULC": stats.fmt_value(r["AULC"], dg),
+            "AULC diff [95% t CI]": "" if base else (
+                f"{stats.fmt_value(r['AULC diff'], dg, True)} "
+                f"{stats.fmt_interval([r['AULC CI low'], r['AULC CI high']], dg, n)}"),
+            "bootstrap CI": "" if base else stats.fmt_interval([r["AULC boot low"], r["AULC boot high"]], dg, n),
+            "final diff [95% t CI]": "" if base else (
+                f"{stats.fmt_value(r['final diff'], dg, True)} "
+                f"{stats.fmt_interval([r['final CI low'], r['final CI high']], dg, n)}"),
+            "verdict (AULC)": r["verdict"] + ("" if base or r["paired"] is not False else " (unpaired)"),
+            "final verdict": r["final verdict"],
+            "fewer labels (exact / paper)": "" if base else (
+                "-" if r["fewer labels (exact)"] == "-" else f"{r['fewer labels (exact)']} / {r['fewer labels (paper)']}"),
+        })
+    return pd.DataFrame(rows)
+
+
+def ceiling_lines(ev: dict[str, Any], metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """metric -> ``{y, text, headroom, warning}`` of the ceiling (``full`` runs' mean) to draw as a line."""
+    from balpm import stats
+
+    out: dict[str, dict[str, Any]] = {}
+    for ceil in (ev.get("ceiling") or {}).values():
+        if not ceil:
+            continue
+        for m in metrics:
+            c = ceil["metrics"].get(m)
+            if c and c.get("mean") is not None:
+                out[m] = {"y": c["mean"], "headroom": c.get("headroom"), "warning": c.get("warning"),
+                          "text": f"ceiling (whole pool, {ceil['n_seeds']} seed{'s' * (ceil['n_seeds'] != 1)}): "
+                                  f"{stats.fmt_value(c['mean'])}, headroom {stats.fmt_value(c.get('headroom'), 4, True)}"}
+    return out
+
+
 def curve_table(curves: Sequence[tuple[str, int, pd.DataFrame]], metric: str) -> pd.DataFrame:
     """Long table of one metric: label, seed, round, labelled, value (NaN rows dropped)."""
     parts = []

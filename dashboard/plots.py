@@ -17,7 +17,7 @@ from dashboard.frames import METRICS, SCORE_LABELS
 
 BASE_COLORS = {
     "random": "#7f7f7f", "bald": "#1f77b4", "balpm": "#d62728", "softmax_bald": "#9467bd",
-    "power_bald": "#8c564b", "softrank_bald": "#e377c2",
+    "power_bald": "#8c564b", "softrank_bald": "#e377c2", "full": "#111827",
 }
 EXTRA_COLORS = ("#2ca02c", "#ff7f0e", "#17becf", "#bcbd22", "#393b79", "#637939", "#8c6d31", "#843c39")
 ROUND_SCALE = "Viridis"
@@ -288,12 +288,16 @@ def redundancy_figure(frames: dict[str, pd.DataFrame], colors: dict[str, str] | 
 
 
 def learning_curves_figure(stats: dict[str, pd.DataFrame], colors: dict[str, str] | None = None,
-                           brackets: dict[str, dict] | None = None, *, title: str = "") -> go.Figure:
+                           brackets: dict[str, dict] | None = None, *, title: str = "",
+                           chance: dict[str, float | None] | None = None,
+                           ceilings: dict[str, dict] | None = None) -> go.Figure:
     """Panels of metric vs labelled-set size, mean line and +/- SEM band per label.
 
     ``stats``: metric -> :func:`dashboard.frames.curve_stats` frame. ``brackets``: metric -> dict with
     ``target`` (baseline's final value), ``x_policy`` (first size where the policy reaches it),
     ``x_baseline`` (baseline's final size) and ``text``: drawn as the paper's "fewer labels" bracket.
+    ``chance``: metric -> chance level (grey dotted line); ``ceilings``: metric -> ``{y, text}`` of
+    :func:`dashboard.frames.ceiling_lines` (black dashed line: what training on the whole pool reaches).
     """
     metrics = [m for m in stats if len(stats[m])]
     if not metrics:
@@ -326,6 +330,16 @@ def learning_curves_figure(stats: dict[str, pd.DataFrame], colors: dict[str, str
         b = (brackets or {}).get(m)
         if b and np.isfinite(b.get("target", np.nan)):
             _bracket(fig, b, r + 1, c + 1)
+        ch = (chance or {}).get(m)
+        if ch is not None:
+            fig.add_hline(y=float(ch), line=dict(color="#9ca3af", dash="dot", width=1.5), row=r + 1, col=c + 1,
+                          annotation=dict(text="chance", font=dict(size=11, color="#6b7280")),
+                          annotation_position="bottom right")
+        ce = (ceilings or {}).get(m)
+        if ce is not None and ce.get("y") is not None:
+            fig.add_hline(y=float(ce["y"]), line=dict(color="#111827", dash="dash", width=1.5), row=r + 1, col=c + 1,
+                          annotation=dict(text=ce.get("text", "ceiling"), font=dict(size=11, color="#111827")),
+                          annotation_position="top left")
         fig.update_xaxes(title="labelled comparisons", row=r + 1, col=c + 1)
     return _layout(fig, title=title, height=380 * rows + 40)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -120,3 +121,105 @@ def test_report_errors_are_one_line(tmp_path):
         report.report([tmp_path / "empty"])
     with pytest.raises(BalpmError, match="--smooth"):
         report.report([tmp_path / "empty"], smooth=0)
+
+
+# ---- ceiling, duplicates, and the CLI and the dashboard agreeing -------------------------------------
+@pytest.fixture(scope="module")
+def ceiling_root(tmp_path_factory):
+    """``balpm sweep --ceiling`` (the CLI) on a tiny teaching world: random and bald on 6 seeds plus
+    ``full`` per seed, and one run repeated under a second run id."""
+    tmp = tmp_path_factory.mktemp("ceiling")
+    cfg_path = tmp / "tiny.yaml"
+    cfg_path.write_text(base_cfg().replace(loop={"save_pool_scores": False}).to_yaml())
+    root = tmp / "runs"
+    main(["sweep", "-c", str(cfg_path), "--policies", "random,bald", "--seeds", "0-5", "--ceiling",
+          "--workers", "1", "--runs-dir", str(root), "--quiet"])
+    twin = RunConfig.from_yaml(cfg_path).replace(acquisition={"policy": "bald"}, loop={"seed": 0})
+    loop.run(twin, root, run_id="bald-again", progress=False)
+    return root
+
+
+def test_sweep_ceiling_writes_full_runs_and_the_report_shows_ceiling_never_a_verdict(ceiling_root, capsys):
+    full = [i for i in runs.list_runs(ceiling_root) if i.policy == "full"]
+    assert sorted(i.seed for i in full) == list(range(6)) and all(i.state == "complete" for i in full)
+    settings = {i.setting for i in runs.list_runs(ceiling_root)}
+    assert len(settings) == 1  # same setting as the policies: the report groups them together
+    rd = runs.open_run(ceiling_root, full[0].run_id).rounds()
+    pool = runs.open_run(ceiling_root, full[0].run_id).pool()
+    assert len(rd) == 1 and rd["labelled"].iloc[0] == len(pool) and pool["initial"].all()
+    assert runs.open_run(ceiling_root, full[0].run_id).acquisitions().empty
+
+    main(["report", str(ceiling_root), "--json", "--n-boot", "200"])
+    out = json.loads(capsys.readouterr().out)
+    assert [p["label"] for p in out["policies"]] == ["random", "bald"]  # full is never a compared policy
+    setting = settings.pop()
+    ceil = out["ceiling"][setting]
+    assert ceil["n_seeds"] == 6 and ceil["labelled"] == float(len(pool))
+    m = ceil["metrics"]["test_log_likelihood"]
+    full_ll = [runs.open_run(ceiling_root, i.run_id).rounds()["test_log_likelihood"].iloc[0] for i in full]
+    assert m["mean"] == pytest.approx(np.mean(full_ll))
+    assert m["headroom"] == pytest.approx(m["mean"] - out["policies"][0]["initial"]["test_log_likelihood"]["mean"])
+    aa = out["aa_check"][setting]
+    assert aa["splits"] == math.comb(6, 3) // 2 and 0 <= aa["false_positive_rate"] <= 1
+    assert m["noise"] == aa["per_metric"]["test_log_likelihood"]["noise"]
+    assert (m["warning"] is not None) == (m["headroom"] < m["noise"])
+
+    main(["report", str(ceiling_root), "--n-boot", "200"])
+    text = capsys.readouterr().out
+    assert "ceiling (full: whole pool" in text and "headroom over round 0" in text and "A/A check (random, 6 seeds" in text
+    assert not any(line.strip().startswith("full ") for line in text.splitlines())
+    for bad in ("nan", "None", "inf"):
+        assert bad not in text.replace("Infinity", "")
+
+
+def test_the_same_config_under_two_run_ids_counts_once(ceiling_root):
+    loaded, skipped = report.collect([ceiling_root])
+    assert [r.run_id for r in loaded if r.label == "bald" and r.seed == 0] == ["bald-again"]  # smallest run id
+    dup = [s for s in skipped if s["state"] == "duplicate"]
+    assert len(dup) == 1 and dup[0]["run_id"].startswith("bald-s0-") and "bald-again" in dup[0]["reason"]
+    out = report.report([ceiling_root], n_boot=50)
+    bald = next(p for p in out["policies"] if p["label"] == "bald")
+    assert bald["n_seeds"] == 6 and bald["seeds"] == list(range(6))
+
+
+def test_cli_json_and_the_learning_curves_page_agree(ceiling_root, capsys, monkeypatch):
+    """The page and ``balpm report --json`` show the same numbers: the page's frame function on the same
+    runs, and the table the page renders in Streamlit's AppTest."""
+    import sys
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo))
+    from dashboard import frames
+
+    main(["report", str(ceiling_root), "--json"])  # the CLI's defaults (n_boot 1000, seed 0)
+    cli = json.loads(capsys.readouterr().out)
+    infos = [i for i in runs.list_runs(ceiling_root) if i.state == "complete"]
+    page_runs, dups = frames.curve_runs(infos, lambda i: runs.open_run(ceiling_root, i.run_id).rounds())
+    assert len(dups) == 1
+    ev = frames.page_evidence(page_runs, "random")
+    assert ev["aa_check"] == cli["aa_check"] and ev["ceiling"] == cli["ceiling"]
+    assert [{k: v for k, v in p.items() if k != "curves"} for p in cli["policies"]] == ev["policies"]
+    table = frames.verdict_frame(ev)
+    row = table[(table["policy"] == "bald") & (table["metric"] == "test_log_likelihood")].iloc[0]
+    vs = next(p for p in cli["policies"] if p["label"] == "bald")["vs_baseline"]["test_log_likelihood"]
+    assert row["AULC diff"] == vs["aulc_diff"]["mean"] and [row["AULC CI low"], row["AULC CI high"]] == vs["aulc_diff"]["ci"]
+    assert row["verdict"] == vs["verdict"]
+
+    monkeypatch.setenv("BALPM_RUNS_DIR", str(ceiling_root))
+    at = AppTest.from_file(str(repo / "dashboard" / "app.py"), default_timeout=120)
+    at.run()
+    at.switch_page("views/learning_curves.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    shown = at.dataframe[0].value
+    assert set(shown["policy"]) == {"random", "bald"}  # full is the ceiling line, not a row
+    got = shown[(shown["policy"] == "bald") & (shown["metric"] == "test log-likelihood")].iloc[0]
+    assert got["AULC diff [95% t CI]"] == (f"{stats.fmt_value(vs['aulc_diff']['mean'], 4, True)} "
+                                          f"{stats.fmt_interval(vs['aulc_diff']['ci'], 4, vs['n'])}")
+    assert got["verdict (AULC)"] == vs["verdict"]
+    aa_text = " ".join(m.value for m in at.markdown)
+    assert stats.aa_line(next(iter(cli["aa_check"].values())), "random") in aa_text
+    for cell in shown.astype(str).to_numpy().ravel():
+        assert cell not in ("nan", "None", "-inf", "inf") and "Infinity" not in cell
