@@ -1,4 +1,4 @@
-"""CLI command ``balpm report``: per-policy results over seeds, label efficiency, learning-curve HTML."""
+"""CLI command ``balpm report``: every policy against the baseline per quality metric (balpm.stats), learning-curve HTML."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,13 +12,18 @@ def report_command(
     baseline: str = typer.Option("random", "--baseline", help="policy label to compare against"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
     html: Optional[Path] = typer.Option(None, "--html", help="write the learning curves to this standalone HTML file"),
-    smooth: int = typer.Option(3, "--smooth", help="trailing moving-average window in rounds (1: none)"),
-    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for the confidence intervals"),
+    smooth: int = typer.Option(3, "--smooth", help="trailing moving-average window in rounds for the DRAWN curves "
+                               "(HTML, JSON 'curves'; 1: none); never changes a statistic"),
+    n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for the CIs shown beside the t intervals "
+                               "and for the fewer-labels figure"),
+    seed: int = typer.Option(0, "--seed", help="seed of the bootstrap and of the A/A split draw"),
 ) -> None:
-    """Summarise runs per policy: final log-likelihoods, AULC and 'X% fewer labels than the baseline'."""
+    """Every policy against the baseline per metric: paired AULC and final differences over seeds with 95%
+    Student-t CIs and a verdict (better / worse / no detectable difference), the A/A check, the ceiling of
+    'full' runs with its headroom, and 'X% fewer labels' only behind a 'better' verdict."""
     from balpm import report
 
-    summary = report.report(paths, baseline=baseline, smooth=smooth, n_boot=n_boot)
+    summary = report.report(paths, baseline=baseline, smooth=smooth, n_boot=n_boot, seed=seed)
     if html is not None:
         report.write_html(summary, html)
         summary["html"] = str(html)
