@@ -232,6 +232,8 @@ def _describe(value: Any) -> str:
 
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
+    if type(value).__module__ == "numpy" and getattr(value, "ndim", None) == 0:
+        value = value.item()  # numpy scalars (np.int64, np.bool_, np.float32) as Python values
     origin = typing.get_origin(tp)
     if origin is typing.Union or origin is getattr(types, "UnionType", None):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
