@@ -189,3 +189,100 @@ def test_standardize_makes_training_invariant_to_feature_scale(world):
     m2.fit(tiny["train"])
     np.testing.assert_allclose(m1.predict_probs(world["test"]), m2.predict_probs(tiny["test"]), atol=2e-3)
     assert preference_metrics(m2.predict_probs(tiny["test"]))["accuracy"] > 0.6
+
+
+# ---- the speed work of issue 9 keeps the default results bit for bit ---------------------------------
+def _reference_fit(model: PreferenceEnsemble, train: np.ndarray, valid: np.ndarray) -> tuple[float, np.ndarray]:
+    """The training loop and prediction as they were before the speed work (commit 026854b), verbatim in
+    substance: per-chunk first-layer layout, no_grad passes, validation on the whole split every epoch."""
+    from torch import nn
+
+    from balpm.model import AdamW, _member_seed
+
+    def margins(pairs: torch.Tensor) -> torch.Tensor:
+        out = []
+        with torch.no_grad():
+            for s in range(0, pairs.shape[0], 2048):
+                r = model.net.forward_shared(pairs[s:s + 2048].reshape(-1, model.input_dim)).view(model.k, -1, 2)
+                out.append(r[..., 0] - r[..., 1])
+        return torch.cat(out, dim=1)
+
+    model.reset()
+    cfg, k, d = model.cfg, model.k, model.input_dim
+    tr, va = torch.from_numpy(np.ascontiguousarray(train)), torch.from_numpy(np.ascontiguousarray(valid))
+    n = tr.shape[0]
+    opt = AdamW([(list(model.net.weights), cfg.weight_decay), (list(model.net.biases), 0.0)], cfg.lr)
+    gens = [torch.Generator().manual_seed(_member_seed(model.seed, m, 1)) for m in range(k)]
+    flat = tr.reshape(n * 2, d)
+    best = torch.full((k,), float("inf"))
+    bad = np.zeros(k, dtype=np.int64)
+    best_params = [p.detach().clone() for p in model.net.parameters()]
+    for _epoch in range(cfg.max_epochs):
+        order = torch.stack([torch.randperm(n, generator=g) for g in gens])
+        for s in range(0, n, cfg.batch_size):
+            idx = order[:, s:s + cfg.batch_size]
+            b = idx.shape[1]
+            rows = torch.stack([2 * idx, 2 * idx + 1], dim=-1).reshape(k, 2 * b)
+            x = torch.index_select(flat, 0, rows.reshape(-1)).view(k, 2 * b, d)
+            r = model.net.forward_members(x).view(k, b, 2)
+            loss = nn.functional.softplus(r[..., 1] - r[..., 0]).mean(dim=1)
+            opt.zero_grad()
+            loss.sum().backward()
+            opt.step()
+        vloss = nn.functional.softplus(-margins(va)).mean(dim=1)
+        better_t = vloss < best
+        best = torch.where(better_t, vloss, best)
+        better = better_t.numpy()
+        bad = np.where(better, 0, bad + 1)
+        with torch.no_grad():
+            for bp, p in zip(best_params, model.net.parameters()):
+                bp[better_t] = p.detach()[better_t]
+        if (bad >= cfg.patience).all():
+            break
+    with torch.no_grad():
+        for bp, p in zip(best_params, model.net.parameters()):
+            p.copy_(bp)
+    return float(best.mean()), torch.sigmoid(margins(va).double()).T.numpy()
+
+
+def test_default_mode_is_bit_identical_to_the_code_before_the_speed_work():
+    _, feats = paper_world(n=2600, d=24, seed=3)
+    pairs = feats.pairs_N_2_D
+    train, valid = pairs[:300], pairs[300:2600]   # > one 2048-pair evaluation chunk
+    cfg = dataclasses.replace(SMALL, hidden=(40, 8), max_epochs=4, patience=2)
+    new = PreferenceEnsemble(cfg, 24, seed=11)
+    report = new.fit(train, valid)
+    ref = PreferenceEnsemble(cfg, 24, seed=11)
+    ref_loss, ref_probs = _reference_fit(ref, train, valid)
+    assert report.valid_loss == ref_loss
+    assert np.array_equal(new.predict_probs(valid), ref_probs)
+
+
+def test_speed_switches_are_approximations_that_stay_close(world):
+    base = PreferenceEnsemble(SMALL, 8, seed=0)
+    base.fit(world["train"], world["valid"])
+    p0 = base.predict_probs(world["test"])
+    bf16 = PreferenceEnsemble(dataclasses.replace(SMALL, precision="bf16"), 8, seed=0)
+    bf16.fit(world["train"], world["valid"])
+    p1 = bf16.predict_probs(world["test"])
+    assert not np.array_equal(p0, p1) and np.abs(p0 - p1).max() < 0.05
+    sub = PreferenceEnsemble(dataclasses.replace(SMALL, valid_subset=20), 8, seed=0)
+    rep = sub.fit(world["train"], world["valid"])
+    assert np.isfinite(rep.valid_loss)
+    from balpm.model import valid_subset_rows
+
+    rows = valid_subset_rows(100, 20)
+    assert rows.size == 20 and np.array_equal(rows, valid_subset_rows(100, 20)) and np.all(np.diff(rows) > 0)
+    with pytest.raises(ConfigError, match="precision"):
+        PreferenceEnsemble(dataclasses.replace(SMALL, precision="fp8"), 8, seed=0)
+
+
+def test_memmapped_features_give_the_same_model(world, tmp_path):
+    path = tmp_path / "pairs.npy"
+    np.save(path, world["train"])
+    mm = np.load(path, mmap_mode="r")
+    a = PreferenceEnsemble(SMALL, 8, seed=4)
+    a.fit(world["train"], world["valid"])
+    b = PreferenceEnsemble(SMALL, 8, seed=4)
+    b.fit(mm, world["valid"])
+    assert np.array_equal(a.predict_probs(world["test"]), b.predict_probs(world["test"]))
