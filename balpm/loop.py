@@ -247,6 +247,11 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
     ``resume=True`` continues a killed or failed run from its last complete round (a run that does not
     exist yet is started); a different config under the same run id is refused. Without ``resume``
     an existing complete run with the same config is returned as is, any other existing run is an error.
+
+    Every check (config, runs root, inputs) runs before anything is written. The run id's OS-level
+    lock (:func:`balpm.runs.lock_run`) is held from the first write to the return, so a second writer
+    of the same run id fails with a one-line :class:`~balpm.errors.RunLockedError`; a new run folder
+    appears complete (config.yaml, status.json, pool.parquet) or not at all.
     """
     cfg.validate()
     root = runs.check_root(root)

@@ -221,6 +221,7 @@ def sweep(configs: Sequence[RunConfig], root: str | Path, *, workers: int = 1, b
         raise ConfigError("--address is for --backend ray; add --backend ray or drop --address")
     if not configs:
         raise ConfigError("the sweep is empty; give at least one policy and one seed")
+    runs.check_root(root)  # a runs root that is a file: one line before any loading
     if backend == "ray":
         with _ray_session(address):
             _check_ray_resources(cpus_per_run, gpus_per_run)
