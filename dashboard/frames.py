@@ -308,6 +308,13 @@ def projection_ranges(coords: Iterable[np.ndarray], pad: float = 0.04) -> tuple[
     return axis_ranges([pd.DataFrame({"x": np.asarray(c)[:, 0], "y": np.asarray(c)[:, 1]}) for c in coords], pad)
 
 
+def play_clock() -> float:
+    """The clock the replay's play button follows (``time.monotonic``; tests replace it)."""
+    import time
+
+    return time.monotonic()
+
+
 def play_position(start_step: int, started: float, now: float, rate: float, n_steps: int) -> int:
     """The pick a player started at ``start_step`` at time ``started`` shows at ``now``: one pick per
     ``1 / rate`` seconds of wall time (the first tick shows the next pick), whatever each redraw costs;

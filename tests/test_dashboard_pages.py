@@ -212,13 +212,21 @@ def test_step_through_advances_the_pick(runs_root, monkeypatch):
     step_key = f"rp_step::{rid}::0"
     at.slider(key=step_key).set_value(6).run()
     assert _metric(at, "current pick") == f"pool {order[5]}"
-    # play: the fragment advances one pick per execution until paused
+    # play: one pick per second of (here simulated) wall time, whatever each redraw costs
+    from dashboard import frames
+
+    clock = [1000.0]
+    monkeypatch.setattr(frames, "play_clock", lambda: clock[0])
     at.button(key="rp_play").click().run()
     _ok(at)
     assert at.session_state["rp_playing"] is True
     assert _metric(at, "current pick") == f"pool {order[6]}"
+    clock[0] += 1.0
     at.run()
     assert _metric(at, "current pick") == f"pool {order[7]}"
+    clock[0] += 2.0  # a slow redraw: the position follows the clock, skipping a pick
+    at.run()
+    assert _metric(at, "current pick") == f"pool {order[9]}"
     at.button(key="rp_play").click().run()
     assert at.session_state["rp_playing"] is False
     frozen = _metric(at, "current pick")

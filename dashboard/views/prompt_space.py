@@ -1,8 +1,6 @@
 """Prompt space: the pool on a 2-D map, acquisitions coloured by round, and a pick-by-pick replay."""
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
 from dashboard import frames, plots, state
@@ -142,7 +140,7 @@ def _set_play(on: bool) -> None:
     if on and not st.session_state.get(play_key, False):
         if st.session_state[step_key] >= n_steps:
             st.session_state[step_key] = 0  # start over: the first tick shows pick 1
-        st.session_state[anchor_key] = (time.monotonic(), int(st.session_state[step_key]))
+        st.session_state[anchor_key] = (frames.play_clock(), int(st.session_state[step_key]))
     st.session_state[play_key] = on
 
 
@@ -163,8 +161,8 @@ def replay_panel() -> None:
         if st.session_state[step_key] >= n_steps:
             st.session_state[play_key] = False
             st.rerun(scope="app")  # stop the timer
-        t0, s0 = st.session_state.get(anchor_key, (time.monotonic(), int(st.session_state[step_key])))
-        st.session_state[step_key] = frames.play_position(s0, t0, time.monotonic(), PLAY_RATE, n_steps)
+        t0, s0 = st.session_state.get(anchor_key, (frames.play_clock(), int(st.session_state[step_key])))
+        st.session_state[step_key] = frames.play_position(s0, t0, frames.play_clock(), PLAY_RATE, n_steps)
     st.slider("greedy step (pick number in this batch)", 1, n_steps, key=step_key,
               disabled=bool(st.session_state.get(play_key, False)))
     s = int(st.session_state[step_key]) - 1
