@@ -261,3 +261,24 @@ def test_a_second_writer_with_the_same_run_id_gets_one_line_and_exit_2(tmp_path)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "being written by another balpm process" in lines[0], proc.stderr
     assert not (root / "shared").exists() and runs.list_runs(root) == []
+
+
+@pytest.mark.slow
+def test_two_writers_same_run_id_different_configs_one_wins(tmp_path):
+    """The issue's case: two `balpm run` with different configs and one --run-id; never a mixed folder."""
+    root = tmp_path / "runs"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    base = [sys.executable, "-m", "balpm", "run", "-c", str(_synthetic_small(tmp_path)), "--runs-dir", str(root),
+            "--run-id", "same", "--rounds", "3", *SMALL]
+    procs = {policy: subprocess.Popen([*base, "--policy", policy], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True, env=env, cwd=tmp_path) for policy in ("random", "balpm")}
+    out = {policy: (p.wait(timeout=300), p.stderr.read()) for policy, p in procs.items()}
+    codes = sorted(code for code, _ in out.values())
+    assert codes == [0, 2], out
+    winner = next(policy for policy, (code, _) in out.items() if code == 0)
+    loser_err = next(err for code, err in out.values() if code == 2).strip()
+    assert len(loser_err.splitlines()) == 1 and loser_err.startswith("error:"), loser_err
+    assert "another balpm process" in loser_err or "config hash" in loser_err
+    run = runs.open_run(root, "same")
+    assert run.config.acquisition.policy == winner and run.status["state"] == "complete"
+    assert sorted(run.acquisitions()["round"].unique()) == [0, 1] and len(run.rounds()) == 3
