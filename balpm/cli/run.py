@@ -242,16 +242,16 @@ def run_command(
 @config_options(policy_and_seed=False)
 def sweep_command(
     flags: ConfigFlags = None,  # type: ignore[assignment]  (filled by config_options)
-    policies: str = typer.Option("random,bald,balpm", "--policies", help="comma-separated policies"),
-    seeds: str = typer.Option("0-2", "--seeds", help="seeds: 0-9 or 0,1,2"),
-    grid: Optional[list[str]] = typer.Option(None, "--grid", help="name=v1,v2 (repeatable), e.g. beta=0.01,0.1"),
-    workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-j", help="parallel processes"),
-    backend: str = typer.Option("local", "--backend", help="local (processes) or ray"),
+    policies: str = typer.Option("random,bald,balpm", "--policies", metavar="P1,P2", help="comma-separated policies"),
+    seeds: str = typer.Option("0-2", "--seeds", metavar="SEEDS", help="seeds: 0-9 or 0,1,2"),
+    grid: Optional[list[str]] = typer.Option(None, "--grid", metavar="NAME=V1,V2", help="name=v1,v2 (repeatable), e.g. beta=0.01,0.1"),
+    workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-j", metavar="INTEGER", help="parallel processes"),
+    backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="local (processes) or ray"),
     address: Optional[str] = typer.Option(None, "--address", help="--backend ray: the cluster's address (ray start "
                                           "--head prints it); none: a local Ray started and stopped for this sweep"),
     cpus_per_run: float = typer.Option(1.0, "--cpus-per-run", help="--backend ray: CPUs (torch threads) per run"),
     gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="--backend ray: GPUs per run (0.5: two runs share one)"),
-    ceiling: bool = typer.Option(False, "--ceiling", help="also one run per seed of 'full': the same model trained once "
+    ceiling: bool = typer.Option(False, "--ceiling", metavar="", help="also one run per seed of 'full': the same model trained once "
                                  "on the whole pool, the ceiling the report and plots show"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="runs root folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
