@@ -164,11 +164,12 @@ def _read_cache(folder: Path, method: str, wanted: dict[str, Any], n_points: int
     if not (npy.is_file() and meta.is_file()):
         return None
     try:
+        _inside(folder, npy, meta)
         params = json.loads(meta.read_text())
         if not isinstance(params, dict) or any(params.get(k) != v for k, v in wanted.items()):
             return None
         coords = np.load(npy, allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, BalpmError):  # unreadable or a link out of the folder: refit
         return None
     if coords.shape != (n_points, 2) or not np.isfinite(coords).all():
         return None
@@ -183,10 +184,19 @@ def _write_cache(folder: Path, proj: Projection, wanted: dict[str, Any]) -> None
     atomic_write_json(meta, {**proj.params, **wanted})  # json last: its presence marks a complete pair
 
 
+def _inside(folder: Path, *paths: Path) -> None:
+    """Refuse files of a snapshot that are links leading out of its folder (one-line BalpmError)."""
+    from balpm.runs import safe_path
+
+    for p in paths:
+        safe_path(folder, p.name)
+
+
 def load_snapshot_features(root: str | Path, data_hash: str) -> np.ndarray:
     """``prompt_features.npy`` of the dataset snapshot ``root/_datasets/<data_hash>`` (never pickled)."""
     folder = snapshot_folder(root, data_hash)
     path = folder / "prompt_features.npy"
+    _inside(folder, path)
     if not path.is_file():
         raise BalpmError(f"dataset snapshot {data_hash} has no prompt_features.npy; re-run the run with this balpm")
     try:
@@ -207,10 +217,12 @@ def snapshot_folder(root: str | Path, data_hash: str) -> Path:
 
 def _snapshot_shape(root: str | Path, data_hash: str) -> tuple[int, int] | None:
     """(P, D) of a snapshot's prompt_features.npy from its header (memory-mapped, nothing read)."""
-    path = snapshot_folder(root, data_hash) / "prompt_features.npy"
+    folder = snapshot_folder(root, data_hash)
+    path = folder / "prompt_features.npy"
     try:
+        _inside(folder, path)
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError):
+    except (OSError, ValueError, BalpmError):
         return None
     return (int(arr.shape[0]), int(arr.shape[1])) if arr.ndim == 2 else None
 

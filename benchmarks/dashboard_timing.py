@@ -1,4 +1,4 @@
-"""Dashboard timings (server side), printed, not asserted.
+"""Dashboard timings (server side), printed as JSON (the last line of stdout), not asserted.
 
 1. Time to first chart with cached runs: Streamlit's AppTest runs the Prompt space and Learning curves
    pages on a runs folder (the engine makes a small one on the teaching world unless ``--runs`` is
@@ -8,12 +8,22 @@
    counts and scores, the WebGL figure, its JSON serialisation as st.plotly_chart sends it), on a real
    BAL-PM selection (``select_balpm``, batch 320, k 13) over ``paper_world`` prompt features.
 
+3. ``--map-points N`` (e.g. 92000): the first Prompt space chart at paper scale. A run folder is made
+   by the engine (policy random, a tiny reward model: the model is not what is timed) on
+   ``paper_world(n, d=--map-dim, n_prompts=--map-prompts)`` with the pool holding N comparisons; then the
+   map is fitted as ``balpm sweep`` does after its runs (``projection.precompute``: float32 PCA to 50
+   dimensions, then UMAP; seconds of each), and the Prompt space page is run cold in a fresh process
+   (AppTest, nothing in memory, the map on disk) and warm.
+
     python benchmarks/dashboard_timing.py [--runs DIR] [--sizes 10000,92000] [--dim 32] [--steps 20]
+    python benchmarks/dashboard_timing.py --skip-pages --sizes "" --map-points 92000 --map-dim 4096
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -41,16 +51,20 @@ def make_runs(root: Path) -> None:
                      features=features, progress=False)
 
 
-def time_pages(root: Path) -> None:
-    """AppTest run time of the chart pages, cold and warm."""
+def time_pages(root: Path, pages: tuple[str, ...] = ("views/prompt_space.py", "views/learning_curves.py",
+                                                     "views/batch_anatomy.py")) -> dict:
+    """AppTest run time of the chart pages, cold (first run in this process) and warm."""
     from streamlit.testing.v1 import AppTest
 
+    from balpm.cli.dashboard import dashboard_app_path
+
     os.environ["BALPM_RUNS_DIR"] = str(root)
-    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=600)
+    at = AppTest.from_file(str(dashboard_app_path()), default_timeout=600)
     t0 = time.perf_counter()
     at.run()
-    print(f"  runs page, first run of the process (imports included): {time.perf_counter() - t0:6.2f} s")
-    for page in ("views/prompt_space.py", "views/learning_curves.py", "views/batch_anatomy.py"):
+    out = {"runs_page_first_s": round(time.perf_counter() - t0, 3)}
+    print(f"  runs page, first run of the process (imports included): {out['runs_page_first_s']:6.2f} s", file=sys.stderr)
+    for page in pages:
         at.switch_page(page)
         t0 = time.perf_counter()
         at.run()
@@ -60,7 +74,65 @@ def time_pages(root: Path) -> None:
         warm = time.perf_counter() - t0
         charts = len(at.get("plotly_chart"))
         assert not at.exception, [e.message for e in at.exception]
-        print(f"  {page:28s} {charts} charts: cold {cold:6.2f} s, warm (cached) {warm:6.2f} s")
+        out[page] = {"charts": charts, "cold_s": round(cold, 3), "warm_s": round(warm, 3)}
+        print(f"  {page:28s} {charts} charts: cold {cold:6.2f} s, warm (cached) {warm:6.2f} s", file=sys.stderr)
+    return out
+
+
+def make_map_run(root: Path, n_pool: int, dim: int, n_prompts: int) -> dict:
+    """One engine run whose pool holds ``n_pool`` comparisons of the paper-shape world at D = ``dim``
+    (prompt features; the pair features the tiny model sees are cut to 16 dimensions to save memory)."""
+    import dataclasses
+
+    from balpm import loop
+    from balpm.config import RunConfig
+    from balpm.data.synthetic import paper_world
+
+    n = int(round(n_pool / 0.96))
+    t0 = time.perf_counter()
+    table, feats = paper_world(n, dim, seed=0, n_prompts=n_prompts, ood_fraction=0.0, ratios=(0.96, 0.02, 0.02))
+    small = np.ascontiguousarray(feats.pairs_N_2_D[:, :, :16])
+    feats = dataclasses.replace(feats, pairs_N_2_D=small)
+    gen = time.perf_counter() - t0
+    cfg = RunConfig().replace(
+        model={"hidden": (8,), "ensemble_size": 2, "max_epochs": 1, "batch_size": 64, "device": "cpu"},
+        acquisition={"policy": "random"}, loop={"initial": 320, "batch_size": 320, "rounds": 2})
+    t0 = time.perf_counter()
+    loop.run(cfg, root, table=table, features=feats, progress=False)
+    return {"pool_points": int((table["split"] == "train").sum()), "prompts": int(feats.prompts_P_D.shape[0]),
+            "dim": int(dim), "world_seconds": round(gen, 1), "run_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def time_map(n_pool: int, dim: int, n_prompts: int) -> dict:
+    """The paper-scale first Prompt space chart: fit as the sweep does, then the page cold and warm."""
+    from balpm import projection
+
+    root = Path(tempfile.mkdtemp(prefix="balpm-bench-map-"))
+    try:
+        out = make_map_run(root, n_pool, dim, n_prompts)
+        t0 = time.perf_counter()
+        done = projection.precompute(root)
+        out["precompute_seconds"] = round(time.perf_counter() - t0, 1)
+        (data_hash, res), = done.items()
+        out["method"] = res.get("method", res.get("error"))
+        meta = root / "_datasets" / data_hash / f"projection-{out['method']}.json"
+        if meta.is_file():
+            out["fit_seconds"] = json.loads(meta.read_text()).get("seconds")
+        # the page in a fresh process: nothing in memory, the map on disk (what a user sees after a sweep)
+        proc = subprocess.run([sys.executable, __file__, "--runs", str(root), "--pages", "views/prompt_space.py",
+                               "--sizes", ""], capture_output=True, text=True, timeout=1800, check=False)
+        try:
+            pages = json.loads(proc.stdout.strip().splitlines()[-1])["pages"]
+        except (ValueError, IndexError, KeyError):
+            raise SystemExit("page timing failed: " + proc.stderr[-2000:]) from None
+        out["prompt_space_first_chart_cold_s"] = pages["views/prompt_space.py"]["cold_s"]
+        out["prompt_space_warm_s"] = pages["views/prompt_space.py"]["warm_s"]
+        out["app_first_run_s"] = pages["runs_page_first_s"]
+        return out
+    finally:
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def replay_inputs(n: int, dim: int, batch: int = 320, k: int = 13, seed: int = 0):
@@ -91,7 +163,7 @@ def replay_inputs(n: int, dim: int, batch: int = 320, k: int = 13, seed: int = 0
     return scores, inc, picks, coords, select_s
 
 
-def time_replay(n: int, dim: int, steps: int) -> None:
+def time_replay(n: int, dim: int, steps: int) -> dict:
     """Per-step server time of the replay at n pool points."""
     import plotly.io as pio
 
@@ -117,45 +189,55 @@ def time_replay(n: int, dim: int, steps: int) -> None:
         sizes.append(len(spec))
     total = np.add(np.add(compute, figure), serial)
     print(f"  {n:>6d} pool points ({len(inc)} count increments over {len(picks)} picks; selection itself "
-          f"{select_s:.1f} s, increment index {index_s * 1e3:.0f} ms once per round)")
+          f"{select_s:.1f} s, increment index {index_s * 1e3:.0f} ms once per round)", file=sys.stderr)
     print(f"         per step: replay {np.median(compute) * 1e3:6.1f} ms + figure {np.median(figure) * 1e3:6.1f} ms"
           f" + JSON {np.median(serial) * 1e3:6.1f} ms = {np.median(total) * 1e3:6.1f} ms median"
-          f" (max {np.max(total) * 1e3:.1f} ms), {np.median(sizes) / 1e6:.2f} MB sent")
+          f" (max {np.max(total) * 1e3:.1f} ms), {np.median(sizes) / 1e6:.2f} MB sent", file=sys.stderr)
+    return {"points": n, "step_ms_median": round(float(np.median(total)) * 1e3, 1),
+            "step_ms_max": round(float(np.max(total)) * 1e3, 1), "mb_sent": round(float(np.median(sizes)) / 1e6, 2)}
 
 
 def main() -> None:
-    """Parse arguments, print both timings."""
+    """Parse arguments, time, print one JSON object as the last line of stdout (progress on stderr)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=Path, default=None, help="runs folder (default: make a small one)")
-    ap.add_argument("--sizes", default="10000,92000")
+    ap.add_argument("--sizes", default="10000,92000", help="replay benchmark pool sizes ('' to skip)")
     ap.add_argument("--dim", type=int, default=32, help="prompt feature dimension of the replay benchmark")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--skip-pages", action="store_true")
+    ap.add_argument("--pages", default="views/prompt_space.py,views/learning_curves.py,views/batch_anatomy.py")
+    ap.add_argument("--map-points", type=int, default=0, help="paper-scale first map: pool points (e.g. 92000)")
+    ap.add_argument("--map-dim", type=int, default=4096)
+    ap.add_argument("--map-prompts", type=int, default=36300)
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    print(f"machine: {os.cpu_count()} cores")
+    result: dict = {"cores": os.cpu_count()}
     if not args.skip_pages:
         if args.runs is None:
             tmp = Path(tempfile.mkdtemp(prefix="balpm-bench-runs-"))
             t0 = time.perf_counter()
             make_runs(tmp)
-            print(f"made 6 teaching-world runs with the engine in {time.perf_counter() - t0:.1f} s (temporary folder)")
+            print(f"made 6 teaching-world runs with the engine in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             root = tmp
         else:
             root = args.runs
-        print("time to first chart (server side, AppTest):")
+        print("time to first chart (server side, AppTest):", file=sys.stderr)
         try:
-            time_pages(root)
+            result["pages"] = time_pages(root, tuple(p for p in args.pages.split(",") if p))
         finally:
             if args.runs is None:
                 import shutil
 
                 shutil.rmtree(root, ignore_errors=True)
-    print("one replay step (server side):")
-    for n in (int(x) for x in args.sizes.split(",")):
-        time_replay(n, args.dim, args.steps)
+    if args.sizes:
+        print("one replay step (server side):", file=sys.stderr)
+        result["replay"] = [time_replay(int(x), args.dim, args.steps) for x in args.sizes.split(",") if x]
+    if args.map_points:
+        print(f"first Prompt space chart at {args.map_points} pool points, D = {args.map_dim}:", file=sys.stderr)
+        result["map"] = time_map(args.map_points, args.map_dim, args.map_prompts)
+    print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ nav = st.navigation(PAGES)
 
 root = state.runs_root()
 infos = state.run_infos(root)
+state.start_projections(root, infos)  # maps not fitted by a sweep are fitted in the background now
 with st.sidebar:
     st.markdown("**balpm** · Bayesian active learning for preference models")
-    st.caption(f"runs folder: `{root}`")
+    st.caption(f"runs folder: {state.code(root)}")
     n_ok = len(state.usable(infos))
     n_cmp = len(state.compared(infos))
     st.caption(f"{len(infos)} run folder(s), {n_ok} readable, {n_cmp} compared")

@@ -7,6 +7,7 @@ a 92k-point map is a few MB and redraws smoothly. Every point of a map carries i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -71,8 +72,16 @@ def _map_axes(fig: go.Figure, ranges: tuple[list[float], list[float]] | None, me
                      scaleanchor="x" if method == "raw" else None)
 
 
+def plain(values: Any) -> np.ndarray:
+    """Strings from the data (prompt ids, run names) made inert for plotly's HTML-like text (``<a>``,
+    ``<img>``-like tags and entities are shown as typed)."""
+    import html
+
+    return np.array([html.escape(str(v), quote=False) for v in np.asarray(values, dtype=object).ravel()], dtype=object)
+
+
 def _hover(prompt_ids: np.ndarray, extra: str = "") -> dict:
-    return dict(text=prompt_ids, hovertemplate="pool %{customdata}<br>prompt %{text}" + extra + "<extra></extra>")
+    return dict(text=plain(prompt_ids), hovertemplate="pool %{customdata}<br>prompt %{text}" + extra + "<extra></extra>")
 
 
 def prompt_map(frame: pd.DataFrame, *, title: str = "", method: str = "umap",
@@ -181,13 +190,13 @@ def replay_map(coords: pd.DataFrame, replay: pd.DataFrame, *, color_by: str = "f
     fig.add_trace(go.Scattergl(x=picked["x"].to_numpy(np.float32), y=picked["y"].to_numpy(np.float32), mode="markers",
                                name="picked earlier in this batch", customdata=picked["pool_index"].to_numpy(np.int32),
                                marker=dict(size=point_size + 4, color="#111827", symbol="x"),
-                               text=picked["prompt_id"].astype(str).to_numpy(),
+                               text=plain(picked["prompt_id"]),
                                hovertemplate="picked: pool %{customdata}<br>prompt %{text}<extra></extra>"))
     cur = r[r["status"] == "current"]
     fig.add_trace(go.Scattergl(x=cur["x"].to_numpy(np.float32), y=cur["y"].to_numpy(np.float32), mode="markers",
                                name="current pick", customdata=cur["pool_index"].to_numpy(np.int32),
                                marker=dict(size=24, color="#dc2626", symbol="circle-open", line=dict(width=3.5)),
-                               text=cur["prompt_id"].astype(str).to_numpy(),
+                               text=plain(cur["prompt_id"]),
                                hovertemplate="current pick: pool %{customdata}<br>prompt %{text}<extra></extra>"))
     _map_axes(fig, ranges, method)
     fig.update_layout(dragmode="zoom", uirevision="replay")

@@ -8,8 +8,12 @@ file is ever loaded.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import string
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,7 +33,54 @@ COMPARE = "compare_runs"        # session key: run ids picked on the Runs page
 SELECTION = "inspect_selection"  # session key: list of {"run": run_id, "pool_index": i} picked on any map
 
 
+# ---- untrusted text ---------------------------------------------------------------------------
+_PUNCT = frozenset(string.punctuation)
+
+
+def esc(text: Any, limit: int = 2000) -> str:
+    """``text`` from a run folder (a run id, an error, a prompt) made inert for ``st.markdown`` and every
+    element that renders markdown (``st.error``, ``st.caption``, labels): one line, every ASCII
+    punctuation character backslash-escaped, so no link, image, HTML tag, ``:colour[...]`` directive,
+    emoji shortcode or LaTeX survives. Longer text belongs in ``st.text``/``st.code`` (always plain)."""
+    one = " ".join(str(text).split())
+    if len(one) > limit:
+        one = one[:limit] + "..."
+    return "".join("\\" + ch if ch in _PUNCT else ch for ch in one)
+
+
+def code(text: Any) -> str:
+    """``text`` as inline code for markdown (plain, backticks inside it cannot close the span)."""
+    one = " ".join(str(text).split()).replace("`", "'")
+    return f"`` {one} ``"
+
+
+def config_for_display(text: str) -> str:
+    """A run's config.yaml as the Runs page shows it: for a run on data files the synthetic-world knobs
+    (``synthetic: teaching`` ...) are dropped, since they do not apply, with a comment saying so."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if isinstance(data, dict) and data.get("paths"):
+        dropped = [k for k in ("synthetic", "synthetic_size", "synthetic_dim") if k in data]
+        for k in dropped:
+            data.pop(k)
+        note = f"# data from files: {', '.join(dropped)} (synthetic worlds only) not shown\n" if dropped else ""
+        return note + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    return text
+
+
 # ---- where the runs are ----------------------------------------------------------------------
+def allow_outside_data() -> bool:
+    """True when the server was started with ``--allow-outside-data`` (``balpm dashboard
+    --allow-outside-data``): only then may a config typed into the app read data or caches outside the
+    runs folder."""
+    return "--allow-outside-data" in sys.argv[1:] or os.environ.get("BALPM_ALLOW_OUTSIDE_DATA") == "1"
+
+
 def runs_root() -> Path:
     """The runs folder: ``--runs DIR`` after ``--`` on the streamlit command line, else ``$BALPM_RUNS_DIR``,
     else ``./runs``. It is fixed by whoever started the server, never typed into the app."""
@@ -64,9 +115,42 @@ def _root_fingerprint(root: Path) -> tuple:
     return tuple((name, run_fingerprint(root, name)) for name in entries)
 
 
+RUN_FILES = ("config.yaml", "status.json", "rounds.parquet", "acquisitions.parquet", "pool.parquet", "pool_scores")
+
+
+def refusal(root: Path, run_id: str) -> str | None:
+    """Why the folder ``root/run_id`` must not be read (a symlinked run folder, or a file of it that leads
+    outside the runs folder), or None. Every dashboard read of a run goes through this check."""
+    folder = Path(root) / run_id
+    try:
+        if folder.is_symlink():
+            return f"refused: the run folder is a symbolic link (to {os.readlink(folder)}); copy the run instead"
+        runs.safe_path(root, run_id)
+        for name in RUN_FILES:
+            runs.safe_path(root, f"{run_id}/{name}")
+    except BalpmError as exc:
+        return f"refused: {exc}"
+    except OSError as exc:
+        return f"refused: unreadable ({' '.join(str(exc).split())[:120]})"
+    return None
+
+
+def safe_file(root: Path, run_id: str, name: str) -> Path:
+    """``root/run_id/name`` checked with ``runs.safe_path`` (and the run folder with :func:`refusal`);
+    a one-line BalpmError otherwise."""
+    why = refusal(root, run_id)
+    if why:
+        raise BalpmError(f"run {run_id!r}: {why}")
+    return runs.safe_path(root, f"{run_id}/{name}")
+
+
 @st.cache_data(show_spinner=False, max_entries=64)
 def _list_runs(root: str, stamp: tuple) -> list[runs.RunInfo]:
-    return runs.list_runs(root)
+    out = []
+    for info in runs.list_runs(root):
+        why = refusal(Path(root), info.run_id)
+        out.append(info if why is None else runs.RunInfo(info.run_id, Path(root) / info.run_id, "broken", reason=why))
+    return out
 
 
 def run_infos(root: Path) -> list[runs.RunInfo]:
@@ -80,25 +164,43 @@ def usable(infos: list[runs.RunInfo]) -> list[runs.RunInfo]:
 
 
 # ---- cached readers --------------------------------------------------------------------------
+def _open(root: str, run_id: str, *files: str) -> runs.Run:
+    """``runs.open_run`` after :func:`safe_file` on the folder and the files about to be read."""
+    for name in files or ("config.yaml",):
+        safe_file(Path(root), run_id, name)
+    return runs.open_run(root, run_id)
+
+
 @st.cache_data(show_spinner=False, max_entries=256)
 def _rounds(root: str, run_id: str, stamp: tuple) -> pd.DataFrame:
-    return runs.open_run(root, run_id).rounds()
+    return _open(root, run_id, "config.yaml", "status.json", "rounds.parquet").rounds()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _acquisitions(root: str, run_id: str, stamp: tuple) -> pd.DataFrame:
-    return runs.open_run(root, run_id).acquisitions()
+    return _open(root, run_id, "config.yaml", "status.json", "acquisitions.parquet").acquisitions()
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
 def _pool(root: str, run_id: str, stamp: tuple) -> pd.DataFrame:
-    return runs.open_run(root, run_id).pool()
+    return _open(root, run_id, "config.yaml", "pool.parquet").pool()
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def _config(root: str, run_id: str, stamp: tuple) -> tuple[RunConfig, dict]:
-    r = runs.open_run(root, run_id)
+    r = _open(root, run_id, "config.yaml")
     return r.config, r.meta
+
+
+def read_text(root: Path, run_id: str, name: str, limit: int = 2_000_000) -> str | None:
+    """A run's text file (config.yaml, status.json) through :func:`safe_file`; None when absent.
+    Never follows a link out of the runs folder."""
+    path = safe_file(root, run_id, name)
+    if not path.is_file():
+        return None
+    if path.stat().st_size > limit:
+        raise BalpmError(f"{run_id}/{name} is larger than {limit} bytes; not shown")
+    return path.read_text(errors="replace")
 
 
 def rounds(root: Path, run_id: str) -> pd.DataFrame:
@@ -123,7 +225,8 @@ def config(root: Path, run_id: str) -> tuple[RunConfig, dict]:
 
 @st.cache_resource(show_spinner=False, max_entries=48)
 def _pool_scores(root: str, run_id: str, rnd: int, stamp: tuple) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    r = runs.open_run(root, run_id)
+    r = _open(root, run_id, "config.yaml", "status.json", f"pool_scores/round={int(rnd)}.parquet",
+              f"pool_scores/round={int(rnd)}.increments.parquet")
     return r.pool_scores(rnd), r.increments(rnd)
 
 
@@ -150,25 +253,42 @@ def replay_index(root: Path, run_id: str, rnd: int) -> pd.DataFrame | None:
 def pool_score_rounds(root: Path, run_id: str) -> list[int]:
     """Rounds of a run with saved pool scores."""
     try:
-        return runs.open_run(root, run_id).pool_score_rounds()
+        return _open(str(root), run_id, "config.yaml", "status.json", "pool_scores").pool_score_rounds()
     except BalpmError:
         return []
 
 
+SNAPSHOT_FILES = ("table.parquet", "prompt_ids.json", "prompt_features.npy")
+
+
+def snapshot_file(root: Path, data_hash: str, name: str) -> Path:
+    """A file of the dataset snapshot ``_datasets/<data_hash>`` checked with ``runs.safe_path``."""
+    from balpm.projection import snapshot_folder
+
+    folder = snapshot_folder(root, data_hash)  # refuses a hash that is not a plain folder name
+    return runs.safe_path(root, folder / name)
+
+
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _dataset(root: str, data_hash: str, stamp: int) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    owner = next((i.run_id for i in runs.list_runs(root) if i.data_hash == data_hash and i.state != "broken"), None)
+    owner = next((i.run_id for i in run_infos(Path(root)) if i.data_hash == data_hash and i.state != "broken"), None)
     if owner is None:
         raise BalpmError(f"no readable run uses dataset snapshot {data_hash}")
-    return runs.open_run(root, owner).dataset()  # shared by every run of the snapshot
+    paths = {n: snapshot_file(Path(root), data_hash, n) for n in SNAPSHOT_FILES}
+    table = pd.read_parquet(paths["table.parquet"])
+    ids = json.loads(paths["prompt_ids.json"].read_text())
+    # memory-mapped, read-only: 36k x 4096 features open at once and are shared by every session
+    feats = np.load(paths["prompt_features.npy"], mmap_mode="r", allow_pickle=False)
+    if not isinstance(ids, list) or feats.ndim != 2 or len(ids) != feats.shape[0]:
+        raise BalpmError(f"dataset snapshot {data_hash}: prompt_ids.json and prompt_features.npy disagree")
+    return table, [str(i) for i in ids], feats
 
 
 def dataset(root: Path, data_hash: str) -> tuple[pd.DataFrame, list[str], np.ndarray]:
-    """(table, prompt_ids, prompts_P_D) of a dataset snapshot, via ``Run.dataset()`` (read-only, shared)."""
-    from balpm.projection import snapshot_folder
-
+    """(table, prompt_ids, prompts_P_D) of a dataset snapshot (read-only, shared; features memory-mapped).
+    Every file is checked with ``runs.safe_path``."""
     try:
-        stamp = _mtime(snapshot_folder(root, data_hash) / "prompt_ids.json")
+        stamp = _mtime(snapshot_file(root, data_hash, "prompt_ids.json"))
         return _dataset(str(root), str(data_hash), stamp)
     except BalpmError:
         raise
@@ -176,21 +296,41 @@ def dataset(root: Path, data_hash: str) -> tuple[pd.DataFrame, list[str], np.nda
         raise BalpmError(f"dataset snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:160]})") from None
 
 
+def _check_snapshot(root: str, data_hash: str) -> None:
+    for n in SNAPSHOT_FILES:
+        snapshot_file(Path(root), data_hash, n)
+
+
 @st.cache_resource(show_spinner="Fitting the 2-D map of the prompts (once per dataset, cached on disk)...", max_entries=8)
 def _projection(root: str, data_hash: str, method: str, stamp: int) -> Any:
     from balpm.projection import cached_projection
 
-    _, _, feats = _dataset(root, data_hash, stamp)
-    return cached_projection(root, data_hash, feats, method=method, seed=0)
+    _check_snapshot(root, data_hash)
+    return cached_projection(root, data_hash, method=method, seed=0)  # cached maps open without the features
 
 
 def projection(root: Path, data_hash: str, method: str = "auto") -> Any:
     """The dataset's :class:`balpm.projection.Projection` (disk-cached; raw for 2-D features)."""
-    from balpm.projection import snapshot_folder
-
-    fp = _mtime(snapshot_folder(root, data_hash) / "prompt_ids.json")
-    dataset(root, data_hash)
+    fp = _mtime(snapshot_file(root, data_hash, "prompt_ids.json"))
     return _projection(str(root), str(data_hash), method, fp)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _precompute_started(root: str, hashes: tuple[str, ...]) -> threading.Thread:
+    from balpm.projection import precompute
+
+    th = threading.Thread(target=precompute, args=(root,), name="balpm-projection", daemon=True)
+    th.start()
+    return th
+
+
+def start_projections(root: Path, infos: list[runs.RunInfo]) -> None:
+    """Fit, in a background thread, the map of every dataset snapshot the runs use and that has none
+    cached yet (runs made by ``balpm run`` rather than ``balpm sweep``), so the Prompt space page finds it
+    ready. Once per set of snapshots per server process."""
+    hashes = tuple(sorted({i.data_hash for i in usable(infos) if i.data_hash}))
+    if hashes:
+        _precompute_started(str(root), hashes)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
@@ -215,9 +355,9 @@ def attempt(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
     try:
         return fn(*args, **kwargs)
     except BalpmError as exc:
-        st.warning(f"{what + ': ' if what else ''}{exc}")
+        st.warning(esc(f"{what + ': ' if what else ''}{exc}"))  # run ids and messages come from run folders
     except Exception as exc:  # noqa: BLE001 - unreadable files of a run being written
-        st.warning(f"{what + ': ' if what else ''}could not read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})")
+        st.warning(esc(f"{what + ': ' if what else ''}could not read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"))
     return None
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: where the real data lives, and a temporary runs root.
 
 The real-data tests read ``$BALPM_SHARED_DATA`` (default ``../shared/data`` beside the checkout).
-Outside CI they are skipped when it is missing; in CI (``CI=true``) a missing folder fails them.
+Outside CI they are skipped when it is missing, and the run ends with one line saying how many were
+skipped and how to enable them (not one line per test); in CI (``CI=true``) a missing folder fails them.
 """
 from __future__ import annotations
 
@@ -25,16 +26,40 @@ def _shared_data_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+REAL_DATA_SKIP = "real data not found"
+REAL_DATA_CATEGORY = "skipped (no real data)"
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The folder holding summarize_from_feedback/ (fails in CI, skips elsewhere, when absent)."""
     path = _shared_data_dir()
     if not (path / "summarize_from_feedback" / "comparisons").is_dir():
-        msg = f"real data not found at {path}; set BALPM_SHARED_DATA to the shared data folder"
-        if os.environ.get("CI"):
+        msg = f"{REAL_DATA_SKIP} at {path}; set BALPM_SHARED_DATA to the shared data folder"
+        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
             pytest.fail(msg)
         pytest.skip(msg)
     return path
+
+
+def pytest_report_teststatus(report, config):
+    """Real-data skips get their own category: not one ``SKIPPED`` line each in the ``-ra`` summary,
+    but a count in the final stats line and the single line of :func:`pytest_unconfigure`."""
+    if report.skipped and REAL_DATA_SKIP in str(report.longrepr):
+        return REAL_DATA_CATEGORY, "s", "SKIPPED (no real data)"
+    return None
+
+
+def pytest_unconfigure(config):
+    """The run's last line: how many real-data tests were skipped and how to run them."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    n = len([r for r in reporter.stats.get(REAL_DATA_CATEGORY, []) if getattr(r, "when", "") in ("setup", "call")])
+    if n:
+        reporter.write_line(f"{n} real-data test(s) skipped: no data at {_shared_data_dir()}; to run them, set "
+                            "BALPM_SHARED_DATA to the folder holding summarize_from_feedback/ "
+                            "(e.g. BALPM_SHARED_DATA=../shared/data .venv/bin/python -m pytest -q)", yellow=True)
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -100,6 +101,15 @@ def _ok(at: AppTest) -> None:
     assert not at.exception, [e.message for e in at.exception]
 
 
+def _plain(text: str) -> str:
+    """Markdown source as read: untrusted text is backslash-escaped by ``state.esc``; drop the escapes."""
+    return re.sub(r"\\(.)", r"\1", text)
+
+
+def _texts(elements) -> str:
+    return " ".join(_plain(e.value) for e in elements)
+
+
 def _metric(at: AppTest, label: str) -> str:
     return next(m.value for m in at.metric if m.label == label)
 
@@ -121,8 +131,8 @@ def test_runs_page_lists_every_state_and_never_crashes(runs_root, monkeypatch):
     table = at.dataframe[0].value
     assert set(table["run"]) == set(_run_dirs(runs_root))
     assert table.set_index("run").loc["balpm-s4-interrupted", "state"] == "broken"
-    warnings = " ".join(w.value for w in at.warning)
-    errors = " ".join(e.value for e in at.error)
+    warnings = _texts(at.warning)
+    errors = _texts(at.error)
     assert "status.json missing" in warnings and "process gone" in warnings
     assert "simulated failure" in errors
     # the compare picker: the default is every readable run of the setting
@@ -140,7 +150,7 @@ def test_typed_paths_cannot_leave_the_runs_folder(runs_root, monkeypatch, tmp_pa
     for bad in (str(secret), "../" * 8 + str(secret).lstrip("/"), "balpm-s0-x/../../secret.json"):
         at.text_input(key="typed_path").set_value(bad).run()
         _ok(at)
-        assert any("outside the runs folder" in e.value for e in at.error), bad
+        assert "outside the runs folder" in _texts(at.error), bad
         assert not any("do-not-show" in c.value for c in at.code)
     rid = runs.default_run_id(TINY.replace(acquisition={"policy": "bald"}, loop={"seed": 0}))
     at.text_input(key="typed_path").set_value(f"{rid}/status.json").run()
@@ -160,14 +170,12 @@ def test_every_page_renders_on_the_engine_runs(runs_root, monkeypatch):
     # anatomy: bars, ratio and redundancy figures
     at.switch_page("views/batch_anatomy.py").run()
     assert len(at.get("plotly_chart")) == 3
-    # learning curves: the figure, label efficiency exact and paper-compatible, AULC, downloads
+    # learning curves: the figure, one verdict table from balpm.stats (every policy vs the baseline), downloads
     at.switch_page("views/learning_curves.py").run()
     assert len(at.get("plotly_chart")) == 1
-    eff = at.dataframe[0].value
-    assert set(eff["method"]) == {"exact", "paper-compatible"}
-    assert {"CI low", "CI high"} <= set(eff.columns)
-    aulc = at.dataframe[1].value
-    assert {"random", "bald", "balpm"} <= set(aulc["policy"])
+    verdicts = at.dataframe[0].value
+    assert {"random", "bald", "balpm"} <= set(verdicts["policy"])
+    assert {"AULC diff [95% t CI]", "verdict (AULC)", "AULC bootstrap CI"} <= set(verdicts.columns)
     assert len(at.get("download_button")) == 3
 
 
@@ -289,7 +297,7 @@ def test_ablation_toggle_creates_or_reuses_exactly_one_run(runs_root, monkeypatc
     at.select_slider(key="abl_beta").set_value(0.1)
     next(b for b in at.get("form_submit_button")).click().run()
     _ok(at)
-    assert any("reusing" in s.value for s in at.success)
+    assert "reusing" in _texts(at.success)
     assert _run_dirs(root) == after
     # and the base's own values are not a variant
     at.select_slider(key="abl_beta").set_value(0.01)
@@ -343,7 +351,7 @@ def test_runs_page_starts_a_sweep_in_the_background_with_progress(runs_root, mon
     at.number_input(key="new_rounds").set_value(2)
     next(b for b in at.get("form_submit_button") if "background" in b.proto.label).click().run()
     _ok(at)
-    assert any("started sweep" in s.value for s in at.success)
+    assert "started sweep" in _texts(at.success)
     assert len(at.get("progress")) == 1  # the live progress bar of the job
     base = runs.open_run(root, base_id).config
     want = [runs.default_run_id(base.replace(acquisition={"policy": p}, loop={"seed": 7, "rounds": 2}))
@@ -354,3 +362,165 @@ def test_runs_page_starts_a_sweep_in_the_background_with_progress(runs_root, mon
     at.run()
     _ok(at)
     assert "4/4 rounds" in at.get("progress")[0].proto.text
+
+
+# ---- hardening (issue 8, "Dashboard") ----------------------------------------------------------
+def _copy_root(runs_root: Path, tmp_path: Path) -> Path:
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root, symlinks=True)
+    return root
+
+
+def test_symlinks_out_of_the_runs_folder_are_refused_never_read(runs_root, monkeypatch, tmp_path):
+    root = _copy_root(runs_root, tmp_path)
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("token: do-not-show\n")
+    rid = runs.default_run_id(TINY.replace(acquisition={"policy": "random"}, loop={"seed": 0}))
+    # a run whose config.yaml is a link to a file outside (as to /etc/passwd), and a run folder that
+    # is itself a link to a copy of a run outside the runs folder
+    (root / rid / "config.yaml").unlink()
+    (root / rid / "config.yaml").symlink_to(secret)
+    outside = tmp_path / "elsewhere" / "linked-run"
+    shutil.copytree(runs_root / runs.default_run_id(TINY.replace(acquisition={"policy": "bald"}, loop={"seed": 0})),
+                    outside)
+    (root / "linked-run").symlink_to(outside, target_is_directory=True)
+    at = _app(root, monkeypatch)
+    _ok(at)
+    table = at.dataframe[0].value.set_index("run")
+    assert table.loc["linked-run", "state"] == "broken" and "refused" in table.loc["linked-run", "problem"]
+    assert table.loc[rid, "state"] == "broken" and "refused" in table.loc[rid, "problem"]
+    for run in (rid, "linked-run"):
+        at.selectbox(key="detail_run").set_value(run).run()
+        _ok(at)
+        shown = " ".join(c.value for c in at.code) + " ".join(str(j.value) for j in at.json)
+        assert "do-not-show" not in shown and "refused" in _texts(at.error)
+    for page in PAGES:  # no page crashes on them (the Ablations page did)
+        at.switch_page(page).run()
+        _ok(at)
+
+
+def test_text_from_run_folders_is_rendered_as_plain_text(runs_root, monkeypatch, tmp_path):
+    from dashboard import state
+
+    root = _copy_root(runs_root, tmp_path)
+    rid = runs.default_run_id(TINY.replace(acquisition={"policy": "random"}, loop={"seed": 0}))
+    evil = "boom ![x](http://example.invalid/pixel.png) <img src=x onerror=alert(1)> :red[big] $x^2$ [a](javascript:1)"
+    runs.RunWriter(root, rid).fail(RuntimeError(evil))  # the engine writes the error field
+    at = _app(root, monkeypatch)
+    _ok(at)
+    bodies = [e.value for e in at.error if "boom" in e.value]
+    assert bodies, "the failed run's error is shown"
+    safe = state.esc(evil)
+    # every ASCII punctuation character of it is backslash-escaped: no link, image, tag, directive, LaTeX
+    assert re.fullmatch(r"(?:[A-Za-z0-9 ]|\\[!-/:-@\[-`{-~])*", safe), safe
+    for body in bodies:
+        assert safe in body and _plain(body).endswith(evil)
+    # the escaping itself: every ASCII punctuation character is escaped, one line
+    assert state.esc("a*b\n_c_") == "a\\*b \\_c\\_"
+    assert state.code("x`y") == "`` x'y ``"
+
+
+def test_runs_page_details_and_start_form_say_what_they_mean(runs_root, monkeypatch, tmp_path):
+    from dashboard import state
+
+    real = TINY.replace(data={"paths": ("data/comparisons.jsonl",)})
+    shown = state.config_for_display(real.to_yaml())
+    note, body = shown.split("\n", 1)
+    assert note.startswith("# data from files") and "synthetic" not in body and "comparisons.jsonl" in body
+    assert "synthetic: teaching" in state.config_for_display(TINY.to_yaml())  # the teaching world keeps them
+    at = _app(runs_root, monkeypatch)
+    labels = {n.key: n.label for n in at.number_input}
+    assert "keep" in labels["new_rounds"] and "keep" in labels["new_batch"] and "keep" in labels["new_initial"]
+    updated = at.dataframe[0].value["updated"]
+    updated = updated[updated != ""]  # the broken run has no status
+    assert len(updated) == 6 and updated.str.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$").all()
+
+
+def _wait_job(job, timeout: float = 240.0) -> int:
+    from dashboard import jobs
+
+    return jobs.wait(job, timeout=timeout)
+
+
+def test_background_jobs_run_from_the_snapshot_wherever_the_dashboard_started(tmp_path, monkeypatch):
+    from balpm import snapshot
+    from dashboard import jobs
+
+    root = tmp_path / "runs"
+    table, features = loop.load_inputs(TINY, progress=False)
+    # a run on "data files" given by relative paths that mean nothing from any other folder
+    cfg = TINY.replace(data={"paths": ("data/comparisons.jsonl",)}, features={"cache_dir": "rel-cache"},
+                       acquisition={"policy": "balpm"}, loop={"rounds": 2})
+    loop.run(cfg, root, table=table, features=features, progress=False)
+    info = runs.list_runs(root)[0]
+    assert snapshot.has_features(root, info.data_hash, info.feature_hash)
+    elsewhere = tmp_path / "started-here"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("BALPM_LAUNCH_DIR", str(elsewhere))
+    variant = cfg.replace(acquisition={"beta": 0.1})
+    job = jobs.start_run(root, variant, kind="ablation")
+    assert job.inputs == f"snapshot {info.data_hash}" and "balpm.snapshot" in job.cmd and job.cwd == root.resolve()
+    assert _wait_job(job) == 0, jobs.log_tail(job)
+    vinfo = runs.inspect_run(root / runs.default_run_id(variant))
+    assert vinfo.state == "complete" and vinfo.data_hash == info.data_hash and vinfo.feature_hash == info.feature_hash
+    assert not (elsewhere / "rel-cache").exists() and not (root / "rel-cache").exists()  # nothing featurized
+    assert jobs.status_text(job) == "done"
+    # a sweep from the snapshot, and a failing job shows as failed (initial larger than the pool)
+    bad = jobs.start_sweep(root, cfg.replace(loop={"initial": 10_000}), ["random", "bald"], [5])
+    assert _wait_job(bad) != 0
+    p = jobs.progress(bad)
+    assert p["failed"] and jobs.status_text(bad, p).startswith("failed")
+
+
+def test_a_typed_config_may_not_read_outside_the_runs_folder(runs_root, monkeypatch, tmp_path):
+    from dashboard import jobs
+
+    root = _copy_root(runs_root, tmp_path)
+    outside = TINY.replace(data={"paths": (str(tmp_path / "secret-data.jsonl"),)})
+    inside = TINY.replace(data={"paths": ("data/mine.jsonl",)})
+    assert jobs.outside_paths(root, outside) == [str(tmp_path / "secret-data.jsonl")]
+    assert jobs.outside_paths(root, inside) == []
+    assert jobs.outside_paths(root, inside.replace(features={"cache_dir": "../cache"})) == ["../cache"]
+    assert jobs.outside_paths(root, TINY) == []  # the synthetic world reads no file
+    runs.atomic_write_text(root / "typed.yaml", outside.to_yaml())
+    before = _run_dirs(root)
+    at = _app(root, monkeypatch)
+    at.text_input(key="new_conf").set_value("typed.yaml")
+    next(b for b in at.get("form_submit_button") if "background" in b.proto.label).click().run()
+    _ok(at)
+    assert "outside the runs folder" in _texts(at.error) and "--allow-outside-data" in _texts(at.error)
+    assert not at.success and _run_dirs(root) == before and not (root / "_jobs").exists()
+
+
+def test_dashboard_cli_refuses_a_missing_runs_folder_and_demo_checks_its_port_first(tmp_path, capsys):
+    import socket
+
+    import tomllib
+
+    from balpm.cli import dashboard as cli
+    from balpm.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    with pytest.raises(SystemExit) as exc:
+        main(["dashboard", "--runs", str(tmp_path / "typo"), "--port", str(free)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "does not exist" in err and "--create" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "typo").exists()
+    assert cli.check_runs_dir(tmp_path / "new", create=True).is_dir()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(SystemExit) as exc:
+            main(["demo", "--port", str(port), "--runs-dir", str(tmp_path / "demo")])
+    assert exc.value.code == 2 and "in use" in capsys.readouterr().err
+    assert not (tmp_path / "demo").exists()  # found before the demo ran
+    settings = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert settings["server"]["enableXsrfProtection"] is True and settings["server"]["enableCORS"] is True
+    cmd = cli.streamlit_command(tmp_path, 8765)
+    assert cmd[cmd.index("--server.enableXsrfProtection") + 1] == "true"
+    assert cmd[cmd.index("--server.enableCORS") + 1] == "true"
+    assert "--allow-outside-data" not in cmd and "--allow-outside-data" in cli.streamlit_command(tmp_path, 8765, allow_outside_data=True)

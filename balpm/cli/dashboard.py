@@ -1,8 +1,11 @@
 """CLI command ``balpm dashboard``: serve the Streamlit app on a runs folder.
 
-The app lives in ``dashboard/app.py`` beside the ``balpm`` package (a source checkout or an editable
-install). :func:`serve` runs ``streamlit run dashboard/app.py`` as a child process, bound to
+The app is the package ``balpm_dashboard`` (the repository's ``dashboard/`` folder, mapped to that name
+by ``pyproject.toml``, in a wheel and in an editable install alike) and is found through
+``importlib.resources``. :func:`serve` runs ``streamlit run .../app.py`` as a child process, bound to
 127.0.0.1 by default, with the runs folder passed both as ``BALPM_RUNS_DIR`` and as a script argument.
+The server has no authentication: anyone who can reach the port reads every run in the folder, so
+keep it on 127.0.0.1 and use an SSH tunnel (``ssh -L 8501:127.0.0.1:8501 host``) for remote use.
 """
 from __future__ import annotations
 
@@ -19,15 +22,22 @@ import typer
 from balpm.errors import BalpmError, ConfigError
 
 
-def dashboard_app_path() -> Path:
-    """``dashboard/app.py`` next to the ``balpm`` package (one-line error when it is not installed)."""
-    import balpm
+APP_PACKAGE = "balpm_dashboard"
 
-    app = Path(balpm.__file__).resolve().parents[1] / "dashboard" / "app.py"
+
+def dashboard_app_path() -> Path:
+    """``app.py`` of the installed ``balpm_dashboard`` package, found with ``importlib.resources``
+    (one-line error when the install lacks it)."""
+    from importlib import resources
+
+    try:
+        app = resources.files(APP_PACKAGE) / "app.py"
+    except ModuleNotFoundError:
+        raise BalpmError(f"the dashboard package {APP_PACKAGE} is not installed; reinstall balpm "
+                         "(pip install balpm, or pip install -e . in a checkout)") from None
     if not app.is_file():
-        raise BalpmError(
-            f"dashboard app not found at {app}; install balpm from a source checkout (pip install -e .)")
-    return app
+        raise BalpmError(f"dashboard app not found at {app}; reinstall balpm")
+    return Path(str(app))
 
 
 def port_free(host: str, port: int) -> bool:
@@ -42,39 +52,68 @@ def port_free(host: str, port: int) -> bool:
 
 
 def streamlit_command(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1",
-                      open_browser: bool = False) -> list[str]:
-    """The ``python -m streamlit run dashboard/app.py ...`` command line :func:`serve` executes."""
+                      open_browser: bool = False, allow_outside_data: bool = False) -> list[str]:
+    """The ``python -m streamlit run .../app.py ...`` command line :func:`serve` executes.
+
+    The security settings are passed as flags too (an installed wheel has no ``.streamlit/config.toml``):
+    XSRF protection on, CORS on (no cross-origin requests), no usage statistics.
+    """
     runs = str(Path(runs_dir).expanduser().resolve())
     return [
         sys.executable, "-m", "streamlit", "run", str(dashboard_app_path()),
         "--server.port", str(int(port)), "--server.address", host,
         "--server.headless", "false" if open_browser else "true",
+        "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        "--", "--runs", runs,
+        "--", "--runs", runs, *(["--allow-outside-data"] if allow_outside_data else []),
     ]
 
 
-def _check(runs_dir: str | Path, port: int, host: str) -> Path:
+def check_port(port: int, host: str = "127.0.0.1") -> None:
+    """One-line ConfigError when ``port`` is out of range or already in use on ``host`` (``balpm demo``
+    calls this before its runs, so a busy port is found in a second, not after the demo)."""
     if not (1 <= int(port) <= 65535):
         raise ConfigError(f"port must be between 1 and 65535 (got {port})")
+    if not port_free(host, int(port)):
+        raise ConfigError(f"port {port} on {host} is in use; pass another --port (or stop what uses it)")
+
+
+def check_runs_dir(runs_dir: str | Path, create: bool = False) -> Path:
+    """The resolved runs folder; a one-line ConfigError when it is a file, or missing without ``create``
+    (a typo must not show an empty dashboard)."""
     runs = Path(runs_dir).expanduser().resolve()
     if runs.exists() and not runs.is_dir():
         raise ConfigError(f"--runs {runs_dir} is a file; give the folder that holds the run folders")
-    if not port_free(host, int(port)):
-        raise ConfigError(f"port {port} on {host} is in use; pass another --port")
+    if not runs.exists():
+        if not create:
+            raise ConfigError(f"--runs {runs_dir} does not exist; check the path, or pass --create to start an "
+                              "empty runs folder there")
+        runs.mkdir(parents=True)
     return runs
 
 
-def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_browser: bool = False) -> int:
-    """Run the dashboard on ``runs_dir`` until it is stopped (Ctrl-C); return Streamlit's exit code."""
-    runs = _check(runs_dir, port, host)
-    cmd = streamlit_command(runs, port, host, open_browser)
-    # runs started from the app resolve relative paths of their config (data files, the feature
-    # cache folder) against the folder `balpm dashboard` was started in, as `balpm run` would
+def _check(runs_dir: str | Path, port: int, host: str, create: bool = False) -> Path:
+    check_port(port, host)
+    return check_runs_dir(runs_dir, create)
+
+
+def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_browser: bool = False,
+          create: bool = False, allow_outside_data: bool = False) -> int:
+    """Run the dashboard on ``runs_dir`` until it is stopped (Ctrl-C); return Streamlit's exit code.
+
+    ``create``: make a missing runs folder (else it is an error). ``allow_outside_data``: let configs
+    typed into the app read data and caches outside the runs folder (relative paths then resolve
+    against the folder this command was started in)."""
+    runs = _check(runs_dir, port, host, create)
+    cmd = streamlit_command(runs, port, host, open_browser, allow_outside_data)
     env = {**os.environ, "BALPM_RUNS_DIR": str(runs), "BALPM_LAUNCH_DIR": os.getcwd()}
+    env.pop("BALPM_ALLOW_OUTSIDE_DATA", None)  # only the flag allows it
+    if allow_outside_data:
+        env["BALPM_ALLOW_OUTSIDE_DATA"] = "1"
     shown = f"[{host}]" if ":" in host else host
-    print(f"balpm dashboard: http://{shown}:{port}  (runs folder: {runs}; Ctrl-C to stop)", flush=True)
-    # cwd = the checkout, so Streamlit also reads .streamlit/config.toml (theme, no usage statistics)
+    print(f"balpm dashboard: http://{shown}:{port}  (runs folder: {runs}; Ctrl-C to stop; no authentication: "
+          "keep it on 127.0.0.1, use an SSH tunnel for remote use)", flush=True)
+    # cwd = the folder above the app (the checkout), so Streamlit also reads .streamlit/config.toml there
     proc = subprocess.Popen(cmd, env=env, cwd=str(dashboard_app_path().parents[1]))
     terminated: list[float] = []
     previous = _forward_sigterm(proc, terminated)
@@ -124,12 +163,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("dashboard")
     def dashboard_cmd(
-        runs: Path = typer.Option(Path("runs"), "--runs", help="folder holding the run folders"),
+        runs: Path = typer.Option(Path("runs"), "--runs", help="folder holding the run folders (must exist)"),
         port: int = typer.Option(8501, "--port", help="port to serve on"),
-        host: str = typer.Option("127.0.0.1", "--host", help="address to bind (127.0.0.1: this machine only)"),
+        host: str = typer.Option("127.0.0.1", "--host", help="address to bind (127.0.0.1: this machine only; the "
+                                                             "server has no authentication)"),
         open_browser: bool = typer.Option(False, "--open/--no-open", help="open a browser tab"),
+        create: bool = typer.Option(False, "--create", help="create the runs folder when it does not exist"),
+        allow_outside_data: bool = typer.Option(False, "--allow-outside-data",
+                                                help="let configs typed into the app read data files and feature "
+                                                     "caches outside the runs folder"),
     ) -> None:
-        """Serve the Streamlit dashboard on a runs folder (http://127.0.0.1:8501 by default)."""
-        code = serve(runs, port=port, host=host, open_browser=open_browser)
+        """Serve the Streamlit dashboard on a runs folder (http://127.0.0.1:8501 by default; no authentication)."""
+        code = serve(runs, port=port, host=host, open_browser=open_browser, create=create,
+                     allow_outside_data=allow_outside_data)
         if code not in (0, -2, 130):
             raise typer.Exit(code)

@@ -184,6 +184,10 @@ def demo_command(
     port: int = typer.Option(8501, "--port", help="dashboard port"),
 ) -> None:
     """Random vs BALD vs BAL-PM on real TL;DR data (or the teaching world), the report, then the dashboard."""
+    if not no_dashboard:  # a busy --port is found now, not after minutes of featurizing and runs
+        from balpm.cli.dashboard import check_port
+
+        check_port(port)
     run_demo(data, runs_dir, seeds, scale, workers)
     if no_dashboard:
         return

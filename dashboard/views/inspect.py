@@ -68,13 +68,16 @@ st.subheader(f"{len(rows)} selected item(s)")
 st.caption("`chosen` is the answer the human preferred; p0..pK−1 are each ensemble member's probability that the "
            "human's choice is preferred, from the round the item was scored in (U, H and its terms likewise; "
            "`*_at_pick` are the values at the greedy step that picked it).")
-st.dataframe(rows, hide_index=True, width="stretch",
-             column_config={c: st.column_config.TextColumn(c, width="medium") for c in ("prompt", "chosen", "rejected")})
+# every row visible (no inner scroll cutting the last ones off), the texts wide enough to read; the full
+# texts are in the expanders below and the CSV
+st.dataframe(rows, hide_index=True, width="stretch", height=min(36 + 35 * max(len(rows), 1), 640),
+             column_config={**{c: st.column_config.TextColumn(c, width="large") for c in ("prompt", "chosen", "rejected")},
+                            "pool_index": st.column_config.NumberColumn("pool", width="small")})
 st.download_button("selection (CSV)", rows.to_csv(index=False).encode(), f"selection-{rid}.csv", "text/csv",
                    key="in_csv")
 
 for _, r in rows.head(5).iterrows():
-    title = f"pool {r['pool_index']} · prompt {r.get('prompt_id')}"
+    title = f"pool {r['pool_index']} · prompt {state.esc(r.get('prompt_id'), 80)}"  # ids come from the data
     if pd.notna(r.get("round_picked")):
         title += " · initial set" if r["round_picked"] == -1 else f" · picked in round {int(r['round_picked'])}, step {int(r['step_picked']) + 1}"
     with st.expander(title, expanded=len(rows) == 1):

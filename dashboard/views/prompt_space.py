@@ -99,7 +99,7 @@ acq = state.acquisitions(root, rid)
 picks = acq[acq["round"] == rnd].sort_values("step").reset_index(drop=True)
 got = state.attempt(state.coords, root, rid, method, what=rid)
 if scores is None or got is None or not len(picks):
-    st.warning(f"round {rnd} of {rid} has no pool scores or no picks")
+    st.warning(f"round {rnd} of {state.esc(rid)} has no pool scores or no picks")
     st.stop()
 xy, used = got
 inc_pos = state.replay_index(root, rid, rnd)
@@ -169,7 +169,7 @@ def replay_panel() -> None:
     rep = frames.replay_step(scores, inc, picks, s, beta=beta_r, d=acfg.d, sign=sign, inc_pos=inc_pos)
     pk = rep.pick
     title = (f"{rnames[rid]} · round {rnd} · pick {s + 1}/{n_steps}: pool {int(pk['pool_index'])} "
-             f"(prompt {pk['prompt_id']})")
+             f"(prompt {plots.plain([pk['prompt_id']])[0]})")
     fig = plots.replay_map(xy, rep.frame, color_by=color_by, title=title, method=used, ranges=ranges,
                            labelled=lab_before)
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="rp_map",

@@ -14,7 +14,7 @@ root = state.runs_root()
 infos = state.run_infos(root)
 
 st.title("Runs")
-st.caption(f"Every run folder in `{root}`, read through `balpm.runs`. "
+st.caption(f"Every run folder in {state.code(root)}, read through `balpm.runs`. "
            "Pick the runs the other pages compare, or start new ones in the background.")
 
 # ---- overview --------------------------------------------------------------------------------
@@ -25,15 +25,18 @@ for col, s in zip(c[1:], ("complete", "running", "failed", "broken")):
     col.metric(s, counts[s])
 
 if not infos:
-    st.info(f"No runs in `{root}` yet. Start one below, or from a terminal: "
-            f"`balpm demo` or `balpm run --runs-dir {root}`.")
+    st.info(f"No runs in {state.code(root)} yet. Start one below, or from a terminal: "
+            f"`balpm demo` or {state.code(f'balpm run --runs-dir {root}')}.")
 else:
     table = frames.runs_frame(infos)
+    # "2026-12-01T17:31:22+0000" -> "2026-12-01 17:31:22" (the zone is the server's; the full text was cut)
+    table["updated"] = table["updated"].astype(str).str.slice(0, 19).str.replace("T", " ", regex=False)
     st.dataframe(
         table, hide_index=True, width="stretch",
         column_config={
             "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
             "problem": st.column_config.TextColumn("problem", width="large"),
+            "updated": st.column_config.TextColumn("updated", width="medium", help="last status.json write"),
             "setting": None,
         },
         key="runs_table",
@@ -42,13 +45,14 @@ else:
     if bad:
         with st.expander(f"{len(bad)} run(s) need attention", expanded=True):
             for i in bad:
+                # run ids and error texts come from the run folders: escaped, never rendered as markdown
                 if i.state == "broken":
-                    st.warning(f"**{i.run_id}** is broken: {i.reason}")
+                    st.warning(f"**{state.esc(i.run_id)}** is broken: {state.esc(i.reason)}")
                 elif i.state == "failed":
-                    st.error(f"**{i.run_id}** failed after round {i.last_round}: {i.error}")
+                    st.error(f"**{state.esc(i.run_id)}** failed after round {i.last_round}: {state.esc(i.error)}")
                 else:
-                    st.warning(f"**{i.run_id}** stopped at round {i.last_round} (process gone): "
-                               f"`balpm run --resume --config {i.path}/config.yaml --runs-dir {root}`")
+                    st.warning(f"**{state.esc(i.run_id)}** stopped at round {i.last_round} (process gone): "
+                               + state.code(f"balpm run --resume --run-id {i.run_id} --runs-dir {root}"))
 
 # ---- what to compare -------------------------------------------------------------------------
 st.subheader("Compare")
@@ -65,7 +69,7 @@ else:
         g = groups[k]
         cfg, _ = state.config(root, g[0].run_id)
         lp = cfg.loop
-        return (f"data {k[0] or '?'} · {len(g)} runs · rounds {lp.rounds} · batch {lp.batch_size} · "
+        return (f"data {str(k[0] or '?')[:16]} · {len(g)} runs · rounds {lp.rounds} · batch {lp.batch_size} · "
                 f"initial {lp.initial} · K {cfg.model.ensemble_size}")
 
     current = state.compared(infos)
@@ -84,7 +88,7 @@ else:
     pick_seeds = cc[1].multiselect("seeds", seeds, default=default_seeds, key="cmp_seeds")
     chosen = [i.run_id for i in group if i.label in pick_labels and i.seed in pick_seeds]
     st.session_state[state.COMPARE] = chosen
-    st.caption(f"{len(chosen)} run(s) compared on the other pages: " + ", ".join(f"`{r}`" for r in chosen))
+    st.caption(f"{len(chosen)} run(s) compared on the other pages: " + ", ".join(state.code(r) for r in chosen))
 
 # ---- one run in detail -----------------------------------------------------------------------
 if infos:
@@ -95,22 +99,30 @@ if infos:
     d1, d2 = st.columns(2)
     with d1:
         st.markdown(f"**state** `{info.state}` · **rounds done** {info.last_round + 1}/{info.rounds}")
-        st.markdown(f"**data hash** `{info.data_hash}` · **feature hash** `{info.feature_hash}` · "
-                    f"**config hash** `{info.config_hash}`")
+        st.markdown(f"**data hash** {state.code(info.data_hash)} · **feature hash** {state.code(info.feature_hash)} · "
+                    f"**config hash** {state.code(info.config_hash)}")
         if info.reason or info.error:
-            st.error(info.reason or info.error)
-        status_path = info.path / "status.json"
-        if status_path.is_file():
-            try:
-                st.json(json.loads(status_path.read_text()), expanded=False)
-            except ValueError:
-                st.warning("status.json is not valid JSON (half-written?)")
-    with d2:
-        cfg_path = info.path / "config.yaml"
-        if cfg_path.is_file():
-            st.code(cfg_path.read_text(errors="replace"), language="yaml", height=360)
+            st.error(state.esc(info.reason or info.error))
+        try:
+            status_text = state.read_text(root, rid, "status.json")
+        except BalpmError as exc:
+            st.error(state.esc(exc))
         else:
-            st.warning("config.yaml missing")
+            if status_text is not None:
+                try:
+                    st.json(json.loads(status_text), expanded=False)
+                except ValueError:
+                    st.warning("status.json is not valid JSON (half-written?)")
+    with d2:
+        try:
+            cfg_text = state.read_text(root, rid, "config.yaml")
+        except BalpmError as exc:
+            st.error(state.esc(exc))
+        else:
+            if cfg_text is not None:
+                st.code(state.config_for_display(cfg_text), language="yaml", height=360)
+            else:
+                st.warning("config.yaml missing")
 
     with st.expander("Open a file by path (inside the runs folder only)"):
         typed = st.text_input("path relative to the runs folder", key="typed_path",
@@ -119,12 +131,12 @@ if infos:
             try:
                 p = runs.safe_path(root, typed)
             except BalpmError as exc:
-                st.error(str(exc))
+                st.error(state.esc(exc))
             else:
                 if p.is_file() and p.suffix in (".json", ".yaml", ".yml", ".txt") and p.stat().st_size < 2_000_000:
                     st.code(p.read_text(errors="replace"))
                 elif p.is_dir():
-                    st.write(sorted(x.name for x in p.iterdir())[:200])
+                    st.code("\n".join(sorted(x.name for x in p.iterdir())[:200]), language="text")
                 else:
                     st.info("not a readable text file (json, yaml, txt) inside the runs folder")
 
@@ -135,15 +147,19 @@ for i in ok:
     bases.setdefault(f"config of {i.run_id}", i.run_id)
 with st.form("new_run"):
     base_name = st.selectbox("start from", list(bases), key="new_base")
-    conf_file = st.text_input("... or a config YAML inside the runs folder (optional)", key="new_conf")
+    conf_file = st.text_input("... or a config YAML inside the runs folder (optional)", key="new_conf",
+                              help="its data files and feature cache must lie inside the runs folder too, unless "
+                                   "the dashboard was started with --allow-outside-data")
     f1, f2, f3 = st.columns(3)
     policies = f1.multiselect("policies", list(POLICIES), default=["random", "bald", "balpm"], key="new_policies")
     seeds_text = f2.text_input("seeds", "0", key="new_seeds", help="e.g. 0,1,2 or 0-4")
     workers = f3.number_input("parallel processes", 1, 16, 1, key="new_workers")
+    st.caption("Rounds, batch size and initial labels: 0 keeps the base config's value (said in the message "
+               "after starting).")
     g1, g2, g3 = st.columns(3)
-    rounds_n = g1.number_input("rounds", 0, 500, 0, key="new_rounds", help="0: keep the base config's")
-    batch_n = g2.number_input("batch size", 0, 100_000, 0, key="new_batch", help="0: keep the base config's")
-    initial_n = g3.number_input("initial", 0, 100_000, 0, key="new_initial", help="0: keep the base config's")
+    rounds_n = g1.number_input("rounds (0 = keep the base's)", 0, 500, 0, key="new_rounds")
+    batch_n = g2.number_input("batch size (0 = keep the base's)", 0, 100_000, 0, key="new_batch")
+    initial_n = g3.number_input("initial labels (0 = keep the base's)", 0, 100_000, 0, key="new_initial")
     submitted = st.form_submit_button("Start in the background", type="primary")
 
 
@@ -156,8 +172,16 @@ def _small_teaching() -> RunConfig:
 
 if submitted:
     try:
+        cwd = None
         if conf_file:
             base = RunConfig.from_yaml(runs.safe_path(root, conf_file))
+            if state.allow_outside_data():
+                cwd = jobs.launch_dir()  # relative paths mean what they meant where the dashboard started
+            else:
+                outside = jobs.outside_paths(root, base)
+                if outside:
+                    raise BalpmError(f"this config reads {', '.join(outside)} outside the runs folder {root}; "
+                                     "copy the data into it, or restart with balpm dashboard --allow-outside-data")
         elif bases[base_name] is None:
             base = _small_teaching()
         else:
@@ -169,13 +193,18 @@ if submitted:
         if not policies:
             raise BalpmError("pick at least one policy")
         if len(policies) == 1 and len(seed_list) == 1:
-            job = jobs.start_run(root, base.replace(acquisition={"policy": policies[0]}, loop={"seed": seed_list[0]}))
+            job = jobs.start_run(root, base.replace(acquisition={"policy": policies[0]}, loop={"seed": seed_list[0]}),
+                                 cwd=cwd)
         else:
-            job = jobs.start_sweep(root, base, policies, seed_list, workers=int(workers))
+            job = jobs.start_sweep(root, base, policies, seed_list, workers=int(workers), cwd=cwd)
         state.job_registry()[job.job_id] = job
-        st.success(f"started {job.title} ({len(job.run_ids)} run(s))")
+        lp = base.loop
+        kept = [k for k, v in (("rounds", rounds_n), ("batch size", batch_n), ("initial", initial_n)) if not v]
+        st.success(f"started {state.esc(job.title)} ({len(job.run_ids)} run(s)): rounds {lp.rounds}, batch size "
+                   f"{lp.batch_size}, initial {lp.initial}" + (f" ({', '.join(kept)} kept from the base)" if kept else "")
+                   + (" · inputs from the runs folder's snapshot" if job.inputs.startswith("snapshot") else ""))
     except (BalpmError, ValueError, OSError) as exc:
-        st.error(" ".join(str(exc).split()))
+        st.error(state.esc(exc))
 
 my_jobs = state.jobs_for(root)
 active = any(not j.finished for j in my_jobs)
@@ -189,12 +218,10 @@ def _jobs_panel() -> None:
     st.markdown("**Background jobs**")
     for j in js[:8]:
         p = jobs.progress(j)
-        if p["finished"]:
-            label = "done" if p["returncode"] == 0 else f"exited with code {p['returncode']}"
-        else:
-            label = "running"
-        st.progress(p["fraction"], text=f"{j.title}: {label} · {p['done_rounds']}/{p['total_rounds']} rounds")
-        if p["finished"] and p["returncode"] not in (0, None):
+        label = jobs.status_text(j, p)
+        st.progress(p["fraction"], text=f"{state.esc(j.title)}: {label} · {p['done_rounds']}/{p['total_rounds']} rounds")
+        if p["failed"]:
+            st.error(f"{state.esc(j.title)}: {label}")
             st.code(jobs.log_tail(j), language="text")
     if active and all(j.finished for j in js):
         st.rerun()  # refresh the run table once everything is done
