@@ -420,14 +420,18 @@ class Geometry:
 
 
 def build_geometry(pool_N_D: np.ndarray, labelled_L_D: np.ndarray, normalize: str = "zscore",
-                   exact_knn: bool = True, validate: bool = True) -> Geometry:
-    """Validate (unless done already), fit the normalisation, deduplicate, build float32 search copies."""
+                   exact_knn: bool = True, validate: bool = True, normalizer: Normalizer | None = None) -> Geometry:
+    """Validate (unless done already), fit the normalisation, deduplicate, build float32 search copies.
+
+    ``normalizer``: use these statistics instead of fitting them on this pool (e.g. the round-0 pool's,
+    as :class:`RadiusTracker` does for the whole run).
+    """
     if validate:
         pool = check_features(pool_N_D, "pool prompt features")
         lab = check_features(labelled_L_D, "labelled prompt features", dim=pool.shape[1], allow_empty=True)
     else:
         pool, lab = pool_N_D, labelled_L_D
-    norm = fit_normalizer(pool, normalize)
+    norm = normalizer if normalizer is not None else fit_normalizer(pool, normalize)
     # a common centre (translation preserves distances) keeps float32 norms, hence errors, small
     center = norm.pool((norm.mean_D if norm.mean_D is not None else _column_mean(pool))[None, :])[0]
     ps = _make_point_set(pool, norm.pool, center)
@@ -569,17 +573,21 @@ def pool_radii(geo: Geometry, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return radius, mq, mb
 
 
-def labelled_counts(geo: Geometry, radius_M: np.ndarray) -> np.ndarray:
-    """n(x) for every unique pool prompt: labelled prompts (with multiplicity) within ``radius_M``."""
+def labelled_counts(geo: Geometry, radius_M: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """n(x) for every unique pool prompt: labelled prompts (with multiplicity) within ``radius_M``.
+
+    ``rows``: compute only these unique pool prompts (the others stay 0).
+    """
     ps, ls = geo.pool, geo.labelled
     n = np.zeros(ps.size, dtype=np.int64)
     if ls.size == 0:
         return n
+    rows = np.arange(ps.size) if rows is None else np.asarray(rows, dtype=np.int64)
     coef = geo.eps_coef
     step = max(1, _EXACT_CHUNK_ELEMS // ls.size)
     r2 = radius_M * radius_M
-    for i in range(0, ps.size, step):
-        sl = slice(i, min(ps.size, i + step))
+    for i in range(0, rows.size, step):
+        sl = rows[i:i + step]
         dot = (ps.x32_M_D[sl] @ ls.x32_M_D.T).astype(np.float64)
         a = ps.norm2_M[sl, None] + ls.norm2_M[None, :] - 2.0 * dot
         eps = coef * (ps.norm2_M[sl, None] + ls.norm2_M[None, :])
@@ -589,7 +597,7 @@ def labelled_counts(geo: Geometry, radius_M: np.ndarray) -> np.ndarray:
         n[sl] += (certain * ls.count_M[None, :]).sum(axis=1)
         rr, cc = np.nonzero(amb)
         if rr.size:
-            q_ids = rr + i
+            q_ids = sl[rr]
             e = _exact_pairs(ps, q_ids, ls, cc)
             inside = e <= radius_M[q_ids]
             np.add.at(n, q_ids[inside], ls.count_M[cc[inside]])
@@ -625,3 +633,167 @@ def pick_distances(geo: Geometry, g: int, rho_M: np.ndarray, alive_M: np.ndarray
     geo.stats["exact_pairs"] = geo.stats.get("exact_pairs", 0) + int(cand.size)
     keep = e < rho_M[cand]
     return cand[keep], e[keep]
+
+
+# --------------------------------------------------------------------------------------------------
+# incremental radii across the rounds of one run
+# --------------------------------------------------------------------------------------------------
+@dataclass
+class TrackedRound:
+    """One round's pool-radius constants from :class:`RadiusTracker` (unique ids are the round-0 pool's).
+
+    ``geometry.pool.group_N`` maps this round's pool rows to round-0 unique prompts; prompts with no
+    item left have ``radius_M`` NaN and empty item lists. ``rev_idx[rev_ptr[g]:rev_ptr[g+1]]``: the
+    live prompts whose radius contains prompt g. ``recomputed``: prompts whose radius was recomputed.
+    """
+
+    geometry: Geometry
+    radius_M: np.ndarray
+    n0_M: np.ndarray
+    rev_ptr: np.ndarray
+    rev_idx: np.ndarray
+    items_ptr: np.ndarray
+    items_idx: np.ndarray
+    recomputed: int
+
+
+def _csr_pairs(keys: np.ndarray, vals: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
+    """``vals`` grouped by ``keys`` (ascending within each key): ``vals[ptr[i]:ptr[i+1]]`` belong to key i."""
+    order = np.lexsort((vals, keys))
+    ptr = np.concatenate([[0], np.cumsum(np.bincount(keys, minlength=nkeys))]).astype(np.int64)
+    return ptr, np.asarray(vals, dtype=np.int64)[order]
+
+
+def _as_rows(prompts_P_D: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``prompts_P_D[index]``, as a view when ``index`` is a contiguous ascending range."""
+    index = np.asarray(index, dtype=np.int64)
+    if index.size and index[-1] - index[0] + 1 == index.size and (np.diff(index) == 1).all():
+        return prompts_P_D[int(index[0]):int(index[-1]) + 1]
+    return prompts_P_D[index]
+
+
+class RadiusTracker:
+    """Pool radii, radius neighbourhoods and labelled counts kept across the rounds of one run.
+
+    Round 0 builds the geometry of the round-0 pool once (normalisation statistics, deduplication,
+    float32 search copies) and computes every radius exactly. A later round's pool is the round-0
+    pool minus the items acquired since; an item's removal can change the k-th neighbour distance of
+    prompt x only when the item lies within ``r_k(x)``, i.e. when x's neighbourhood list holds it. So
+    only those prompts are searched again (over the same float32 copies, removed items weighted 0),
+    with the same exact refinement as :func:`pool_radii`; and as the acquired items are the removed
+    ones, the labelled counts ``n0`` change only for the same prompts. The result equals a
+    from-scratch computation on the current pool with the round-0 statistics
+    (``build_geometry(..., normalizer=tracker.normalizer)``), bit for bit (tests/test_incremental.py).
+
+    ``zscore`` therefore uses the round-0 pool's column statistics for the whole run (the pool and
+    the labelled set both move through the same fixed map); ``faithful`` (the reference's per-round
+    slip) cannot be tracked and is refused here. State is rebuilt from scratch whenever the inputs do
+    not continue the previous round (a resumed run, another run): deterministic, the same numbers.
+    """
+
+    def __init__(self, k: int, normalize: str = "zscore", exact_knn: bool = True) -> None:
+        if normalize not in ("none", "zscore"):
+            raise ConfigError(f"incremental radii need fixed statistics: normalize none or zscore (got {normalize!r})")
+        self.k, self.normalize, self.exact_knn = int(k), normalize, bool(exact_knn)
+        self._key: tuple | None = None
+        self.normalizer: Normalizer | None = None
+        self.stats: dict = {}
+
+    # ---- round 0: the geometry of the whole run ------------------------------------------------
+    def _start(self, prompts_P_D: np.ndarray, start_index: np.ndarray) -> None:
+        rows = _as_rows(prompts_P_D, start_index)
+        norm = fit_normalizer(rows, self.normalize)
+        center = norm.pool((norm.mean_D if norm.mean_D is not None else _column_mean(rows))[None, :])[0]
+        self.normalizer, self._center = norm, center
+        self._ps = _make_point_set(rows, norm.pool, center)
+        self._group_of = np.full(prompts_P_D.shape[0], -1, dtype=np.int64)
+        self._group_of[np.asarray(start_index, dtype=np.int64)] = self._ps.group_N
+        m = self._ps.size
+        self._counts = np.zeros(m, dtype=np.int64)      # live items per prompt in the last round
+        self._radius = np.full(m, np.nan)
+        self._n0 = np.zeros(m, dtype=np.int64)
+        self._mq = np.zeros(0, np.int64)                # neighbourhood pairs: mb within radius of mq
+        self._mb = np.zeros(0, np.int64)
+        self._pool_index = np.zeros(0, np.int64)
+        self._labelled = np.zeros(0, np.int64)
+        self._fresh = True
+
+    def round(self, prompts_P_D: np.ndarray, start_index: np.ndarray, pool_index_N: np.ndarray,
+              labelled_index_L: np.ndarray) -> TrackedRound:
+        """The constants of the round whose pool is ``prompts_P_D[pool_index_N]``.
+
+        ``prompts_P_D``: the prompt features of every item of the run (by run position);
+        ``start_index``: run positions of the round-0 pool; ``pool_index_N``: this round's pool (a
+        subset of the round-0 pool); ``labelled_index_L``: the labelled items, in labelling order.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        start_index = np.asarray(start_index, dtype=np.int64)
+        pool_index_N = np.asarray(pool_index_N, dtype=np.int64)
+        labelled_index_L = np.asarray(labelled_index_L, dtype=np.int64)
+        key = (id(prompts_P_D), prompts_P_D.shape, start_index.size, int(start_index.sum()),
+               int(start_index[:1].sum()), int(start_index[-1:].sum()))
+        if key != self._key:
+            self._key = key
+            self._start(prompts_P_D, start_index)
+        groups = self._group_of[pool_index_N] if pool_index_N.size else np.zeros(0, np.int64)
+        if (groups < 0).any():
+            raise FeatureError("incremental radii: a pool item is not in the round-0 pool; the pool may only shrink")
+        m = self._ps.size
+        counts = np.bincount(groups, minlength=m).astype(np.int64)
+        full = self._fresh or bool((counts > self._counts).any())
+        ps = self._ps
+        base = _PointSet(ps.raw, ps.rows64, groups, ps.first_M, counts, ps.x32_M_D, ps.norm2_M)
+        lab_rows = prompts_P_D[labelled_index_L] if labelled_index_L.size else prompts_P_D[:0]
+        ls = _make_point_set(lab_rows, self.normalizer.labelled, self._center)
+        geo = Geometry(self.normalizer, base, ls, exact_knn=self.exact_knn,
+                       stats={"pool_unique": int((counts > 0).sum()), "labelled_unique": ls.size})
+        t1 = time.perf_counter()
+        live = np.flatnonzero(counts > 0)
+        if full:
+            todo = live
+            self._radius[:] = np.nan
+        else:
+            gone = np.flatnonzero(counts < self._counts)
+            rev_ptr, rev_idx = _csr_pairs(self._mb, self._mq, m)
+            hit = np.concatenate([rev_idx[rev_ptr[g]:rev_ptr[g + 1]] for g in gone]) if gone.size else np.zeros(0, np.int64)
+            todo = np.unique(hit)
+            todo = todo[counts[todo] > 0]
+            self._radius[counts == 0] = np.nan
+        keep = (counts[self._mq] > 0) & (counts[self._mb] > 0) & ~np.isin(self._mq, todo)
+        mq_old, mb_old = self._mq[keep], self._mb[keep]
+        if todo.size:
+            kth, (mq_new, mb_new) = _refined_knn(geo, base, todo, base, self.k, "members")
+            self._radius[todo] = kth
+            live_b = counts[mb_new] > 0
+            mq_new, mb_new = mq_new[live_b], mb_new[live_b]
+        else:
+            mq_new = mb_new = np.zeros(0, np.int64)
+        self._mq = np.concatenate([mq_old, mq_new])
+        self._mb = np.concatenate([mb_old, mb_new])
+        t2 = time.perf_counter()
+        # labelled counts: the newly labelled items are the removed pool items, which lie inside the
+        # radius of exactly the recomputed prompts; everything else keeps its count
+        prev_pool, prev_lab = self._pool_index, self._labelled
+        continues = (not full and labelled_index_L.size >= prev_lab.size
+                     and np.array_equal(labelled_index_L[:prev_lab.size], prev_lab)
+                     and np.array_equal(np.sort(labelled_index_L[prev_lab.size:]),
+                                        np.setdiff1d(prev_pool, pool_index_N)))
+        n_rows = todo if continues else live
+        n_new = labelled_counts(geo, self._radius, n_rows)
+        if continues:
+            self._n0[todo] = n_new[todo]
+        else:
+            self._n0 = n_new
+        self._n0[counts == 0] = 0
+        self._counts, self._pool_index, self._labelled = counts, pool_index_N.copy(), labelled_index_L.copy()
+        self._fresh = False
+        rev_ptr, rev_idx = _csr_pairs(self._mb, self._mq, m)
+        items_ptr, items_idx = _csr_pairs(groups, np.arange(groups.size), m)
+        t3 = time.perf_counter()
+        geo.stats.update(seconds_geometry=t1 - t0, seconds_radii=t2 - t1, seconds_counts=t3 - t2,
+                         recomputed=int(todo.size), incremental=not full)
+        self.stats = dict(geo.stats)
+        return TrackedRound(geo, self._radius.copy(), self._n0.copy(), rev_ptr, rev_idx, items_ptr, items_idx,
+                            int(todo.size))

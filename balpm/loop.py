@@ -460,7 +460,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
         if t < n_rounds - 1:
             remaining = np.flatnonzero(~in_labelled)
             probs_N_K = predict(model, inputs, inputs.pool_rows_N[remaining])
-            state = _pool_state(probs_N_K, inputs, remaining, labelled)
+            state = _pool_state(probs_N_K, inputs, remaining, labelled, lp.initial)
             sel = policy.select(state, lp.batch_size, selection_rng(lp.seed, t))
             picks = _check_selection(sel, len(remaining), lp.batch_size)
             picked_pool = remaining[picks]
@@ -489,11 +489,17 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
         bar.close()
 
 
-def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, labelled: list[int]) -> Any:
-    from balpm.acquisition.base import PoolState
+def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, labelled: list[int],
+                initial: int | None = None) -> Any:
+    from balpm.acquisition.base import PoolState, RunPool
 
+    lab = np.asarray(labelled, dtype=np.int64)
+    run = None
+    if initial is not None:  # the run context lets BAL-PM keep its radii across rounds (incremental)
+        start = np.setdiff1d(np.arange(len(inputs.pool_prompts_N_D)), lab[:initial])
+        run = RunPool(inputs.pool_prompts_N_D, start, remaining, lab)
     return PoolState(probs_N_K=probs_N_K, pool_prompts_N_D=inputs.pool_prompts_N_D[remaining],
-                     labelled_prompts_L_D=inputs.pool_prompts_N_D[np.asarray(labelled)])
+                     labelled_prompts_L_D=inputs.pool_prompts_N_D[lab], run=run)
 
 
 def _check_selection(sel: Any, n: int, batch: int) -> np.ndarray:

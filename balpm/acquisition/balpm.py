@@ -33,6 +33,8 @@ from balpm.config import BETA_MODES, ESTIMATORS, NORMALIZATIONS
 from balpm.diagnostics import scaled_beta, score_diagnostics
 from balpm.entropy import (
     Geometry,
+    RadiusTracker,
+    TrackedRound,
     build_geometry,
     check_features,
     count_term,
@@ -156,8 +158,11 @@ class BalpmRound:
 def prepare_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray,
                   batch_size: int = 1, beta: float = 0.01, k: int = 13, d: float = 1.0, floor: float = 1e-4,
                   normalize: str = "zscore", estimator: str = "pool_radius", minimize: bool = False,
-                  exact_knn: bool = True, beta_mode: str = "fixed") -> BalpmRound:
+                  exact_knn: bool = True, beta_mode: str = "fixed", tracked: TrackedRound | None = None) -> BalpmRound:
     """Validate the inputs and compute the round constants (radii, counts, neighbourhoods).
+
+    ``tracked``: this round's radii, neighbourhoods and counts from a :class:`balpm.entropy.RadiusTracker`
+    (incremental across rounds) instead of computing them here (pool-radius estimator only).
 
     ``beta_mode="scaled"`` replaces ``beta`` by ``beta * IQR(U) / IQR(H)`` over the pool at step 0
     (:func:`balpm.diagnostics.scaled_beta`, with its fallbacks); the round keeps the configured value
@@ -166,7 +171,7 @@ def prepare_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, label
     if beta_mode not in BETA_MODES:
         raise ConfigError(f"unknown beta_mode {beta_mode!r}; choose one of {', '.join(BETA_MODES)}")
     rnd = _prepare_round(uncertainty_N, pool_prompts_N_D, labelled_prompts_L_D, batch_size, beta, k, d, floor,
-                         normalize, estimator, minimize, exact_knn)
+                         normalize, estimator, minimize, exact_knn, tracked)
     rnd.beta_mode, rnd.beta_nominal = beta_mode, float(beta)
     if beta_mode == "scaled":
         rnd.beta, rnd.beta_rule = scaled_beta(float(beta), rnd.u_N, rnd.step0_h())
@@ -175,9 +180,16 @@ def prepare_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, label
 
 def _prepare_round(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray,
                    batch_size: int, beta: float, k: int, d: float, floor: float, normalize: str, estimator: str,
-                   minimize: bool, exact_knn: bool) -> BalpmRound:
+                   minimize: bool, exact_knn: bool, tracked: TrackedRound | None = None) -> BalpmRound:
     u, pool, lab = validate_balpm(uncertainty_N, pool_prompts_N_D, labelled_prompts_L_D, batch_size, beta,
                                   k, d, floor, normalize, estimator)
+    if tracked is not None and estimator == "pool_radius":  # incremental radii (balpm.entropy.RadiusTracker)
+        if tracked.geometry.pool.group_N.size != pool.shape[0]:
+            raise ConfigError("tracked radii belong to another pool; pass the RadiusTracker this round's pool")
+        return BalpmRound(u_N=u, geometry=tracked.geometry, estimator=estimator, beta=float(beta), d=float(d),
+                          floor=float(floor), minimize=bool(minimize), k=int(k), items_ptr=tracked.items_ptr,
+                          items_idx=tracked.items_idx, radius_M=tracked.radius_M, n0_M=tracked.n0_M,
+                          rev_ptr=tracked.rev_ptr, rev_idx=tracked.rev_idx)
     if estimator == "kl" and lab.shape[0] < k:
         raise ConfigError(f"the KL estimator needs at least k = {k} labelled prompts (got {lab.shape[0]}); "
                           "label more items first or lower k")
@@ -447,15 +459,26 @@ class BalpmPolicy:
         self.normalize, self.estimator, self.uncertainty = normalize, estimator, uncertainty
         self.minimize, self.exact_knn = minimize, exact_knn
         self._cache: tuple[PoolState, BalpmRound] | None = None
+        self._tracker: RadiusTracker | None = None  # incremental radii across a run's rounds (state.run)
 
     def prepare(self, state: PoolState, batch_size: int = 1) -> BalpmRound:
-        """Round constants for ``state`` (cached for the same state object)."""
+        """Round constants for ``state`` (cached for the same state object).
+
+        When the state says where its pool sits in a run (``state.run``), the pool-radius constants
+        are kept across rounds and recomputed only where items left (:class:`balpm.entropy.RadiusTracker`;
+        ``zscore`` then uses the round-0 pool's statistics for the whole run; ``faithful`` recomputes).
+        """
         if self._cache is not None and self._cache[0] is state:
             return self._cache[1]
         u = state_uncertainty(state, self.uncertainty)
+        run, tracked = getattr(state, "run", None), None
+        if run is not None and self.estimator == "pool_radius" and self.normalize in ("none", "zscore"):
+            if self._tracker is None:
+                self._tracker = RadiusTracker(self.k, self.normalize, self.exact_knn)
+            tracked = self._tracker.round(run.prompts_P_D, run.start_index, run.pool_index_N, run.labelled_index_L)
         rnd = prepare_balpm(u, state.pool_prompts_N_D, state.labelled_prompts_L_D, batch_size, self.beta, self.k,
                             self.d, self.floor, self.normalize, self.estimator, self.minimize, self.exact_knn,
-                            self.beta_mode)
+                            self.beta_mode, tracked=tracked)
         self._cache = (state, rnd)
         return rnd
 

@@ -14,18 +14,36 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
+class RunPool:
+    """Where a round's pool sits in its run, for policies that keep state across rounds.
+
+    ``prompts_P_D``: prompt features of every item of the run's pool by run position (the initial
+    labelled items included); ``start_index``: positions of the round-0 pool; ``pool_index_N``:
+    positions of this round's pool rows (``pool_prompts_N_D == prompts_P_D[pool_index_N]``);
+    ``labelled_index_L``: positions of the labelled items, in labelling order.
+    """
+
+    prompts_P_D: np.ndarray
+    start_index: np.ndarray
+    pool_index_N: np.ndarray
+    labelled_index_L: np.ndarray
+
+
+@dataclass(frozen=True)
 class PoolState:
     """What a policy may look at when it chooses a batch.
 
     ``probs_N_K``: each ensemble member's probability that the first answer is preferred, for every
     pool item (the label is not used, so the direction does not leak it). ``pool_prompts_N_D`` and
     ``labelled_prompts_L_D``: prompt features of each pool item and each labelled item (one row per
-    comparison, so a prompt with several comparisons appears several times).
+    comparison, so a prompt with several comparisons appears several times). ``run`` (optional,
+    set by the loop): where this pool sits in its run (:class:`RunPool`).
     """
 
     probs_N_K: np.ndarray
     pool_prompts_N_D: np.ndarray
     labelled_prompts_L_D: np.ndarray
+    run: RunPool | None = None
 
 
 @dataclass(frozen=True)
