@@ -20,6 +20,8 @@ import inspect
 import json
 import logging
 import os
+import sys
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -277,11 +279,25 @@ def _first_line(exc: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 @dataclass
 class Tokenized:
-    """Token ids per text plus how many texts had their prompt (or, unavoidably, answer) shortened."""
+    """Token ids per text plus how many texts had their prompt (or, unavoidably, answer) shortened.
+
+    ``prompt_cut`` / ``answer_cut`` flag each text; :meth:`expand` recounts over repeated texts.
+    """
 
     ids: list[list[int]]
     prompts_truncated: int = 0
     answers_truncated: int = 0
+    prompt_cut: list[bool] = field(default_factory=list)
+    answer_cut: list[bool] = field(default_factory=list)
+
+    def expand(self, inverse_M: np.ndarray) -> "Tokenized":
+        """The same ids (of the distinct texts), with the truncation counts taken over ``texts[i] =
+        distinct[inverse_M[i]]``, i.e. over every text including repeats."""
+        inverse_M = np.asarray(inverse_M, dtype=np.int64)
+        cut_p = np.asarray(self.prompt_cut or [False] * len(self.ids), dtype=bool)
+        cut_a = np.asarray(self.answer_cut or [False] * len(self.ids), dtype=bool)
+        return Tokenized(self.ids, int(cut_p[inverse_M].sum()), int(cut_a[inverse_M].sum()), self.prompt_cut,
+                         self.answer_cut)
 
 
 def _encode(tokenizer: Any, text: str, offsets: bool) -> tuple[list[int], list[tuple[int, int]] | None]:
@@ -328,7 +344,7 @@ def tokenize_texts(tokenizer: Any, texts: Sequence[Text], max_length: int) -> To
     fast = bool(getattr(tokenizer, "is_fast", False))
     enc = tokenizer([t.full for t in texts], add_special_tokens=True, truncation=False,
                     return_offsets_mapping=fast, verbose=False)
-    out = Tokenized(ids=[list(x) for x in enc["input_ids"]])
+    out = Tokenized(ids=[list(x) for x in enc["input_ids"]], prompt_cut=[False] * len(texts), answer_cut=[False] * len(texts))
     for i, text in enumerate(texts):
         if len(out.ids[i]) <= max_length:
             continue
@@ -339,7 +355,9 @@ def tokenize_texts(tokenizer: Any, texts: Sequence[Text], max_length: int) -> To
             fitted = list(tokenizer(no_prompt, add_special_tokens=True, truncation=True, max_length=max_length,
                                     verbose=False)["input_ids"])
             out.answers_truncated += 1
+            out.answer_cut[i] = True
         out.prompts_truncated += 1
+        out.prompt_cut[i] = True
         out.ids[i] = fitted
     if out.answers_truncated:
         log.warning("%d text(s) are longer than max_length %d even without their prompt; their answers were cut "
@@ -436,25 +454,48 @@ class Encoder:
         """Token ids within ``max_length`` (see :func:`tokenize_texts`)."""
         return tokenize_texts(self.tokenizer, texts, max_length)
 
+    @property
+    def threads(self) -> int:
+        """torch's intra-op threads (CPU work)."""
+        return int(torch.get_num_threads())
+
     def encode_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32, progress: bool = True,
-                   desc: str = "featurize") -> np.ndarray:
-        """Features (N, D) float32 of token-id lists, computed in length-sorted batches, original order kept."""
+                   desc: str = "featurize", eta: bool = False) -> np.ndarray:
+        """Features (N, D) float32 of token-id lists, computed in length-sorted batches, original order kept.
+
+        Each batch is padded only to its own longest row (rows sorted by length, longest first). The bar
+        counts padded tokens, the work itself, so its time left is right from the first batches on;
+        ``eta`` also prints one line with the estimate after the first batch.
+        """
         from tqdm.auto import tqdm
 
         if not len(ids):
             raise FeatureError("no texts to featurize; the table is empty")
         lengths_N = np.array([len(x) for x in ids])
         order_N = np.argsort(-lengths_N, kind="stable")
+        batches = [order_N[start:start + batch_size] for start in range(0, len(ids), batch_size)]
+        cost_B = [len(rows) * int(lengths_N[rows].max()) for rows in batches]
+        total = int(sum(cost_B))
         out_N_D: np.ndarray | None = None
-        with tqdm(total=len(ids), unit="texts", desc=desc, disable=not progress, dynamic_ncols=True) as bar:
-            for start in range(0, len(ids), batch_size):
-                rows = order_N[start:start + batch_size]
+        done = 0
+        start_time = time.perf_counter()
+        with tqdm(total=total, unit="tok", unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True,
+                  bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}, {rate_fmt}]") as bar:
+            bar.set_postfix_str(f"0/{len(ids):,} texts", refresh=False)
+            for b, rows in enumerate(batches):
                 input_ids, mask = pad_batch([ids[i] for i in rows], self.pad_id, self.padding_side)
                 feats_B_D = self._forward(input_ids, mask).numpy()
                 if out_N_D is None:
                     out_N_D = np.empty((len(ids), feats_B_D.shape[1]), dtype=np.float32)
                 out_N_D[rows] = feats_B_D
-                bar.update(len(rows))
+                done += len(rows)
+                bar.set_postfix_str(f"{done:,}/{len(ids):,} texts", refresh=False)
+                bar.update(cost_B[b])
+                if eta and b == 0 and len(batches) > 1:
+                    seconds = time.perf_counter() - start_time
+                    guess = seconds * total / max(cost_B[0], 1)
+                    tqdm.write(f"{desc}: about {_duration(guess)} for {len(ids):,} texts ({total:,} padded tokens; "
+                               f"first batch {seconds:.1f} s)", file=sys.stderr)
         assert out_N_D is not None
         bad = ~np.isfinite(out_N_D).all(axis=1)
         if bad.any():
@@ -467,6 +508,16 @@ class Encoder:
         """Features (N, D) float32 of the texts (prompt truncated to fit ``max_length``)."""
         return self.encode_ids(self.tokenize(texts, max_length).ids, batch_size=batch_size, progress=progress,
                                desc=desc)
+
+
+def _duration(seconds: float) -> str:
+    """``"45 s"``, ``"3 min 20 s"`` or ``"1 h 05 min"``."""
+    seconds = max(0.0, float(seconds))
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def cpu_has_native_bf16() -> bool:

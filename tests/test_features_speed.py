@@ -1,0 +1,100 @@
+"""Featurization does only the work a run needs: identical texts embedded once (same bits, same cache key),
+an ETA before and during the work, and runs with a pool_size featurize only the rows they read."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from balpm.config import FeatureConfig, RunConfig
+from balpm.features import featurize, table_texts
+from balpm.features.encoder import Encoder
+
+# the keys and content hash the features of _repeats() had before de-duplication (commit 026854b)
+OLD_KEYS = {"pairs": "db3e191027996b20b66f59d8db7b162b6a7e1bbdcf42ae96ddf727fb200154f6",
+            "prompts": "729f0579f76ce775e56044b452ab8677f1a010943bcbb93dc4b0ff8be7e77a2f"}
+OLD_HASH = "a9543ad9acaf154e"
+
+
+@pytest.fixture(autouse=True)
+def _offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
+def _repeats() -> pd.DataFrame:
+    rows = [("p1", "tldr", "Rent went up.", "Rent up.", "Rent up."), ("p1", "tldr", "Rent went up.", "Rent up.", "Landlord."),
+            ("p2", "tldr", "Cat ignores me.", "Cat.", "Rent up.")]
+    return pd.DataFrame([{"pair_id": f"c{i}", "prompt_id": p, "source": s, "prompt": q, "chosen": c, "rejected": r,
+                          "split": "train"} for i, (p, s, q, c, r) in enumerate(rows)])
+
+
+def test_identical_texts_are_embedded_once_with_the_same_bits_and_key(tmp_path, monkeypatch):
+    seen: list[int] = []
+    original = Encoder.encode_ids
+
+    def spy(self, ids, **kw):
+        seen.append(len(ids))
+        return original(self, ids, **kw)
+
+    monkeypatch.setattr(Encoder, "encode_ids", spy)
+    table = _repeats()
+    feats = featurize(table, FeatureConfig(cache_dir=str(tmp_path / "c"), batch_size=2), progress=False)
+    _, _, _, pair_texts, _ = table_texts(table)
+    assert len(pair_texts) == 6 and len(set(pair_texts)) == 4
+    assert seen == [2, 4]  # 2 prompts; 4 distinct pair texts of 6
+    assert {p: feats.manifest[p]["key"] for p in ("prompts", "pairs")} == OLD_KEYS and feats.hash == OLD_HASH
+    assert np.array_equal(feats.pairs_N_2_D[0, 0], feats.pairs_N_2_D[1, 0])  # "Rent up." twice for p1
+    # bit for bit what encoding every text (repeats included) gives
+    from balpm.features import load_encoder
+
+    enc = load_encoder("minilm", device="cpu")
+    every = original(enc, enc.tokenize(pair_texts, 256).ids, batch_size=2, progress=False)
+    assert np.array_equal(feats.pairs_N_2_D, every.reshape(2, 3, -1).transpose(1, 0, 2))
+
+
+def test_eta_is_printed_before_and_on_the_bar(tmp_path, capsys):
+    table = _repeats()
+    featurize(table, FeatureConfig(cache_dir=str(tmp_path / "c"), batch_size=1), progress=True)
+    err = capsys.readouterr().err
+    assert "featurize pairs: 4 distinct texts of 6 with minilm on cpu" in err
+    assert "featurize pairs: about " in err and "for 4 texts (" in err and "first batch" in err
+    assert "4/4 texts" in err  # the bar counts texts beside the padded tokens it times
+
+
+def test_pool_size_featurizes_only_the_rows_the_run_reads(tmp_path, monkeypatch):
+    from balpm import loop
+
+    path = tmp_path / "qa.csv"
+    lines = ["prompt,chosen,rejected"] + [f"question {i}?,good answer {i},bad answer {i}" for i in range(300)]
+    path.write_text("\n".join(lines) + "\n")
+    asked: list[int] = []
+
+    def fake(table, cfg=None, *, progress=True, **kw):  # random features in the real Features container
+        asked.append(len(table))
+        rng = np.random.default_rng(0)
+        firsts = ~table["prompt_id"].duplicated()
+        from balpm.features.featurize import Features
+
+        return Features(prompt_ids=table.loc[firsts, "prompt_id"].to_numpy().astype(str),
+                        prompts_P_D=rng.normal(size=(int(firsts.sum()), 8)).astype(np.float32),
+                        pair_ids=table["pair_id"].to_numpy().astype(str),
+                        pairs_N_2_D=rng.normal(size=(len(table), 2, 8)).astype(np.float32), manifest={},
+                        hash=f"fake{len(table)}")
+
+    monkeypatch.setattr("balpm.features.featurize", fake)
+    cfg = RunConfig().replace(data={"paths": (str(path),)}, loop={"pool_size": 40, "initial": 8, "batch_size": 8,
+                                                                  "rounds": 2, "save_pool_scores": False},
+                              model={"ensemble_size": 2, "hidden": (8,), "max_epochs": 1},
+                              acquisition={"policy": "random"})
+    table, feats = loop.load_inputs(cfg, only_used=True, progress=False)
+    held_out = int(table["split"].isin(["valid", "test", "ood"]).sum())
+    assert len(table) == 300 and asked == [40 + held_out] and len(feats.pair_ids) == 40 + held_out
+    inputs = loop.prepare(cfg, table, feats)
+    assert (inputs.pair_rows_T[inputs.pool_rows_N] >= 0).all() and (inputs.pair_rows_T < 0).sum() == 300 - 40 - held_out
+    full_pool = loop.prepare(cfg, table, fake(table)).pool_rows_N  # the same pool as with every row featurized
+    assert np.array_equal(inputs.pool_rows_N, full_pool)
+    run_dir = loop.run(cfg, tmp_path / "runs", progress=False)
+    from balpm import runs
+
+    assert runs.open_run(tmp_path / "runs", run_dir.name).meta["feature_rows"] == "used"
+    assert asked[-1] == 40 + held_out
