@@ -32,7 +32,7 @@ defaults (:data:`LEVEL`, :data:`N_BOOT`, :data:`SEED`), so they cannot disagree.
 * **"X% fewer labels"** (:func:`balpm.metrics.label_efficiency`, on 3-round trailing averages of the
   seed-mean curves as the paper computes it) is secondary: given only behind an AULC verdict
   ``better`` and when the policy reaches the baseline's final value, with a bootstrap CI only from two
-  seeds on.
+  seeds on; never for ECE (a coin flip is perfectly calibrated, so reaching a final ECE saves nothing).
 """
 from __future__ import annotations
 
@@ -526,6 +526,8 @@ def _entry(lab: str, setting: str, group: list[RunLike], mets: list[str], per_la
         }
         if a["verdict"] != "better":
             res["fewer_labels_note"] = "shown only behind an AULC verdict 'better'"
+        elif m.endswith("ece"):  # a coin flip is perfectly calibrated: "reaching" a final ECE is no label saving
+            res["fewer_labels_note"] = "not defined for ECE (calibration does not grow with labels)"
         else:
             res["fewer_labels"], res["fewer_labels_note"] = _fewer_labels(
                 base, group, m, a["paired_seeds"], level=level, n_boot=n_boot, seed=seed)

@@ -485,30 +485,33 @@ def _f(v: Any) -> float:
 
 
 def verdict_display(df: pd.DataFrame) -> pd.DataFrame:
-    """:func:`verdict_frame` as text for the page: ``mean ± SEM``, ``+d [lo, hi]``, ``-`` for a missing
+    """:func:`verdict_frame` as text for the page, grouped by metric (baseline first), the verdict next to
+    the policy so it is never scrolled out of view: ``+d [lo, hi]``, ``mean ± SEM``, ``-`` for a missing
     number, ``1 seed: no CI`` (never NaN, None or infinity)."""
     from balpm import stats
 
+    order = {m: i for i, m in enumerate(dict.fromkeys(df["metric"]))}
+    df = df.assign(_m=df["metric"].map(order), _b=df["verdict"] != "(baseline)").sort_values(["_m", "_b"], kind="stable")
     rows = []
     for _, r in df.iterrows():
         dg = 3 if str(r["metric"]).endswith("accuracy") else 4
-        n = int(r["seeds"]) if r["verdict"] != "(baseline)" else None
         base = r["verdict"] == "(baseline)"
+        n = None if base else int(r["seeds"])
         rows.append({
             "metric": METRICS.get(r["metric"], stats.METRIC_NAMES.get(r["metric"], r["metric"])),
-            "policy": r["policy"], "seeds": int(r["seeds"]),
-            "final (mean ± SEM)": stats.fmt_value(r["final mean"], dg) + (
-                "" if not np.isfinite(r["final SEM"]) else f" ± {r['final SEM']:.{dg}f}"),
-            "AULC": stats.fmt_value(r["AULC"], dg),
+            "policy": r["policy"],
+            "verdict (AULC)": r["verdict"] + ("" if base or r["paired"] is not False else " (unpaired)"),
             "AULC diff [95% t CI]": "" if base else (
                 f"{stats.fmt_value(r['AULC diff'], dg, True)} "
                 f"{stats.fmt_interval([r['AULC CI low'], r['AULC CI high']], dg, n)}"),
-            "bootstrap CI": "" if base else stats.fmt_interval([r["AULC boot low"], r["AULC boot high"]], dg, n),
             "final diff [95% t CI]": "" if base else (
                 f"{stats.fmt_value(r['final diff'], dg, True)} "
                 f"{stats.fmt_interval([r['final CI low'], r['final CI high']], dg, n)}"),
-            "verdict (AULC)": r["verdict"] + ("" if base or r["paired"] is not False else " (unpaired)"),
             "final verdict": r["final verdict"],
+            "seeds": int(r["seeds"]),
+            "final (mean ± SEM)": stats.fmt_value(r["final mean"], dg) + (
+                "" if not np.isfinite(r["final SEM"]) else f" ± {r['final SEM']:.{dg}f}"),
+            "AULC bootstrap CI": "" if base else stats.fmt_interval([r["AULC boot low"], r["AULC boot high"]], dg, n),
             "fewer labels (exact / paper)": "" if base else (
                 "-" if r["fewer labels (exact)"] == "-" else f"{r['fewer labels (exact)']} / {r['fewer labels (paper)']}"),
         })

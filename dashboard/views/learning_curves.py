@@ -92,9 +92,8 @@ table = table[table["setting"] == main_setting] if len(ev["settings"]) > 1 else 
 shown = frames.verdict_display(table)
 # every row visible: height for all rows (the table used to hide its last rows behind a scroll)
 st.dataframe(shown, hide_index=True, width="stretch", height=38 + 35 * max(1, len(shown)),
-             column_config={"verdict (AULC)": st.column_config.TextColumn(width="medium"),
-                            "AULC diff [95% t CI]": st.column_config.TextColumn(width="medium"),
-                            "final diff [95% t CI]": st.column_config.TextColumn(width="medium")})
+             column_config={"seeds": st.column_config.NumberColumn(width="small"),
+                            "policy": st.column_config.TextColumn(pinned=True)})
 st.caption("Per seed: AULC (trapezoid of the unsmoothed curve over labelled-set size / its range) and final value; "
            "diff = policy minus baseline over the seeds both have (paired by seed; 'unpaired' = Welch). "
            "Verdict from the 95% Student-t interval of the AULC difference (lower is better for Brier and ECE); the "
