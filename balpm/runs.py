@@ -309,9 +309,11 @@ class RunWriter:
                         removed.append(f)
                     except OSError:
                         pass
-        for d in self.root.glob(f".{self.run_id}{_CREATING}*"):
-            _rmtree(d)
-            removed.append(d)
+        prefix = f".{self.run_id}{_CREATING}"
+        for d in self.root.glob(f"{prefix}*"):
+            if d.name[len(prefix):].isdigit():  # exactly this run id's (another id may contain ".creating.")
+                _rmtree(d)
+                removed.append(d)
         return removed
 
     def read_status(self) -> dict[str, Any]:
