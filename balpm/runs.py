@@ -16,6 +16,12 @@ and the shared dataset snapshot ``root/_datasets/<data_hash>/`` (``table.parquet
 Writes are atomic (temp file in the same folder, then ``os.replace``) and append-only per round: the
 commit point of a round is ``status.json``; readers only show rows of rounds ``<= last_round``, so a
 run killed half-way through a round is read as its last complete round. Nothing here uses pickle.
+
+A run folder is created atomically (:meth:`RunWriter.create` builds config.yaml, status.json and
+pool.parquet under a hidden name, then renames it), so a kill during creation never leaves a folder
+that looks like a run. One process at a time writes a run: :func:`lock_run` is an OS-level lock on
+``root/.locks/<run_id>.lock`` held for the run's life; a second writer gets a one-line
+:class:`~balpm.errors.RunLockedError`. Files get the usual mode of new files under the umask.
 """
 from __future__ import annotations
 
