@@ -499,7 +499,7 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
                 raise ConfigError(f"config section {name!r} must be a mapping of fields (got {_describe(value)})")
             kwargs[name] = _build(tp, value, name)
         elif not where:
-            kwargs[name] = _coerce(tp, value, f"config key {name}")
+            kwargs[name] = "" if (name == "name" and value is None) else _coerce(tp, value, f"config key {name}")
         else:
             kwargs[name] = coerce_value(f"{where}.{name}", value, f"config key {key_name(f'{where}.{name}')}")
     return cls(**kwargs)
