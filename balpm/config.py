@@ -325,6 +325,8 @@ def parse_assignment(text: str, where: str = "--set") -> tuple[str, Any]:
     if "=" not in str(text):
         raise ConfigError(f"{where} {text!r} must look like section.field=value, e.g. {where} acquisition.beta=0.1")
     name, value = str(text).split("=", 1)
+    if name.strip() == "name":  # the free-text run label, the only top-level field
+        return "name", value.strip()
     key = resolve_key(name)
     return key, coerce_value(key, value.strip(), f"{where} {key}")
 

@@ -111,6 +111,7 @@ def test_set_assignments_and_keys():
     with pytest.raises(ConfigError, match="unknown config key"):
         parse_assignment("loop.nope=1")
     assert RunConfig().set("rounds", "7").loop.rounds == 7
+    assert parse_assignment("name=my run") == ("name", "my run")
     for key in CLI_FLAGS:  # every first-class flag names a real field
         coerce_value(key, getattr(getattr(RunConfig(), key.split(".")[0]), key.split(".")[1]))
 

@@ -170,6 +170,9 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
     changes: dict[str, dict[str, Any]] = {}
 
     def put(key: str, value: Any) -> None:
+        if key == "name":
+            changes["name"] = value
+            return
         section, _, name = key.partition(".")
         changes.setdefault(section, {})[name] = value
 
