@@ -12,14 +12,12 @@ and the run folders are written exactly as by the local backend, on a filesystem
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
 import json
-import logging
 import multiprocessing as mp
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,7 +221,9 @@ def sweep(configs: Sequence[RunConfig], root: str | Path, *, workers: int = 1, b
         raise ConfigError("the sweep is empty; give at least one policy and one seed")
     runs.check_root(root)  # a runs root that is a file: one line before any loading
     if backend == "ray":
-        with _ray_session(address):
+        from balpm.features.distributed import ray_session
+
+        with ray_session(address):
             _check_ray_resources(cpus_per_run, gpus_per_run)
             inputs = prefetch(configs, progress=progress, table=table, features=features)
             return _run_all(configs, root, workers, backend, progress, table, features,
@@ -287,27 +287,6 @@ def _check_ray_options(cpus_per_run: float, gpus_per_run: float, max_retries: in
         raise ConfigError(f"--gpus-per-run above 1 must be a whole number (got {gpus_per_run})")
     if max_retries < 0:
         raise ConfigError(f"max_retries must be >= 0 (got {max_retries})")
-
-
-@contextlib.contextmanager
-def _ray_session(address: str | None) -> Iterator[None]:
-    """Connect to ``address`` (or start a local Ray) unless Ray is initialised; disconnect/stop afterwards."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
-    try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-        msg = " ".join(str(exc).split())[:200]
-        raise ConfigError(f"cannot start or reach {where} ({msg}); check the address that `ray start --head` printed, "
-                          "or drop --address for a local Ray") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 def _check_ray_resources(cpus_per_run: float, gpus_per_run: float) -> None:

@@ -60,14 +60,18 @@ def _same_run(root_a: Path, root_b: Path, run_id: str) -> None:
     pd.testing.assert_frame_equal(a.pool(), b.pool())
 
 
-def test_ray_sweep_is_bit_identical_to_local_and_a_killed_worker_resumes(ray_cluster, crash_dir, tmp_path):
+def test_ray_sweep_is_bit_identical_to_local_and_a_killed_worker_resumes(ray_cluster, crash_dir, tmp_path,
+                                                                         monkeypatch):
     cfgs = sweep.expand(base_cfg(), ["random", "balpm"], [0])
     local = sweep.sweep(cfgs, tmp_path / "local", workers=1, progress=False)
     assert [r.state for r in local] == ["complete", "complete"]
 
     killed = runs.default_run_id(cfgs[1])
     (crash_dir / killed).write_text("0")  # the worker running this run dies right after round 0 commits
+    real_put, put = ray.put, []
+    monkeypatch.setattr(ray, "put", lambda obj, **kw: put.append(type(obj).__name__) or real_put(obj, **kw))
     results = sweep.sweep(cfgs, tmp_path / "ray", backend="ray", progress=True)
+    assert sorted(put) == ["DataFrame", "Features"]  # the inputs go to the object store once, not once per task
     assert [(r.run_id, r.state) for r in results] == [(r.run_id, "complete") for r in local], results
 
     crashed = (crash_dir / f"{killed}.crashed").read_text().split()
@@ -129,6 +133,7 @@ class _Killed(BaseException):
     """Stands for the driver being killed."""
 
 
+@pytest.mark.slow  # two actor pools start (about 20 s each on 2 loaded cores)
 def test_ray_featurize_equals_local_and_resumes_from_its_shards(ray_cluster, comparisons_dir, tmp_path, monkeypatch):
     from balpm.features import distributed, featurize
 

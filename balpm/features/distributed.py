@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -200,7 +201,10 @@ def _resources(device: str, actors: int | None) -> tuple[int, float, float, int]
 
     nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
     gpus = sum(r.get("GPU", 0) for r in nodes)
-    if gpus >= 1 and not device.startswith(("cpu", "mps")):
+    if device.startswith("mps"):
+        raise FeatureError("--device mps cannot be spread over a Ray cluster; use --device auto, cpu or cuda "
+                           "(or --backend local)")
+    if gpus >= 1 and not device.startswith("cpu"):
         return (actors or int(gpus)), 1.0, 1.0, 0
     if device.startswith("cuda"):
         raise FeatureError(f"--device {device} but the Ray cluster has no GPU; use --device auto or cpu")
@@ -260,6 +264,23 @@ def encode_ray(spec: ModelSpec, texts: Sequence[Text], key: str, cfg: Any, cache
     return tokens, out_N_D, label
 
 
+@contextlib.contextmanager
+def _one_line_errors(spec: ModelSpec) -> Iterator[None]:
+    """A failure inside an actor (model load, bad option) becomes one line, as in the local path."""
+    try:
+        yield
+    except (FeatureError, ConfigError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - Ray wraps the actor's error in a long traceback
+        text = str(exc)
+        found = re.findall(r"(?:FeatureError|ConfigError): ([^\n]+)", text)
+        if found:
+            raise FeatureError(found[-1].strip()) from None
+        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+        raise FeatureError(f"the Ray actor pool featurizing with {spec.name} failed ({type(exc).__name__}: "
+                           f"{(lines[-1] if lines else '')[:200]}); see the Ray logs, or use --backend local") from None
+
+
 def _run_pool(spec: ModelSpec, cfg: Any, ids: list[list[int]], shards: list[np.ndarray], missing: list[int],
               folder: Path, progress: bool, desc: str, done_texts: int, actors: int | None) -> set[str]:
     """Run the missing shards through the actor pool, writing each shard as it arrives; returns devices used."""
@@ -295,7 +316,7 @@ def _run_pool(spec: ModelSpec, cfg: Any, ids: list[list[int]], shards: list[np.n
     devices: set[str] = set()
     total = sum(len(s) for s in shards)
     with tqdm(total=total, initial=done_texts, unit="texts", desc=f"{desc} (ray, {n_actors} actors)",
-              disable=not progress, dynamic_ncols=True) as bar:
+              disable=not progress, dynamic_ncols=True) as bar, _one_line_errors(spec):
         for row in ds.iter_rows():
             i = int(row["shard"])
             feats = np.frombuffer(row["feats"], dtype=np.float32).reshape(-1, int(row["dim"]))
