@@ -39,6 +39,7 @@ pool applied to pool **and** labelled; constant columns get std 1); ``faithful``
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -222,21 +223,30 @@ def _f32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def hnsw_index(base_B_D: np.ndarray, hnsw_m: int = 32) -> "faiss.IndexHNSWFlat":
+    """A FAISS HNSW index of the rows (float32), built once and reusable for many searches."""
+    xb = _f32(base_B_D)
+    index = faiss.IndexHNSWFlat(xb.shape[1], hnsw_m)
+    index.hnsw.efConstruction = max(40, 2 * hnsw_m)
+    index.add(xb)
+    return index
+
+
 def knn_search(query_Q_D: np.ndarray, base_B_D: np.ndarray, k: int, exact: bool = True,
-               hnsw_m: int = 32) -> tuple[np.ndarray, np.ndarray]:
+               hnsw_m: int = 32, index: "faiss.Index | None" = None) -> tuple[np.ndarray, np.ndarray]:
     """FAISS k-nearest-neighbour search in float32: (squared distances (Q, k), ids (Q, k)), ascending.
 
     ``exact=True`` is brute force (``faiss.knn``, the ``IndexFlatL2`` computation without copying the
-    base); ``exact=False`` builds an HNSW index (approximate, for very large pools).
+    base); ``exact=False`` searches an HNSW index of the base (approximate, for very large pools):
+    ``index`` (from :func:`hnsw_index`) or one built for this call.
     """
     xq, xb = _f32(query_Q_D), _f32(base_B_D)
     k = int(min(k, xb.shape[0]))
     if exact:
         d2, ids = faiss.knn(xq, xb, k)
         return d2.astype(np.float64), ids.astype(np.int64)
-    index = faiss.IndexHNSWFlat(xb.shape[1], hnsw_m)
-    index.hnsw.efConstruction = max(40, 2 * hnsw_m)
-    index.add(xb)
+    if index is None:
+        index = hnsw_index(xb, hnsw_m)
     index.hnsw.efSearch = max(64, 2 * k)
     d2, ids = index.search(xq, k)
     return d2.astype(np.float64), ids.astype(np.int64)
@@ -412,6 +422,7 @@ class Geometry:
     labelled: _PointSet
     exact_knn: bool = True
     stats: dict = field(default_factory=dict)
+    indexes: dict = field(default_factory=dict)  # approximate search: HNSW index per base set, built once
 
     @property
     def eps_coef(self) -> float:
@@ -485,7 +496,15 @@ def _refined_knn(geo: Geometry, qs: _PointSet, q_ids: np.ndarray, bs: _PointSet,
         for start in range(0, rows_all.size, chunk):
             pending = rows_all[start:start + chunk]
             qp = q_ids[pending]
-            a, ids = knn_search(qs.x32_M_D[qp], bs.x32_M_D, kk, exact=geo.exact_knn)
+            index = None
+            if not geo.exact_knn:
+                key = id(bs.x32_M_D)
+                if key not in geo.indexes:
+                    t_build = time.perf_counter()
+                    geo.indexes[key] = (bs.x32_M_D, hnsw_index(bs.x32_M_D))
+                    geo.stats["seconds_index"] = geo.stats.get("seconds_index", 0.0) + time.perf_counter() - t_build
+                index = geo.indexes[key][1]
+            a, ids = knn_search(qs.x32_M_D[qp], bs.x32_M_D, kk, exact=geo.exact_knn, index=index)
             present = ids >= 0
             ids_safe = np.where(present, ids, 0)
             w = np.where(present, bs.count_M[ids_safe], 0)
@@ -716,6 +735,7 @@ class RadiusTracker:
         self._mb = np.zeros(0, np.int64)
         self._pool_index = np.zeros(0, np.int64)
         self._labelled = np.zeros(0, np.int64)
+        self._indexes: dict = {}   # the HNSW index of the round-0 copies (approximate search), kept
         self._fresh = True
 
     def round(self, prompts_P_D: np.ndarray, start_index: np.ndarray, pool_index_N: np.ndarray,
@@ -726,8 +746,6 @@ class RadiusTracker:
         ``start_index``: run positions of the round-0 pool; ``pool_index_N``: this round's pool (a
         subset of the round-0 pool); ``labelled_index_L``: the labelled items, in labelling order.
         """
-        import time
-
         t0 = time.perf_counter()
         start_index = np.asarray(start_index, dtype=np.int64)
         pool_index_N = np.asarray(pool_index_N, dtype=np.int64)
@@ -748,7 +766,8 @@ class RadiusTracker:
         lab_rows = prompts_P_D[labelled_index_L] if labelled_index_L.size else prompts_P_D[:0]
         ls = _make_point_set(lab_rows, self.normalizer.labelled, self._center)
         geo = Geometry(self.normalizer, base, ls, exact_knn=self.exact_knn,
-                       stats={"pool_unique": int((counts > 0).sum()), "labelled_unique": ls.size})
+                       stats={"pool_unique": int((counts > 0).sum()), "labelled_unique": ls.size},
+                       indexes=self._indexes)
         t1 = time.perf_counter()
         live = np.flatnonzero(counts > 0)
         if full:
