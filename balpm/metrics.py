@@ -291,6 +291,9 @@ def label_efficiency_ci(curves_by_seed_baseline: np.ndarray, curves_by_seed_poli
     if base.shape[0] == 0 or pol.shape[0] == 0:
         raise DataError("label_efficiency_ci needs at least one seed per policy")
 
+    if not (np.isfinite(base).all() and np.isfinite(pol).all()):
+        raise DataError("learning curves contain NaN or infinite values; drop unfinished rounds first")
+
     def figure(b_S_T: np.ndarray, p_S_T: np.ndarray) -> float:
         eff = label_efficiency(x, smooth(b_S_T.mean(axis=0), window), smooth(p_S_T.mean(axis=0), window),
                                paper=paper, higher_is_better=higher_is_better)
@@ -299,17 +302,41 @@ def label_efficiency_ci(curves_by_seed_baseline: np.ndarray, curves_by_seed_poli
     est = figure(base, pol)
     rng = np.random.default_rng(seed)
     paired = base.shape[0] == pol.shape[0]
-    draws = np.empty(int(n_boot))
-    for r in range(int(n_boot)):
-        ib = rng.integers(0, base.shape[0], size=base.shape[0])
-        ip = ib if paired else rng.integers(0, pol.shape[0], size=pol.shape[0])
-        draws[r] = figure(base[ib], pol[ip])
+    ib_R_S = np.empty((int(n_boot), base.shape[0]), dtype=np.int64)
+    ip_R_S = np.empty((int(n_boot), pol.shape[0]), dtype=np.int64)
+    for r in range(int(n_boot)):  # the draws in the same order as one resample at a time
+        ib_R_S[r] = rng.integers(0, base.shape[0], size=base.shape[0])
+        ip_R_S[r] = ib_R_S[r] if paired else rng.integers(0, pol.shape[0], size=pol.shape[0])
+    draws = _savings(x, smooth(base[ib_R_S].mean(axis=1), window), smooth(pol[ip_R_S].mean(axis=1), window),
+                     paper=paper, higher_is_better=higher_is_better)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(draws, [alpha, 1.0 - alpha], method="inverted_cdf")
     return EfficiencyCI(
         estimate=float(est) if np.isfinite(est) else float("nan"), low=float(low), high=float(high),
         reached_fraction=float(np.mean(np.isfinite(draws))), method="paper" if paper else "exact",
         n_seeds=int(base.shape[0]))
+
+
+def _savings(x: np.ndarray, base_R_T: np.ndarray, pol_R_T: np.ndarray, *, paper: bool,
+             higher_is_better: bool) -> np.ndarray:
+    """:func:`label_efficiency` for many curve pairs at once (rows); -inf where the target is never reached."""
+    sign = 1.0 if higher_is_better else -1.0
+    gap = sign * (pol_R_T - base_R_T[:, -1:])
+    ok = gap >= 0
+    reached = ok.any(axis=1)
+    i = ok.argmax(axis=1)
+    rows = np.arange(gap.shape[0])
+    if paper:
+        last = x.size - 1
+        sav = 1.0 - i / last if last > 0 else np.zeros(gap.shape[0])
+    else:
+        im1 = np.maximum(i - 1, 0)
+        g0, g1 = gap[rows, im1], gap[rows, i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            frac = np.where(i == 0, 0.0, -g0 / np.where(i == 0, 1.0, g1 - g0))
+        x_star = np.where(i == 0, x[0], x[im1] + frac * (x[i] - x[im1]))
+        sav = 1.0 - x_star / float(x[-1])
+    return np.where(reached, sav, -np.inf).astype(np.float64)
 
 
 def mean_sem(values_S_T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -339,15 +339,18 @@ def dedupe(runs: Sequence[RunLike]) -> tuple[list[RunLike], list[dict[str, Any]]
 def _matrix(group: Sequence[RunLike], metric: str) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Common labelled sizes ``x_R`` (those every run has), ``y_S_R`` and the seeds (rows sorted by seed)."""
     group = sorted(group, key=lambda r: int(r.seed))
-    sizes: set[float] | None = None
-    for r in group:
-        cur = set(r.rounds["labelled"].astype(float).tolist())
-        sizes = cur if sizes is None else sizes & cur
-    x = np.array(sorted(sizes or ()), dtype=np.float64)
+    labs = [r.rounds["labelled"].to_numpy(dtype=np.float64) for r in group]
+    x = labs[0] if labs else np.array([], dtype=np.float64)
+    for lab in labs[1:]:
+        x = np.intersect1d(x, lab)
+    x = np.unique(x)
     rows = []
-    for r in group:
-        d = r.rounds.drop_duplicates("labelled").set_index(r.rounds["labelled"].drop_duplicates().astype(float))
-        rows.append(d[metric].reindex(x).to_numpy(dtype=np.float64) if metric in d else np.full(x.size, np.nan))
+    for r, lab in zip(group, labs):
+        if metric not in r.rounds.columns:
+            rows.append(np.full(x.size, np.nan))
+            continue
+        ul, first = np.unique(lab, return_index=True)  # the first row of each labelled size
+        rows.append(r.rounds[metric].to_numpy(dtype=np.float64)[first][np.searchsorted(ul, x)])
     y = np.vstack(rows) if rows else np.zeros((0, x.size))
     return x, y, [int(r.seed) for r in group]
 

@@ -156,3 +156,24 @@ def test_mean_sem_by_hand():
     np.testing.assert_allclose(m1, [0.5, 1.0])
     assert np.isnan(s1).all()
     assert mean_sem([1.0, 3.0]) == pytest.approx((2.0, np.sqrt(2.0) / np.sqrt(2.0)))
+
+
+@pytest.mark.parametrize("paper", [False, True])
+@pytest.mark.parametrize("paired", [True, False])
+def test_label_efficiency_ci_equals_one_resample_at_a_time(paper, paired):
+    """The vectorised bootstrap gives the quantiles of label_efficiency applied to each resample in turn."""
+    rng = np.random.default_rng(3)
+    x = np.array([10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    base = np.cumsum(rng.normal(0.01, 0.01, (5, 6)), axis=1)
+    pol = np.cumsum(rng.normal(0.012, 0.01, (5 if paired else 4, 6)), axis=1)
+    out = label_efficiency_ci(base, pol, x, paper=paper, window=3, n_boot=400, seed=5)
+    draw = np.random.default_rng(5)
+    ref = []
+    for _ in range(400):
+        ib = draw.integers(0, 5, size=5)
+        ip = ib if paired else draw.integers(0, 4, size=4)
+        eff = label_efficiency(x, smooth(base[ib].mean(0), 3), smooth(pol[ip].mean(0), 3), paper=paper)
+        ref.append(eff.saving if eff.reached else -np.inf)
+    lo, hi = np.quantile(ref, [0.025, 0.975], method="inverted_cdf")
+    assert (out.low, out.high) == pytest.approx((lo, hi))
+    assert out.reached_fraction == pytest.approx(np.mean(np.isfinite(ref)))
