@@ -2,12 +2,15 @@
 
     .venv/bin/python benchmarks/demo_walltime.py [--seeds 3] [--scale small] [--data PATH] [--cold-cache]
 
-Prints the demo's own output, then ``demo_walltime_seconds <s>`` (whole command, process start included).
+Prints the demo's own output on stderr, then one JSON object on stdout: ``seconds`` (whole command, process start
+included), ``featurize_seconds`` (as the demo reports it) and the load averages before and after (the machine may
+be shared: compare runs only at similar load).
 ``--cold-cache`` points the feature cache at an empty folder so featurization is timed too.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -36,11 +39,23 @@ def main() -> None:
         if args.cold_cache:
             cwd = Path(tmp)  # the cache folder (.balpm_cache) is relative to the working folder
             env.setdefault("BALPM_SHARED_DATA", str(repo.parent / "shared" / "data"))
+        load_before = os.getloadavg()
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=cwd, env=env)
+        proc = subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         seconds = time.perf_counter() - t0
-    print(f"demo_walltime_seconds {seconds:.1f}  (seeds={args.seeds}, scale={args.scale}, cores={os.cpu_count()}, "
-          f"cold_cache={args.cold_cache}, exit={proc.returncode})")
+        load_after = os.getloadavg()
+    sys.stderr.write(proc.stdout)
+    phases = {}
+    for line in proc.stdout.splitlines():  # "featurize pairs: about ..." and the manifest's texts/s are in the log
+        if line.startswith("demo finished in "):
+            phases["demo_reported_seconds"] = float(line.split()[3])
+        if line.startswith("featurized in "):
+            phases["featurize_seconds"] = float(line.split()[2])
+    print(json.dumps({"benchmark": "demo_walltime", "seconds": round(seconds, 1), **phases, "seeds": args.seeds,
+                      "scale": args.scale, "workers": args.workers, "cores": os.cpu_count(),
+                      "cold_cache": args.cold_cache, "exit": proc.returncode,
+                      "load_average_1_5_15_before": [round(x, 2) for x in load_before],
+                      "load_average_1_5_15_after": [round(x, 2) for x in load_after]}))
     sys.exit(proc.returncode)
 
 

@@ -7,7 +7,9 @@ Usage::
 
 DATA_DIR defaults to ``$BALPM_SHARED_DATA`` (or ``../shared/data`` beside the checkout); the posts are
 read from ``summarize_from_feedback/comparisons/batch13.json`` and ``batch18.json`` (unique posts, file
-order). Each dtype gets one untimed warm-up batch, then the timed pass over all texts (no cache).
+order). Each dtype gets one untimed warm-up batch, then the timed pass over all texts (no cache). Prints one
+JSON object: texts/s per dtype, with the 1-minute load average while it ran (the machine may be shared),
+and for every dtype after the first its largest difference from the first one's features.
 
 On a shared machine, OpenMP's busy-waiting threads collapse under contention: run with
 ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``) when other processes compete for the cores. bf16 is
@@ -21,6 +23,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from balpm.features import load_encoder
@@ -45,7 +48,7 @@ def tldr_posts(data_dir: Path, n: int) -> list[str]:
 
 
 def main() -> None:
-    """Parse arguments, featurize the posts with each dtype, print texts/s."""
+    """Parse arguments, featurize the posts with each dtype, print texts/s as JSON."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_dir", nargs="?", default=os.environ.get("BALPM_SHARED_DATA", str(REPO.parent / "shared" / "data")))
     parser.add_argument("--n", type=int, default=300)
@@ -59,20 +62,32 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     posts = tldr_posts(Path(args.data_dir), args.n)
     texts = [template_for("tldr").prompt_text(p) for p in posts]
-    print(f"{len(texts)} TL;DR prompts, model {args.model}, max_length {args.max_length}, batch {args.batch_size}, "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, native bf16 {cpu_has_native_bf16()}, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    out = {
+        "benchmark": "featurize_throughput", "texts": len(texts), "model": args.model, "max_length": args.max_length,
+        "batch_size": args.batch_size, "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset"),
+        "native_bf16": cpu_has_native_bf16(), "load_average_1min_before": round(os.getloadavg()[0], 2), "results": {},
+    }
+    reference = None
     for dtype in args.dtypes.split(","):
         enc = load_encoder(args.model, device="cpu", dtype=dtype)
         ids = enc.tokenize(texts, args.max_length).ids
         enc.encode_ids(ids[: args.batch_size], batch_size=args.batch_size, progress=False)  # warm-up
+        load_before = os.getloadavg()[0]
         start = time.perf_counter()
         feats = enc.encode_ids(ids, batch_size=args.batch_size, progress=False)
         seconds = time.perf_counter() - start
-        mean_tokens = sum(len(x) for x in ids) / len(ids)
-        print(f"{dtype}: {len(texts) / seconds:.1f} texts/s ({len(texts)} texts, {seconds:.1f} s, "
-              f"mean {mean_tokens:.0f} tokens, D={feats.shape[1]})")
+        result = {"texts_per_second": round(len(texts) / seconds, 2), "seconds": round(seconds, 2),
+                  "mean_tokens": round(sum(len(x) for x in ids) / len(ids), 1), "dim": int(feats.shape[1]),
+                  "load_average_1min": round((load_before + os.getloadavg()[0]) / 2, 2)}
+        if reference is None:
+            reference = feats
+        else:  # how far this dtype's features are from the first one's (cosine of unit vectors)
+            cos = (feats * reference).sum(1) / (np.linalg.norm(feats, axis=1) * np.linalg.norm(reference, axis=1))
+            result["max_abs_diff_vs_first"] = float(np.abs(feats - reference).max())
+            result["min_cosine_vs_first"] = float(cos.min())
+        out["results"][dtype] = result
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

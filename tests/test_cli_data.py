@@ -96,3 +96,30 @@ def test_subprocess_prints_no_traceback(tmp_path):
     assert proc.stderr.count("\n") == 1
     assert proc.stderr.startswith(f"error: {path}: line 2: not valid UTF-8 (byte 13")
     assert proc.stderr.rstrip().endswith("pass --skip-bad (skip_bad=True) to skip such rows")
+
+
+def test_subsample_flag_of_inspect(capsys, comparisons_dir):
+    report = json.loads(_run(capsys, ["data", "inspect", str(comparisons_dir), "--subsample", "300", "--seed", "2",
+                                      "--json"]).out)
+    assert report["subsample"]["n"] == 300 and report["rows"] == report["subsample"]["rows_after"] < 2213
+    assert sum(n for s, n in report["per_split"].items() if s != "ood") >= 300
+
+
+def test_custom_column_table_can_be_run(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    table = tmp_path / "qa.csv"
+    table.write_text("question,good,bad\n" + "".join(f"Is {i} even?,{'yes' if i % 2 == 0 else 'no'},maybe {i}\n"
+                                                      for i in range(40)))
+    cols = ["--set", "data.prompt_col=question", "--set", "data.chosen_col=good", "--set", "data.rejected_col=bad"]
+    common = ["--data", str(table), "--policy", "random", "--initial", "4", "--batch-size", "4", "--rounds", "2",
+              "--ensemble-size", "2", "--hidden", "8", "--epochs", "1", "--no-pool-scores", "--runs-dir", str(tmp_path / "runs"),
+              "--set", f"features.cache_dir={tmp_path / 'cache'}", "-q"]
+    with pytest.raises(SystemExit):  # without the mapping: one line naming the column options
+        main(["run"] + common)
+    assert "name them with --prompt-col" in capsys.readouterr().err
+    out = _run(capsys, ["run"] + common + cols).out
+    assert "complete, 2 rounds" in out
+    # the data inspect / featurize flags keep working on the same file
+    report = json.loads(_run(capsys, ["data", "inspect", str(table), "--prompt-col", "question", "--chosen-col", "good",
+                                      "--rejected-col", "bad", "--json"]).out)
+    assert report["rows"] == 40

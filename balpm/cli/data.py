@@ -6,7 +6,7 @@ import json
 import typer
 
 from balpm.cli.columns import (
-    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, column_map,
+    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, SUBSAMPLE, column_map,
 )
 
 from balpm.errors import ConfigError
@@ -42,13 +42,14 @@ def inspect_command(
     ratios: str = typer.Option("0.7,0.1,0.2", "--ratios", help="pool,valid,test fractions of prompts"),
     seed: int = typer.Option(0, "--seed", help="seed of the prompt-grouped split"),
     keep_original: bool = typer.Option(False, "--keep-original", help="keep the source's own splits (train, valid1->valid, valid2->test)"),
+    subsample: int = SUBSAMPLE,
 ) -> None:
     """Load the files as a run would and print counts per source and split, prompts, duplicates and bad rows."""
     from balpm.data.inspect import format_report, inspect_data
 
     columns = column_map(prompt_col, chosen_col, rejected_col, split_col, id_col, prompt_id_col, source_col)
     report = inspect_data(paths, format=format, ood_paths=ood, skip_bad=skip_bad, columns=columns,
-                          ratios=parse_ratios(ratios), seed=seed, keep_original=keep_original)
+                          ratios=parse_ratios(ratios), seed=seed, keep_original=keep_original, subsample=subsample)
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
     else:

@@ -38,6 +38,8 @@ SCALES: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 HUB_SAMPLE = {"small": 3000, "medium": 6000}
+#: MiniLM texts/s at 256 tokens on a quiet 2-core CPU (benchmarks/featurize_throughput.py), for the upfront estimate
+CPU_TEXTS_PER_SECOND = 20
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def find_data(data: Optional[list[str]] = None, *, cwd: Path | None = None, onli
                                         "teaching world (2-D prompts in clusters; not real data)")
 
 
-def _load(source: DataSource, scale: str, seed: int = 0) -> tuple[Any, Any, RunConfig, str]:
+def _load(source: DataSource, scale: str, seed: int = 0, progress: bool = True) -> tuple[Any, Any, RunConfig, str]:
     """Table, features, the base config and a note on what was done to the data."""
     from balpm.data import load_for_config
     from balpm.features import featurize
@@ -92,7 +94,9 @@ def _load(source: DataSource, scale: str, seed: int = 0) -> tuple[Any, Any, RunC
         cfg = RunConfig()
         res = load_for_config(cfg.data)
         return res.table, res.features, cfg, "teaching world: 2-D prompt features, 16-D pair features"
-    data_cfg = DataConfig(paths=source.paths, format=source.format)
+    # the hub's 176k comparisons: a seeded prompt-grouped subsample, taken before featurization
+    subsample = HUB_SAMPLE[scale] if source.kind == "hub" else 0
+    data_cfg = DataConfig(paths=source.paths, format=source.format, split_seed=seed, subsample=subsample)
     try:
         table = load_for_config(data_cfg).table
     except Exception as exc:
@@ -101,31 +105,35 @@ def _load(source: DataSource, scale: str, seed: int = 0) -> tuple[Any, Any, RunC
         typer.echo(f"hub load failed ({' '.join(str(exc).split())[:120]}); using the synthetic teaching world")
         return _load(DataSource("synthetic", (), "synthetic fallback"), scale)
     notes = []
-    if source.kind == "hub":
-        table = _subsample(table, HUB_SAMPLE[scale], seed)
+    if subsample:
         notes.append(f"subsampled to {len(table)} comparisons (whole prompts) to finish in minutes")
-    typer.echo(f"featurizing {len(table)} comparisons with the default MiniLM encoder (cached after the first time)...")
-    features = featurize(table, RunConfig().features, progress=True)
-    cfg = RunConfig().replace(data={"paths": source.paths, "format": source.format})
+    _featurize_note(table)
+    t0 = time.perf_counter()
+    features = featurize(table, RunConfig().features, progress=progress)
+    typer.echo(f"featurized in {time.perf_counter() - t0:.1f} s"
+               + ("" if any(features.cache_hits.values()) else " (now cached: the next demo skips this)"))
+    cfg = RunConfig().replace(data={"paths": source.paths, "format": source.format, "split_seed": seed,
+                                    "subsample": subsample})
     return table, features, cfg, "; ".join(notes) or "all rows used"
 
 
-def _subsample(table: Any, n: int, seed: int) -> Any:
-    ind = table["split"] != "ood"
-    prompts = table.loc[ind, "prompt_id"].unique()
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(prompts))
-    counts = table.loc[ind].groupby("prompt_id").size()
-    keep, total = [], 0
-    for i in order:
-        keep.append(prompts[i])
-        total += int(counts[prompts[i]])
-        if total >= n:
-            break
-    ood = table.loc[~ind]
-    ood = ood[ood["prompt_id"].isin(ood["prompt_id"].drop_duplicates().sample(min(200, ood["prompt_id"].nunique()),
-                                                                              random_state=seed))] if len(ood) else ood
-    return table[(ind & table["prompt_id"].isin(keep)) | table.index.isin(ood.index)].reset_index(drop=True)
+def _featurize_note(table: Any) -> None:
+    """Say upfront what featurizing will do and how long it takes on a CPU (before any model is loaded)."""
+    from balpm.features import table_texts
+
+    _, prompts, _, pairs, _ = table_texts(table)
+    distinct = len(set(prompts)) + len(set(pairs))
+    import torch
+
+    head = (f"featurizing {len(table):,} comparisons with the default MiniLM encoder: {distinct:,} distinct texts "
+            f"(of {len(prompts) + len(pairs):,}), cached after the first time")
+    if torch.cuda.is_available():
+        typer.echo(f"{head}, on a GPU: seconds")
+        return
+    minutes = distinct / CPU_TEXTS_PER_SECOND / 60 * 2 / max(1, min(2, os.cpu_count() or 1))
+    typer.echo(f"{head}. A quiet 2-core CPU embeds about {CPU_TEXTS_PER_SECOND} texts/s: about {minutes:.0f} min on "
+               f"{os.cpu_count()} core(s) (longer when other programs use them); the estimate from the first batch "
+               "follows, and the bar shows the time left")
 
 
 def _fit_rounds(cfg: RunConfig, table: Any) -> RunConfig:
@@ -150,7 +158,7 @@ def run_demo(data: Optional[list[str]] = None, runs_dir: Path = Path("runs/demo"
     t0 = time.perf_counter()
     source = find_data(data)
     typer.echo(f"balpm demo: {source.note}")
-    table, features, base, note = _load(source, scale)
+    table, features, base, note = _load(source, scale, progress=progress)
     base = _fit_rounds(base.replace(name=f"demo ({source.kind}, {scale})", **SCALES[scale]), table)
     n_splits = table["split"].value_counts().to_dict()
     typer.echo(f"data: {len(table)} comparisons {n_splits}; {note}; features D={features.pairs_N_2_D.shape[-1]}")

@@ -6,7 +6,7 @@ import json
 import typer
 
 from balpm.cli.columns import (
-    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, column_map,
+    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, SUBSAMPLE, column_map,
 )
 
 
@@ -31,6 +31,8 @@ def featurize_command(
     id_col: str | None = ID_COL,
     prompt_id_col: str | None = PROMPT_ID_COL,
     source_col: str | None = SOURCE_COL,
+    subsample: int = SUBSAMPLE,
+    seed: int = typer.Option(0, "--seed", help="seed of the prompt-grouped split and of --subsample (a run's data.split_seed)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with texts/s"),
     backend: str = typer.Option("local", "--backend", help="local (this process) or ray (an actor pool, one model per "
                                 "actor and per GPU where the cluster has GPUs; resumable by shards)"),
@@ -53,7 +55,8 @@ def featurize_command(
     from balpm.features import featurize
 
     columns = column_map(prompt_col, chosen_col, rejected_col, split_col, id_col, prompt_id_col, source_col)
-    loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood), columns=columns)
+    loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood), columns=columns,
+                        subsample=subsample, seed=seed)
     table = loaded.table
     feats = featurize(table, cfg, progress=progress, backend=backend, address=address)
     summary = {
