@@ -74,10 +74,14 @@ def main() -> None:
         ids = enc.tokenize(texts, args.max_length).ids
         enc.encode_ids(ids[: args.batch_size], batch_size=args.batch_size, progress=False)  # warm-up
         load_before = os.getloadavg()[0]
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         feats = enc.encode_ids(ids, batch_size=args.batch_size, progress=False)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        # CPU time barely depends on other processes: texts per CPU-second x threads is what a quiet machine
+        # would reach if the threads scaled perfectly (an upper bound; compare with a quiet run)
         result = {"texts_per_second": round(len(texts) / seconds, 2), "seconds": round(seconds, 2),
+                  "cpu_seconds": round(cpu_seconds, 2), "texts_per_cpu_second": round(len(texts) / cpu_seconds, 2),
+                  "quiet_texts_per_second_upper_bound": round(len(texts) / cpu_seconds * torch.get_num_threads(), 2),
                   "mean_tokens": round(sum(len(x) for x in ids) / len(ids), 1), "dim": int(feats.shape[1]),
                   "load_average_1min": round((load_before + os.getloadavg()[0]) / 2, 2)}
         if reference is None:
