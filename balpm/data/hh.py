@@ -3,7 +3,7 @@
 Both fields are full transcripts ``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` that share everything up to
 the last assistant turn. The prompt is that shared prefix, up to and including the final
 ``"\\n\\nAssistant:"``; chosen and rejected are the two final assistant turns (whitespace-stripped).
-A pair whose transcripts differ before the last assistant turn (5 of the 2,312 rows of the hub's
+A pair whose transcripts differ before the last assistant turn (a few rows of the hub's
 harmless-base test file) is split at the longest common prefix that ends on a turn boundary (TRL's
 convention) and counted (``hh_split_early`` in the load report); only transcripts without an assistant turn
 or without a shared first exchange are malformed (``prefix_mismatch``). The split
