@@ -173,6 +173,8 @@ def expand_path(path: str | Path, fmt: str, columns: Mapping[str, str | None] | 
         if not files:
             raise DataError(f"{local}: no data files (.json, .jsonl, .csv, .parquet, .arrow, .gz) in this folder")
         return [pair for f in files for pair in expand_path(f, fmt, columns)]
+    if not local.is_file():  # a FIFO, a device, a socket: reading it could block or never end
+        raise DataError(f"{path}: not a regular file or folder; pass a data file or a folder of them")
     return [(local, detect_file_format(local, columns) if fmt == "auto" else fmt)]
 
 

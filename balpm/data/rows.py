@@ -250,6 +250,20 @@ def check_readable_text(path: Path) -> None:
     encoding = sniff_encoding(head)
     if encoding:
         raise DataError(encoding_fix(path, encoding))
+    for magic, what, fix in _MAGIC:
+        if head.startswith(magic):
+            raise DataError(f"{path}: the file is {what}, not text; {fix}")
+
+
+_MAGIC: tuple[tuple[bytes, str, str], ...] = (
+    (b"PK\x03\x04", "a zip archive", "unzip it and pass the folder or the files inside"),
+    (b"\x1f\x8b", "gzip-compressed", "name it with a .gz ending (e.g. data.jsonl.gz) or gunzip it"),
+    (b"PAR1", "a parquet file", "name it with a .parquet ending"),
+    (b"ARROW1", "an Arrow file", "name it with an .arrow ending"),
+    (b"BZh", "bzip2-compressed", "decompress it (bunzip2) first"),
+    (b"\xfd7zXZ\x00", "xz-compressed", "decompress it (unxz) first"),
+    (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it (unzstd) first"),
+)
 
 
 class Truncated(Exception):
