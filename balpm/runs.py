@@ -625,11 +625,34 @@ def list_runs(root: str | Path) -> list[RunInfo]:
         return []
     out = []
     for p in entries:
+        why = refused(root, p)
+        if why:  # never read: listed as broken with the reason
+            out.append(RunInfo(p.name, p, "broken", reason=why))
+            continue
         try:
             out.append(inspect_run(p))
         except Exception as exc:
             out.append(RunInfo(p.name, p, "broken", reason=" ".join(str(exc).split())[:200]))
     return out
+
+
+_RUN_FILES = ("config.yaml", "status.json", "rounds.parquet", "acquisitions.parquet", "pool.parquet", "pool_scores")
+
+
+def refused(root: str | Path, path: str | Path) -> str | None:
+    """Why the run folder ``path`` under ``root`` must not be read, or None: a folder that is a symbolic
+    link, or a run file (config.yaml, status.json, the tables) whose link leads outside ``root``."""
+    path = Path(path)
+    try:
+        if path.is_symlink():
+            return f"refused: the run folder is a symbolic link (to {os.readlink(path)}); copy the run instead"
+        for name in _RUN_FILES:
+            safe_path(root, path / name)
+    except BalpmError as exc:
+        return f"refused: {exc}"
+    except OSError as exc:
+        return f"refused: unreadable ({' '.join(str(exc).split())[:120]})"
+    return None
 
 
 class Run:

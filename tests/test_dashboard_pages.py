@@ -384,6 +384,8 @@ def test_symlinks_out_of_the_runs_folder_are_refused_never_read(runs_root, monke
     shutil.copytree(runs_root / runs.default_run_id(TINY.replace(acquisition={"policy": "bald"}, loop={"seed": 0})),
                     outside)
     (root / "linked-run").symlink_to(outside, target_is_directory=True)
+    listed = {i.run_id: i for i in runs.list_runs(root)}  # the engine's listing refuses them before reading
+    assert all(listed[r].state == "broken" and listed[r].reason.startswith("refused") for r in (rid, "linked-run"))
     at = _app(root, monkeypatch)
     _ok(at)
     table = at.dataframe[0].value.set_index("run")
