@@ -143,8 +143,13 @@ def _digits(metric: str) -> int:
     return 3 if metric.endswith("accuracy") else 4
 
 
-def format_text(summary: dict[str, Any]) -> str:
-    """The plain-text report (what ``balpm report`` prints): per setting, one table per quality metric."""
+def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -> str:
+    """The plain-text report (what ``balpm report`` prints): per setting, one table per quality metric
+    (``metrics``: only these, in this order; default every quality metric the runs have)."""
+    if metrics:
+        bad = [m for m in metrics if m not in stats.QUALITY_METRICS]
+        if bad:
+            raise BalpmError(f"unknown metric {bad[0]!r}; choose from {', '.join(stats.QUALITY_METRICS)}")
     lines = [f"baseline: {summary['baseline']}   runs: {summary['runs']}   verdicts: {summary['level']:.0%} Student-t "
              f"interval of the per-seed differences (paired by seed), AULC of the unsmoothed curve is the headline"]
     for setting in summary["settings"]:
@@ -157,7 +162,7 @@ def format_text(summary: dict[str, Any]) -> str:
         lines.append(f"setting {setting}: {span}")
         aa = summary["aa_check"].get(setting) or {}
         lines.append("  " + stats.aa_line(aa, summary["baseline"]))
-        mets = [m for m in stats.QUALITY_METRICS if m in entries[0]["final"]]
+        mets = [m for m in (metrics or stats.QUALITY_METRICS) if m in entries[0]["final"]]
         ceiling = summary["ceiling"].get(setting)
         for m in mets:
             lines.extend(_metric_table(m, entries, ceiling))

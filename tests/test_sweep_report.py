@@ -170,6 +170,13 @@ def test_sweep_ceiling_writes_full_runs_and_the_report_shows_ceiling_never_a_ver
     assert not any(line.strip().startswith("full ") for line in text.splitlines())
     for bad in ("nan", "None", "inf"):
         assert bad not in text.replace("Infinity", "")
+    main(["report", str(ceiling_root), "--n-boot", "50", "--metrics", "test_accuracy,test_log_likelihood"])
+    short = capsys.readouterr().out
+    assert short.index("test accuracy (higher") < short.index("test log-likelihood (higher")
+    assert "OOD" not in short and "Brier" not in short
+    with pytest.raises(SystemExit) as exc:
+        main(["report", str(ceiling_root), "--metrics", "train_seconds"])
+    assert exc.value.code == 2 and "unknown metric 'train_seconds'" in capsys.readouterr().err
 
 
 def test_the_same_config_under_two_run_ids_counts_once(ceiling_root):

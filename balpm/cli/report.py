@@ -17,12 +17,19 @@ def report_command(
     n_boot: int = typer.Option(1000, "--n-boot", help="bootstrap resamples for the CIs shown beside the t intervals "
                                "and for the fewer-labels figure"),
     seed: int = typer.Option(0, "--seed", help="seed of the bootstrap and of the A/A split draw"),
+    metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated quality metrics for the text "
+                                          "tables, e.g. test_log_likelihood,test_accuracy (default: all; "
+                                          "--json always has all)"),
 ) -> None:
     """Every policy against the baseline per metric: paired AULC and final differences over seeds with 95%
     Student-t CIs and a verdict (better / worse / no detectable difference), the A/A check, the ceiling of
     'full' runs with its headroom, and 'X% fewer labels' only behind a 'better' verdict."""
     from balpm import report
 
+    chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
+    if chosen:
+        report.format_text({"settings": [], "policies": [], "skipped": [], "baseline": baseline, "runs": 0,
+                            "level": 0.95}, chosen)  # an unknown metric stops here, before any work
     summary = report.report(paths, baseline=baseline, smooth=smooth, n_boot=n_boot, seed=seed)
     if html is not None:
         report.write_html(summary, html)
@@ -30,7 +37,7 @@ def report_command(
     if as_json:
         typer.echo(report.to_json(summary))
     else:
-        typer.echo(report.format_text(summary))
+        typer.echo(report.format_text(summary, chosen))
         if html is not None:
             typer.echo(f"learning curves: {html}")
 
