@@ -98,3 +98,16 @@ def test_pool_size_featurizes_only_the_rows_the_run_reads(tmp_path, monkeypatch)
 
     assert runs.open_run(tmp_path / "runs", run_dir.name).meta["feature_rows"] == "used"
     assert asked[-1] == 40 + held_out
+
+
+def test_demo_says_upfront_what_featurizing_costs(comparisons_dir, capsys):
+    from balpm.cli import demo
+    from balpm.data import load_table
+
+    table = load_table([comparisons_dir]).table
+    demo._featurize_note(table)
+    out = capsys.readouterr().out
+    assert "featurizing 2,213 comparisons with the default MiniLM encoder: 3,491 distinct texts (of 5,477)" in out
+    assert "texts/s in fp32: about 3 min in fp32 on" in out
+    demo._featurize_note(table, "bf16")
+    assert "about 1 min in bf16" in capsys.readouterr().out
