@@ -518,13 +518,14 @@ def verdict_display(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def ceiling_lines(ev: dict[str, Any], metrics: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """metric -> ``{y, text, headroom, warning}`` of the ceiling (``full`` runs' mean) to draw as a line."""
+def ceiling_lines(ev: dict[str, Any], metrics: Sequence[str], setting: str | None = None) -> dict[str, dict[str, Any]]:
+    """metric -> ``{y, text, headroom, warning}`` of the ceiling (``full`` runs' mean) to draw as a line
+    (``setting``: only that setting's ceiling; default: any)."""
     from balpm import stats
 
     out: dict[str, dict[str, Any]] = {}
-    for ceil in (ev.get("ceiling") or {}).values():
-        if not ceil:
+    for key, ceil in (ev.get("ceiling") or {}).items():
+        if not ceil or (setting is not None and key != setting):
             continue
         for m in metrics:
             c = ceil["metrics"].get(m)

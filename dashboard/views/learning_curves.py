@@ -69,7 +69,7 @@ for m in chosen:
                        "text": f"{policy}: {fl['exact']['value']:.0%} fewer labels than {baseline}"}
 
 curve_data = {m: frames.curve_stats(curves, m, smooth=window) for m in chosen}
-ceilings = frames.ceiling_lines(ev, chosen)
+ceilings = frames.ceiling_lines(ev, chosen, main_setting)
 colors = plots.policy_colors(labels)
 fig = plots.learning_curves_figure(
     curve_data, colors, brackets, chance={m: stats.chance_level(m) for m in chosen}, ceilings=ceilings,
