@@ -211,12 +211,9 @@ def sweep(configs: Sequence[RunConfig], root: str | Path, *, workers: int = 1, b
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     if backend == "ray":
         _check_ray_options(cpus_per_run, gpus_per_run, max_retries)
-        try:
-            import ray  # noqa: F401
-        except ImportError:
-            raise ConfigError("--backend ray needs Ray: pip install 'balpm[ray]' (or use the default local backend)") from None
-    elif address is not None:
-        raise ConfigError("--address is for --backend ray; add --backend ray or drop --address")
+    from balpm.features.distributed import check_backend
+
+    check_backend(backend, address)  # Ray installed, the address answers; --address only with ray
     if not configs:
         raise ConfigError("the sweep is empty; give at least one policy and one seed")
     runs.check_root(root)  # a runs root that is a file: one line before any loading

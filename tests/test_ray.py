@@ -92,6 +92,9 @@ def test_ray_failures_are_reported_not_retried_forever(ray_cluster, crash_dir, t
         sweep.sweep([cfg], tmp_path / "r", backend="ray", cpus_per_run=0, progress=False)
     with pytest.raises(ConfigError, match="--address is for --backend ray"):
         sweep.sweep([cfg], tmp_path / "r", address="127.0.0.1:6379", progress=False)
+    with pytest.raises(ConfigError, match="no Ray cluster answers at 127.0.0.1:1"):  # at once, not after minutes
+        sweep.sweep([cfg], tmp_path / "r", backend="ray", address="127.0.0.1:1", progress=False)
+    assert not (tmp_path / "r").exists()
 
     # a worker that dies on every allowed attempt: reported failed after max_retries
     run_id = runs.default_run_id(cfg)

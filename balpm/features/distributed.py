@@ -45,7 +45,8 @@ _PLAN_FORMAT = "balpm-shards/1"
 
 
 def check_backend(backend: str, address: str | None = None) -> None:
-    """One-line :class:`ConfigError` for an unknown backend, ``--address`` without Ray, or Ray missing."""
+    """One-line :class:`ConfigError` for an unknown backend, ``--address`` without Ray, Ray missing, or an
+    address where no cluster answers."""
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     if backend == "local":
@@ -57,6 +58,26 @@ def check_backend(backend: str, address: str | None = None) -> None:
         import ray.data  # noqa: F401
     except ImportError:
         raise ConfigError("--backend ray needs Ray: pip install 'balpm[ray]' (or use the default local backend)") from None
+    if address:
+        check_address(address)
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """One-line :class:`ConfigError` when ``host:port`` (or ``ray://host:port``) does not answer within
+    ``timeout`` seconds (Ray itself would keep retrying for minutes). ``auto``/``local`` pass unchecked."""
+    import socket
+
+    m = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address.strip())
+    if m is None:
+        if address.strip() in ("auto", "local"):
+            return
+        raise ConfigError(f"--address {address!r} is not host:port (e.g. 10.0.0.1:6379, as `ray start --head` prints it)")
+    try:
+        with socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                          "`ray start --head` and pass the address it prints, or drop --address for a local Ray") from None
 
 
 @contextlib.contextmanager
@@ -67,6 +88,8 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    if address:
+        check_address(address)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
