@@ -230,3 +230,27 @@ def test_cli_json_and_the_learning_curves_page_agree(ceiling_root, capsys, monke
     assert stats.aa_line(next(iter(cli["aa_check"].values())), "random") in aa_text
     for cell in shown.astype(str).to_numpy().ravel():
         assert cell not in ("nan", "None", "-inf", "inf") and "Infinity" not in cell
+
+
+def test_curve_figures_draw_chance_and_ceiling_lines(ceiling_root):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from dashboard import frames, plots
+
+    infos = [i for i in runs.list_runs(ceiling_root) if i.state == "complete"]
+    kept, _ = frames.curve_runs(infos, lambda i: runs.open_run(ceiling_root, i.run_id).rounds())
+    ev = frames.page_evidence(kept, "random")
+    curves = [(r.label, r.seed, r.rounds) for r in kept if r.policy != "full"]
+    mets = ["test_log_likelihood", "test_accuracy"]
+    ceil = frames.ceiling_lines(ev, mets)
+    fig = plots.learning_curves_figure({m: frames.curve_stats(curves, m) for m in mets},
+                                       chance={m: stats.chance_level(m) for m in mets}, ceilings=ceil)
+    ys = sorted(round(s.y0, 6) for s in fig.layout.shapes)
+    want = sorted(round(v, 6) for v in (-math.log(2), 0.5, ceil["test_log_likelihood"]["y"], ceil["test_accuracy"]["y"]))
+    assert ys == want
+    assert ceil["test_accuracy"]["y"] == ev["ceiling"][kept[0].setting]["metrics"]["test_accuracy"]["mean"]
+    html = report.learning_curves_figure(report.report([ceiling_root], n_boot=20))
+    assert any("ceiling" in (a.text or "") for a in html.layout.annotations)
+    assert any("chance" in (a.text or "") for a in html.layout.annotations)
