@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                     help="override a config field, e.g. model.precision=bf16 (repeatable)")
     ap.add_argument("--json", action="store_true", help="print one JSON object")
+    ap.add_argument("--save-picks", default="", help="write the acquired pool indices (round, step order) to this .npy")
     args = ap.parse_args(argv)
 
     import dataclasses
@@ -196,6 +197,8 @@ def main(argv: list[str] | None = None) -> dict:
 
             picks = pd.read_parquet(acq).sort_values(["round", "step"])["pool_index"].to_numpy(np.int64)
             picks_hash = hashlib.sha256(picks.tobytes()).hexdigest()[:16]
+            if args.save_picks:
+                np.save(args.save_picks, picks)
     out = {
         "n": args.n, "d": args.d, "world_comparisons": world_n, "rounds": per_round,
         "overrides": list(args.set), "world_seconds": world_seconds,

@@ -251,10 +251,14 @@ def baselines(args, u, pool, lab) -> dict:
     r2[:rows] = d2[:, k - 1]
     if rows < n:   # radii of the untimed rows, only to run the picks on realistic values (not timed)
         r2[rows:] = np.quantile(d2[:, k - 1], 0.5)
+    del index
     t = time.perf_counter()
     norms = (x * x).sum(axis=1)
-    dl = norms[:, None] + (xl * xl).sum(axis=1)[None, :] - 2.0 * (x @ xl.T)
-    counts = (dl <= r2[:, None]).sum(axis=1).astype(np.int64)
+    nl = (xl * xl).sum(axis=1)
+    counts = np.empty(n, dtype=np.int64)
+    for i in range(0, n, 65536):   # one GEMM per block of rows (bounded memory)
+        dl = norms[i:i + 65536, None] + nl[None, :] - 2.0 * (x[i:i + 65536] @ xl.T)
+        counts[i:i + 65536] = (dl <= r2[i:i + 65536, None]).sum(axis=1)
     t_counts = time.perf_counter() - t
     t = time.perf_counter()
     alive = np.ones(n, dtype=bool)
@@ -269,7 +273,6 @@ def baselines(args, u, pool, lab) -> dict:
     t_picks = time.perf_counter() - t
     out["competent"] = {"normalise": round(t_norm, 3), "radii": round(t_radii, 3), "counts": round(t_counts, 3),
                         "picks": round(t_picks, 3), "total": round(t_norm + t_radii + t_counts + t_picks, 3)}
-    del index, dl
     xt, xlt = torch.from_numpy(x), torch.from_numpy(xl)
     ref_rows = min(rows, args.reference_rows)
     t = time.perf_counter()
@@ -301,6 +304,7 @@ def table_rounds(args) -> dict:
     u0, pool, lab = make_world(args.n, args.d, args.labelled, args.prompts_per_comparison, args.seed)
     prompts = np.concatenate([lab, pool])
     n_lab = lab.shape[0]
+    pool = prompts[n_lab:]      # a view: one copy of the pool in memory
     start = np.arange(n_lab, n_lab + pool.shape[0])
     tracker = RadiusTracker(args.k, args.normalize, exact_knn=not args.approx)
     labelled = list(range(n_lab))
