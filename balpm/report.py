@@ -154,7 +154,12 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
              f"interval of the per-seed differences (paired by seed), AULC of the unsmoothed curve is the headline"]
     for setting in summary["settings"]:
         entries = [e for e in summary["policies"] if e["setting"] == setting]
+        ceiling = summary["ceiling"].get(setting)
         if not entries:
+            if ceiling:  # only ceiling runs in this setting: their values, nothing to compare
+                lines += ["", f"setting {setting}: only ceiling runs ({ceiling['n_seeds']})"]
+                lines += [f"  {stats.METRIC_NAMES.get(m, m)}: ceiling {_pm(c, _digits(m))}"
+                          for m, c in ceiling["metrics"].items() if (not metrics or m in metrics)]
             continue
         x = entries[0]["labelled"]
         span = f"labelled {int(x[0]):,} -> {int(x[-1]):,} ({len(x)} rounds)" if x else ""
@@ -163,7 +168,6 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
         aa = summary["aa_check"].get(setting) or {}
         lines.append("  " + stats.aa_line(aa, summary["baseline"]))
         mets = [m for m in (metrics or stats.QUALITY_METRICS) if m in entries[0]["final"]]
-        ceiling = summary["ceiling"].get(setting)
         for m in mets:
             lines.extend(_metric_table(m, entries, ceiling))
     if summary["skipped"]:

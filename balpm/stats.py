@@ -471,7 +471,7 @@ def evidence(runs: Sequence[RunLike], *, baseline: str = "random", level: float 
         base_label = _baseline_label(groups, {lab: g[0].policy for lab, g in groups.items()}, baseline)
         base = groups.get(base_label, [])
         labels = sorted(groups, key=lambda lab: (lab != base_label, lab))
-        mets = _finite_metrics(rest)
+        mets = _finite_metrics(rest or full)
         per_label: dict[str, dict[str, tuple[dict[int, float], dict[int, float], np.ndarray]]] = {}
         for lab in labels:
             per_label[lab] = {}
