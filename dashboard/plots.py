@@ -70,6 +70,9 @@ def _map_axes(fig: go.Figure, ranges: tuple[list[float], list[float]] | None, me
     fig.update_xaxes(title=f"{name} 1", showgrid=False, zeroline=False, range=ranges[0] if ranges else None)
     fig.update_yaxes(title=f"{name} 2", showgrid=False, zeroline=False, range=ranges[1] if ranges else None,
                      scaleanchor="x" if method == "raw" else None)
+    if method == "raw":  # equal aspect by shrinking the plot area, never by widening the shared ranges
+        fig.update_xaxes(constrain="domain")
+        fig.update_yaxes(constrain="domain")
 
 
 def plain(values: Any) -> np.ndarray:
