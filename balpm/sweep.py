@@ -177,7 +177,9 @@ def prefetch(configs: Sequence[RunConfig], *, progress: bool = True, table: Any 
     seen: dict[str, tuple[Any, Any]] = {}
     out: list[tuple[Any, Any]] = []
     for cfg in configs:
-        key = yaml.safe_dump({"d": cfg.to_dict()["data"], "f": cfg.to_dict()["features"]})
+        # a synthetic world is drawn from the run seed (loop.data_config): one world per seed
+        data = {**cfg.to_dict()["data"], "split_seed": loop.data_config(cfg).split_seed}
+        key = yaml.safe_dump({"d": data, "f": cfg.to_dict()["features"]})
         if key not in seen:
             seen[key] = loop.load_inputs(cfg, table, features, progress=progress)
         loaded_table, loaded_features = seen[key]
@@ -298,7 +300,15 @@ def _check_ray_resources(cpus_per_run: float, gpus_per_run: float) -> None:
 
 
 def _ray_run(cfg_dict: dict[str, Any], root: str, threads: int, table: Any, features: Any) -> SweepResult:
-    """Body of one Ray task: :func:`run_one` with ``threads`` torch threads (resumes a killed attempt)."""
+    """Body of one Ray task: :func:`run_one` with ``threads`` torch threads (resumes a killed attempt).
+
+    A task granted no GPU hides the node's GPUs (Ray leaves ``CUDA_VISIBLE_DEVICES`` alone then), so
+    that ``model.device: auto`` never lands on a GPU that Ray did not assign to it.
+    """
+    import ray
+
+    if not ray.get_gpu_ids():
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
     return run_one(cfg_dict, root, threads, table, features)
 
 
