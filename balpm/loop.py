@@ -13,7 +13,7 @@ shuffle, each round's model seed and each round's selection generator depend onl
 the round, never on history. A killed run therefore resumes from its last complete round (labelled
 set rebuilt from acquisitions.parquet) and ends bit-identical to an uninterrupted one. The model
 seeds do not depend on the policy, so every policy on one seed starts from the same initial set and
-the same round-0 model.
+the same round-0 model. A synthetic world is itself drawn from the run seed (:func:`data_config`).
 
 Every check on the inputs (config, sizes, feature/table agreement, NaN) happens before the run
 directory is created.
@@ -92,7 +92,7 @@ def load_inputs(cfg: RunConfig, table: pd.DataFrame | None = None, features: Any
     if table is None:
         from balpm.data import load_for_config
 
-        result = load_for_config(cfg.data)
+        result = load_for_config(data_config(cfg))
         table = result.table
         if features is None:
             features = getattr(result, "features", None)
@@ -129,11 +129,25 @@ def _is_synthetic(table: pd.DataFrame) -> bool:
     return "source" in table.columns and len(table) > 0 and bool((table["source"] == "synthetic").all())
 
 
+def data_config(cfg: RunConfig) -> Any:
+    """The data config a run loads. A synthetic world (no data paths) is drawn from the RUN seed:
+    ``data.split_seed`` becomes :func:`balpm.data.synthetic.world_seed` of ``(loop.seed, data.split_seed)``,
+    so 8 seeds are 8 world draws (same geometry) and every policy on one seed sees the same world."""
+    d = cfg.data
+    if d.paths or d.ood_paths:
+        return d
+    import dataclasses
+
+    from balpm.data.synthetic import world_seed
+
+    return dataclasses.replace(d, split_seed=world_seed(cfg.loop.seed, d.split_seed))
+
+
 def _synthetic_features(cfg: RunConfig, table: pd.DataFrame) -> Any:
-    """A synthetic world's own features (the world is a pure function of the data config)."""
+    """A synthetic world's own features (the world is a pure function of the data config and run seed)."""
     from balpm.data import load_for_config
 
-    features = load_for_config(cfg.data).features
+    features = load_for_config(data_config(cfg)).features
     if features is None:
         raise FeatureError("this synthetic table has no features; pass features= or featurize it")
     return features

@@ -1,15 +1,24 @@
-"""Synthetic worlds: labelled as synthetic, valid tables, the promised shape, determinism."""
+"""Synthetic worlds: labelled as synthetic, valid tables, the promised shape, determinism; the teaching
+world's design (fixed geometry, seed-drawn samples, test weights, contrasts, BALD's attractor) and its
+preset (budget below a quarter of the pool). Its lessons end to end: tests/test_teaching_world.py."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from balpm.config import ModelConfig
+from balpm.config import ModelConfig, RunConfig
 from balpm.data.schema import REQUIRED_COLUMNS, validate_table
-from balpm.data.synthetic import TEACHING_CLUSTER_SIZES, paper_world, teaching_world
+from balpm.data.synthetic import (
+    TEACHING_CLUSTER_SIZES,
+    TEACHING_TEST_WEIGHTS,
+    paper_world,
+    teaching_world,
+    world_seed,
+)
 from balpm.errors import ConfigError
 from balpm.model import PreferenceEnsemble
+from balpm.presets import TEACHING_PRESET, apply_preset, uses_teaching_world
 
 
 @pytest.fixture(scope="module")
@@ -22,10 +31,14 @@ def _agreement(table: pd.DataFrame) -> float:
     return float((table["true_prob"] > 0.5).mean())
 
 
+def _prompts(table: pd.DataFrame, split: str) -> pd.DataFrame:
+    return table[table["split"] == split].drop_duplicates("prompt_id")
+
+
 def test_teaching_table_is_valid_and_labelled_synthetic(teaching):
     table, feats = teaching
     validate_table(table)
-    assert set(REQUIRED_COLUMNS) <= set(table.columns) and {"cluster", "true_prob"} <= set(table.columns)
+    assert set(REQUIRED_COLUMNS) <= set(table.columns) and {"cluster", "true_prob", "contrast"} <= set(table.columns)
     assert (table["source"] == "synthetic").all()
     assert feats.manifest["model"] == "synthetic-teaching" and feats.manifest["source"] == "synthetic"
     assert set(table["split"]) == {"train", "valid", "test", "ood"}
@@ -33,13 +46,15 @@ def test_teaching_table_is_valid_and_labelled_synthetic(teaching):
     assert table["chosen"].str.match(r"answer a\d+-\d+$").all()
     assert (table["chosen"] != table["rejected"]).all()
     assert table.groupby("prompt_id").size().eq(4).all()          # several comparisons per prompt
-    assert len(table[table["split"] != "ood"]) == 3200
+    assert table.groupby("prompt_id")["split"].nunique().eq(1).all()  # prompt-grouped splits
+    counts = table["split"].value_counts()
+    assert (counts["train"], counts["valid"], counts["test"], counts["ood"]) == (2800, 400, 800, 600)
 
 
 def test_teaching_features_match_table(teaching):
     table, feats = teaching
     assert np.array_equal(feats.pair_ids, table["pair_id"].to_numpy().astype(str))
-    assert feats.pairs_N_2_D.shape == (len(table), 2, 16) and feats.pairs_N_2_D.dtype == np.float32
+    assert feats.pairs_N_2_D.shape == (len(table), 2, 64) and feats.pairs_N_2_D.dtype == np.float32
     assert feats.prompts_P_D.shape == (table["prompt_id"].nunique(), 2)
     rows = feats.prompt_rows(table["prompt_id"].to_numpy())
     assert rows.shape == (len(table), 2) and np.isfinite(feats.pairs_N_2_D).all()
@@ -49,36 +64,74 @@ def test_teaching_features_match_table(teaching):
     assert len(feats.hash) == 16
 
 
-def test_teaching_agreement_like_humans(teaching):
+def test_teaching_labels_chit_chat_is_a_coin_flip_topics_follow_a_taste(teaching):
     table, _ = teaching
-    assert 0.60 <= _agreement(table) <= 0.75
-    assert 0.60 <= _agreement(teaching_world(seed=3)[0]) <= 0.75
+    chat, topics = table[table["cluster"] == 0], table[table["cluster"] > 0]
+    assert np.allclose(chat["true_prob"], 0.5)                     # no taste to learn in chit-chat
+    assert 0.60 <= _agreement(topics) <= 0.75                      # like human labellers
+    assert 0.60 <= _agreement(teaching_world(seed=3)[0].query("cluster > 0")) <= 0.75
     # the labels were drawn from Bradley-Terry: the chosen answer is favoured on average, not always
-    assert 0.5 < table["true_prob"].mean() < 0.8 and (table["true_prob"] < 0.5).any()
+    assert 0.5 < topics["true_prob"].mean() < 0.8 and (topics["true_prob"] < 0.5).any()
 
 
-def test_teaching_cluster_sizes(teaching):
+def test_teaching_contrasts_differ_inside_every_topic_prompt(teaching):
+    """The 4 comparisons of a topic prompt take the 4 contrasts once each: U has something to decide."""
     table, _ = teaching
-    prompts = table.drop_duplicates("prompt_id")
-    inside = prompts[prompts["split"] != "ood"]["cluster"].value_counts().sort_index().to_numpy()
-    np.testing.assert_allclose(inside / inside.sum(), TEACHING_CLUSTER_SIZES, atol=1 / len(prompts))
-    ood = prompts[prompts["split"] == "ood"]["cluster"].value_counts().sort_index().to_numpy()
-    assert ood[-1] > ood[0]                                        # the OOD set reverses the proportions
-    # 2-D prompt positions: the largest cluster is a separate blob at the centre
+    topics = table[table["cluster"] > 0]
+    assert topics.groupby("prompt_id")["contrast"].nunique().eq(4).all()
+    agree = topics.groupby("contrast")["true_prob"].apply(lambda p: float((p > 0.5).mean()))
+    assert agree.is_monotonic_increasing and agree.iloc[0] < 0.6 and agree.iloc[-1] > 0.75
+    # clear pairs: answers far apart in answer space; near-ties: close
     _, feats = teaching
+    gap = np.linalg.norm(feats.pairs_N_2_D[:, 0] - feats.pairs_N_2_D[:, 1], axis=1)
+    by = pd.Series(gap[topics.index]).groupby(topics["contrast"].to_numpy()).mean()
+    assert by.is_monotonic_increasing and by.iloc[-1] > 5 * by.iloc[0]
+    # chit-chat answers differ the most of all (large, varied answers)
+    assert gap[table["cluster"].to_numpy() == 0].mean() > 2 * by.iloc[-1]
+
+
+def test_teaching_cluster_sizes_and_test_weights(teaching):
+    table, feats = teaching
+    pool = pd.concat([_prompts(table, "train"), _prompts(table, "valid")])
+    inside = pool["cluster"].value_counts().sort_index().to_numpy()
+    np.testing.assert_allclose(inside / inside.sum(), TEACHING_CLUSTER_SIZES, atol=1 / len(pool))
+    # the test set weights the clusters (default: the five topics equally, no chit-chat), not the pool's mix
+    test = _prompts(table, "test")["cluster"].value_counts().reindex(range(6), fill_value=0).to_numpy()
+    np.testing.assert_allclose(test / test.sum(), np.asarray(TEACHING_TEST_WEIGHTS) / sum(TEACHING_TEST_WEIGHTS),
+                               atol=1 / test.sum())
+    assert test[0] == 0 and test[1:].min() == test[1:].max() == 40
+    ood = _prompts(table, "ood")["cluster"].value_counts().sort_index().to_numpy()
+    assert ood[-1] > ood[0]                                        # the OOD set reverses the proportions
+    # 2-D prompt positions: chit-chat is a tight blob at the centre, the topics sit on a ring around it
+    prompts = _prompts(table, "train")
     xy = feats.prompt_rows(prompts["prompt_id"].to_numpy())
-    centre = xy[prompts["cluster"].to_numpy() == 0].mean(axis=0)
-    assert np.linalg.norm(centre) < 0.5
-    assert np.linalg.norm(xy[prompts["cluster"].to_numpy() == 3].mean(axis=0)) > 3.0
+    cl = prompts["cluster"].to_numpy()
+    assert np.linalg.norm(xy[cl == 0].mean(axis=0)) < 0.2
+    assert all(np.linalg.norm(xy[cl == c].mean(axis=0)) > 3.0 for c in range(1, 6))
+    assert xy[cl == 0].std(axis=0).max() < 0.5 * xy[cl == 1].std(axis=0).min()
 
 
-def test_teaching_is_deterministic(teaching):
+def test_teaching_other_test_weights():
+    table, _ = teaching_world(seed=1, test_weights=(1, 1, 1, 1, 1, 1), n_prompts=600)
+    test = _prompts(table, "test")["cluster"].value_counts().sort_index().to_numpy()
+    assert len(test) == 6 and test.max() - test.min() <= 1
+
+
+def test_teaching_is_deterministic_in_seed_with_a_fixed_layout(teaching):
     table, feats = teaching
     again_table, again = teaching_world(seed=0)
     pd.testing.assert_frame_equal(table, again_table)
     assert np.array_equal(feats.pairs_N_2_D, again.pairs_N_2_D) and feats.hash == again.hash
     other_table, other = teaching_world(seed=1)
     assert other.hash != feats.hash and not other_table["chosen"].equals(table["chosen"])
+    # the geometry stays: every cluster's centre is where it was (within sampling noise)
+    def centres(t: pd.DataFrame, f) -> np.ndarray:
+        p = _prompts(t, "train")
+        xy = f.prompt_rows(p["prompt_id"].to_numpy())
+        return np.vstack([xy[p["cluster"].to_numpy() == c].mean(axis=0) for c in range(6)])
+
+    assert np.abs(centres(table, feats) - centres(other_table, other)).max() < 0.3
+    assert not np.array_equal(feats.prompts_P_D, other.prompts_P_D)  # ... but the prompts are new draws
 
 
 def test_teaching_size_and_bad_parameters():
@@ -86,25 +139,78 @@ def test_teaching_size_and_bad_parameters():
     assert (table["split"] != "ood").sum() == 500 and (table["split"] == "ood").sum() == 40
     validate_table(table)
     assert len(feats.pair_ids) == len(table)
-    with pytest.raises(ConfigError):
-        teaching_world(n_prompts=3)
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="pool prompts"):
+        teaching_world(n_prompts=6)
+    with pytest.raises(ConfigError, match="cluster_sizes"):
         teaching_world(cluster_sizes=(1.0, -0.2))
+    with pytest.raises(ConfigError, match="test_weights"):
+        teaching_world(test_weights=(1.0, 1.0))
+    with pytest.raises(ConfigError, match="test_weights"):
+        teaching_world(test_weights=(0, 0, 0, 0, 0, 0))
 
 
-def test_bald_piles_up_in_the_largest_cluster(teaching):
-    """The world's purpose: BALD's top-B of a model trained on a random start lands in one region."""
+def test_world_seed_is_the_run_seed():
+    assert [world_seed(s) for s in range(4)] == [0, 1, 2, 3]
+    assert world_seed(3, 1) != world_seed(3, 0) and world_seed(3, 1) == world_seed(3, 1)
+    from balpm import loop
+
+    cfgs = [RunConfig().replace(loop={"seed": s}, acquisition={"policy": p}) for s, p in
+            ((0, "random"), (0, "bald"), (1, "random"))]
+    assert [loop.data_config(c).split_seed for c in cfgs] == [0, 0, 1]
+    real = RunConfig().replace(data={"paths": ("x.json",), "split_seed": 4}, loop={"seed": 7})
+    assert loop.data_config(real).split_seed == 4                  # real data: the split seed stays
+
+
+def test_runs_on_two_seeds_see_two_worlds_policies_on_one_seed_share_it():
+    from balpm import loop
+
+    cfg = apply_preset(RunConfig())
+    w0 = loop.load_inputs(cfg.replace(loop={"seed": 0}))[1].hash
+    w0b = loop.load_inputs(cfg.replace(loop={"seed": 0}, acquisition={"policy": "bald"}))[1].hash
+    w1 = loop.load_inputs(cfg.replace(loop={"seed": 1}))[1].hash
+    assert w0 == w0b != w1
+
+
+def test_teaching_preset_fits_the_pool_below_a_quarter(teaching):
+    table, _ = teaching
+    cfg = apply_preset(RunConfig())
+    assert uses_teaching_world(cfg)
+    lp = cfg.loop
+    budget = lp.initial + lp.batch_size * (lp.rounds - 1)
+    pool = int((table["split"] == "train").sum())
+    assert budget == 500 and budget < 0.25 * pool
+    assert cfg.model.hidden == TEACHING_PRESET["model"]["hidden"] and cfg.acquisition.beta == 0.2
+
+
+def test_preset_keeps_what_the_user_set_and_leaves_real_data_alone():
+    cfg = apply_preset(RunConfig().replace(loop={"rounds": 4}, model={"lr": 0.01}), ["loop.rounds", "lr"])
+    assert cfg.loop.rounds == 4 and cfg.model.lr == 0.01 and cfg.loop.initial == 50
+    # a field set to the reference default on purpose is kept too
+    assert apply_preset(RunConfig(), ["acquisition.beta"]).acquisition.beta == 0.01
+    real = RunConfig().replace(data={"paths": ("data.json",)})
+    assert apply_preset(real) == real
+    paper = RunConfig().replace(data={"synthetic": "paper"})
+    assert apply_preset(paper) == paper
+
+
+def test_bald_piles_up_in_chit_chat(teaching):
+    """BALD's attractor: a model of the preset trained on a random start is most uncertain in chit-chat."""
     from balpm.uncertainty import bald
 
     table, feats = teaching
     train = np.flatnonzero(table["split"].to_numpy() == "train")
     labelled = np.random.default_rng(0).permutation(train)[:100]
     pool = np.setdiff1d(train, labelled)
-    model = PreferenceEnsemble(ModelConfig(hidden=(64, 16), validation="none", device="cpu"), 16, seed=0)
+    cfg = ModelConfig(**{**TEACHING_PRESET["model"], "device": "cpu", "validation": "none", "max_epochs": 10})
+    model = PreferenceEnsemble(cfg, 64, seed=0)
     model.fit(feats.pairs_N_2_D[labelled])
-    top = pool[np.argsort(-bald(model.predict_probs(feats.pairs_N_2_D[pool])))[:50]]
-    share = np.mean(table["cluster"].to_numpy()[top] == 0)
-    assert share >= 0.9                                             # the cluster holds 50% of the pool
+    u = bald(model.predict_probs(feats.pairs_N_2_D[pool]))
+    top = pool[np.argsort(-u)[:50]]
+    assert np.mean(table["cluster"].to_numpy()[top] == 0) >= 0.9   # chit-chat holds 40% of the pool
+    # inside the topics, U ranks the clear pairs above the near-ties of the same prompts
+    topics = table["cluster"].to_numpy()[pool] > 0
+    by = pd.Series(u[topics]).groupby(table["contrast"].to_numpy()[pool][topics]).mean()
+    assert by.is_monotonic_increasing and by.iloc[-1] > 5 * by.iloc[0]
 
 
 def test_paper_world_shape():

@@ -161,10 +161,13 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
     each is typed and checked by its field, and an error names the flag. A run's own ``config.yaml``
     (with its ``meta`` section) is accepted as ``config``.
     """
+    yaml_keys: list[str] = []  # the fields a YAML config sets: kept by the preset below
     if base is not None:
         cfg = base
     elif config is not None:
-        cfg = RunConfig.from_dict(read_yaml(Path(config)))
+        raw = read_yaml(Path(config))
+        yaml_keys = [f"{s}.{k}" for s, v in raw.items() if isinstance(v, dict) for k in v]
+        cfg = RunConfig.from_dict(raw)
     else:
         cfg = RunConfig()
     changes: dict[str, dict[str, Any]] = {}
@@ -190,7 +193,13 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
     for item in sets or []:
         key, value = parse_assignment(item)
         put(key, value)
-    return cfg.replace(**changes).validate() if changes else cfg.validate()
+    cfg = cfg.replace(**changes) if changes else cfg
+    if base is None:  # no data: the teaching world's preset sizes (balpm/presets.py) fill what was not set
+        from balpm.presets import apply_preset
+
+        given = [f"{s}.{k}" for s, v in changes.items() if isinstance(v, dict) for k in v]
+        cfg = apply_preset(cfg, yaml_keys + given)
+    return cfg.validate()
 
 
 def resume_base(runs_dir: Path, run_id: str) -> RunConfig:

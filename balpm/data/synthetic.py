@@ -3,19 +3,28 @@
 Every row has ``source = "synthetic"`` and the features' manifest names the world as its model
 (``synthetic-teaching`` or ``synthetic-paper``). Both worlds return ``(table, Features)`` with the
 preference-table columns of :mod:`balpm.data.schema`, prompt-grouped ``train`` / ``valid`` / ``test``
-splits (:func:`balpm.data.splits.assign_splits`) and an ``ood`` set drawn from a shifted distribution.
-Extra columns: ``cluster`` (the prompt's cluster) and ``true_prob`` (the hidden Bradley-Terry probability
-that the chosen answer beats the rejected one; the label was drawn from it).
+splits and an ``ood`` set drawn from a shifted distribution. Extra columns: ``cluster`` (the prompt's
+cluster) and ``true_prob`` (the hidden Bradley-Terry probability that the chosen answer beats the
+rejected one; the label was drawn from it).
 
-* :func:`teaching_world`: 2-D prompts in six clusters of very different sizes (50%, 20%, 12%, 8%, 6%,
-  4%), four comparisons per prompt, pair features ``[prompt x, y | answer vector]`` (D = 16). Answers
-  of each cluster vary in their own block of answer directions, and the hidden reward is linear in the
-  answer with a component in every block, so each cluster's part of the reward is learnt only from
-  that cluster's labels. The largest cluster's answers vary most (larger inputs: the ensemble's members
-  disagree most there), so BALD's top-B batches pile up in it (redundant picks, visible at a glance on
-  the 2-D map), while an entropy-seeking policy spreads over the clusters. The OOD set reverses the
-  cluster proportions and shifts the centres. Labels agree with the hidden reward's preferred answer
-  on 60-75% of comparisons (about 70%), like human labellers.
+* :func:`teaching_world` (the default when no data is given; a run draws it from its own seed, see
+  :func:`world_seed`): 2-D prompts in six clusters, four comparisons per prompt, pair features
+  ``[x, y, answer vector]`` (D = 64). Its two lessons, in two sentences:
+
+  1. Cluster 0, *chit-chat* (40% of the pool, a tight blob at the centre of the map), has large,
+     varied answers (32 directions, scale 3) and coin-flip labels: there is no taste to learn, but
+     the ensemble's members disagree there and keep disagreeing as labels arrive, so BALD spends
+     ~90% of its budget there on labels that teach nothing; BAL-PM's entropy term sees a dense,
+     already-covered place and spreads its labels over the five *topic* clusters (18% .. 8% of the
+     pool, wider, on a ring), which the test set asks about equally (``test_weights``).
+  2. Each topic has its own taste (one direction in its own 6 answer dimensions), and the four
+     comparisons of a prompt differ in *contrast*, how different the two answers are (0.1, 0.3,
+     1.0, 1.6, one each): near-ties are coin flips that teach little, clear pairs teach a lot. The
+     four comparisons share one H, so U (high for clear pairs) decides among them: BAL-PM without U
+     labels near-ties as often as random does.
+
+  Labels follow the topics' tastes on ~75% of topic comparisons. The OOD set reverses the cluster
+  proportions, shifts the centres and moves the typical answers.
 * :func:`paper_world`: any number of comparisons and dimensions, clustered prompt features in D
   dimensions, for benchmarks at the paper's shape (pool 92,000 x 4,096).
 """
@@ -23,34 +32,41 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from balpm.data.splits import assign_splits
+from balpm.data.splits import assign_splits, check_ratios
 from balpm.errors import ConfigError
 
 if TYPE_CHECKING:  # the features package imports transformers: only when a world is built
     from balpm.features import Features
 
-__all__ = ["SOURCE", "TEACHING_CLUSTER_SIZES", "features_hash", "paper_world", "teaching_world"]
+__all__ = ["SOURCE", "TEACHING_CLUSTER_NAMES", "TEACHING_CLUSTER_SIZES", "TEACHING_TEST_WEIGHTS", "features_hash",
+           "paper_world", "teaching_world", "world_seed"]
 
 SOURCE = "synthetic"
-TEACHING_CLUSTER_SIZES: tuple[float, ...] = (0.50, 0.20, 0.12, 0.08, 0.06, 0.04)
+TEACHING_CLUSTER_NAMES: tuple[str, ...] = ("chit-chat", "topic 1", "topic 2", "topic 3", "topic 4", "topic 5")
+TEACHING_CLUSTER_SIZES: tuple[float, ...] = (0.40, 0.18, 0.14, 0.11, 0.09, 0.08)
+TEACHING_TEST_WEIGHTS: tuple[float, ...] = (0.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 
-# Teaching-world geometry (fixed: the picture is the same for every seed; the seed draws the samples).
-_BIG_STD = 1.0        # spread of the largest cluster's prompts
-_SMALL_STD = 0.45     # spread of the other clusters' prompts
-_RING = 5.0           # the small clusters sit on a ring of this radius around the largest one
-_BIG_ANSWER = 1.6     # answer scale in the largest cluster (larger inputs: more epistemic uncertainty)
-_SMALL_ANSWER = 1.0   # answer scale elsewhere
-_ISO = 0.2            # isotropic answer noise in every direction (features are full rank everywhere)
-_BIG_SHARE = 4        # answer dimensions that vary in the largest cluster (the rest split over the others)
-_STRENGTH = 0.6       # reward scale: sets the label agreement (about 0.70 overall)
-_OOD_SHIFT = (0.6, -0.4)
+# Teaching-world geometry and scales (fixed: the picture is the same for every seed; the seed draws the
+# samples). Why each value: see the module docstring and the README's "The teaching world".
+_CHAT_STD = 0.25      # chit-chat prompts: a tight, dense blob at the centre of the map
+_TOPIC_STD = 0.7      # topic prompts: wider clusters on a ring
+_RING = 4.0           # radius of the ring of topic clusters
+_CHAT_DIMS = 32       # chit-chat answers vary in many directions ...
+_CHAT_SCALE = 3.0     # ... by a lot (large, varied answers): the members disagree there, and keep disagreeing
+_TOPIC_DIMS = 6       # each topic's answers vary in its own 6 directions; its taste is one direction in them
+_CONTRASTS = (0.1, 0.3, 1.0, 1.6)  # how different the two answers of a comparison are; a prompt's comparisons take each once
+_CENTRE = 0.5         # spread of each prompt's typical answer
+_STRENGTH = 1.2       # Bradley-Terry strength of the topics' tastes (chit-chat: 0, a coin flip)
+_ISO = 0.05           # isotropic answer noise in every direction (features are full rank everywhere)
+_XY_SCALE = 0.3       # the prompt position enters the pair features at this scale
+_OOD_SHIFT = (0.5, -0.4)
+_OOD_ANSWER_SHIFT = 0.3
 _CHUNK = 8192         # paper world: rows generated per block (fixed: the draws depend on it)
-_PAIR_SCALE = 6.0     # pair features are scaled so that the reference model (N(0, 0.01^2) init, lr 3e-5) learns
 
 
 def features_hash(prompts_P_D: np.ndarray, pairs_N_2_D: np.ndarray, prompt_ids: np.ndarray, pair_ids: np.ndarray) -> str:
@@ -63,6 +79,14 @@ def features_hash(prompts_P_D: np.ndarray, pairs_N_2_D: np.ndarray, prompt_ids: 
     for ids in (prompt_ids, pair_ids):
         h.update("\x1f".join(np.asarray(ids).astype(str).tolist()).encode())
     return h.hexdigest()[:16]
+
+
+def world_seed(run_seed: int, split_seed: int = 0) -> int:
+    """The seed a run draws its synthetic world from: the run seed (``loop.seed``), so that 8 seeds are 8
+    world draws; a non-zero ``data.split_seed`` mixes in (another family of draws for the same run seeds)."""
+    if int(split_seed) == 0:
+        return int(run_seed)
+    return int(np.random.SeedSequence([int(run_seed) & 0xFFFFFFFF, int(split_seed) & 0xFFFFFFFF, 29]).generate_state(1)[0])
 
 
 def _counts(total: int, fractions: np.ndarray) -> np.ndarray:
@@ -106,94 +130,134 @@ def _orient(first_wins_N: np.ndarray, feats_a: np.ndarray, feats_b: np.ndarray) 
 
 
 # ---- teaching world -------------------------------------------------------------------------------
-def _teaching_layout(n_clusters: int, answer_dim: int, layout_seed: int) -> dict[str, np.ndarray]:
-    """Cluster centres (C, 2); per-cluster answer subspaces (disjoint blocks of a random rotation) and the
-    hidden reward's direction inside each (unit vectors, summed into one global direction ``w``)."""
+def _teaching_layout(n_clusters: int, layout_seed: int) -> dict[str, Any]:
+    """The fixed geometry: cluster centres (C, 2) (cluster 0 at the origin, the others on a ring), the
+    answer dimensions of each cluster (chit-chat: ``_CHAT_DIMS``; each topic: its own ``_TOPIC_DIMS``) and
+    each topic's hidden reward direction (a unit vector inside its block; zero for chit-chat)."""
     rng = np.random.default_rng(np.random.SeedSequence([int(layout_seed), 7]))
     angles = 2 * np.pi * np.arange(n_clusters - 1) / max(n_clusters - 1, 1) + np.pi / 7
     centres = np.vstack([np.zeros((1, 2)), _RING * np.c_[np.cos(angles), np.sin(angles)]])
-    rot, _ = np.linalg.qr(rng.standard_normal((answer_dim, answer_dim)))
-    big = min(_BIG_SHARE, max(1, answer_dim - (n_clusters - 1))) if n_clusters > 1 else answer_dim
-    rest = np.array_split(np.arange(big, answer_dim), n_clusters - 1) if answer_dim > big else []
-    blocks = [np.arange(big)] + [b if len(b) else np.arange(big) for b in rest]
-    blocks += [np.arange(answer_dim)] * (n_clusters - len(blocks))  # more clusters than dimensions: share
-    bases = [rot[:, b] for b in blocks]
-    w = np.zeros(answer_dim)
-    for basis in bases:
-        u = basis @ rng.standard_normal(basis.shape[1])
-        w += u / np.linalg.norm(u)
-    return {"centres": centres, "bases": bases, "w": w}
-
-
-def _teaching_answers(rng: np.random.Generator, cluster_N: np.ndarray, layout: dict) -> np.ndarray:
-    """Answer vectors: cluster-specific subspace (scaled) plus small isotropic noise."""
-    dim = layout["w"].shape[0]
-    out = _ISO * rng.standard_normal((len(cluster_N), dim))
-    for c, basis in enumerate(layout["bases"]):
-        rows = np.flatnonzero(cluster_N == c)
-        scale = _BIG_ANSWER if c == 0 else _SMALL_ANSWER
-        out[rows] += scale * rng.standard_normal((len(rows), basis.shape[1])) @ basis.T
-    return out
+    blocks = [np.arange(_CHAT_DIMS)] + [_CHAT_DIMS + _TOPIC_DIMS * i + np.arange(_TOPIC_DIMS)
+                                        for i in range(n_clusters - 1)]
+    dim = _CHAT_DIMS + _TOPIC_DIMS * (n_clusters - 1)
+    w_C_A = np.zeros((n_clusters, dim))
+    for c in range(1, n_clusters):
+        u = rng.standard_normal(_TOPIC_DIMS)
+        w_C_A[c, blocks[c]] = u / np.linalg.norm(u)
+    return {"centres": centres, "blocks": blocks, "w": w_C_A, "dim": dim}
 
 
 def _teaching_prompts(rng: np.random.Generator, n_prompts: int, fractions: np.ndarray, centres: np.ndarray,
                       shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    counts = _counts(n_prompts, fractions)
+    """``n_prompts`` prompt positions (P, 2) and clusters (P,), cluster counts proportional to ``fractions``."""
+    counts = _counts(n_prompts, fractions) if n_prompts else np.zeros(len(fractions), np.int64)
     cluster_P = np.repeat(np.arange(len(fractions)), counts)
     cluster_P = cluster_P[rng.permutation(n_prompts)]
-    std = np.where(cluster_P == 0, _BIG_STD, _SMALL_STD)[:, None]
+    std = np.where(cluster_P == 0, _CHAT_STD, _TOPIC_STD)[:, None]
     xy_P_2 = centres[cluster_P] + shift + std * rng.standard_normal((n_prompts, 2))
     return xy_P_2, cluster_P
 
 
-def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 800, comparisons_per_prompt: int = 4,
-                   answer_dim: int = 14, cluster_sizes: tuple[float, ...] = TEACHING_CLUSTER_SIZES,
-                   n_ood_prompts: int = 150, ratios: tuple[float, float, float] = (0.7, 0.1, 0.2),
-                   layout_seed: int = 0) -> tuple[pd.DataFrame, Features]:
-    """The synthetic teaching world: ``(table, Features)``, deterministic in ``seed``.
+def _teaching_answers(rng: np.random.Generator, prompt_N: np.ndarray, cluster_N: np.ndarray, contrast_N: np.ndarray,
+                      layout: dict[str, Any], centre_shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Answer vectors (N, A) of both answers of every comparison.
 
-    ``n_prompts`` in-distribution prompts (``n`` comparisons instead, if given: ``ceil(n / cpp)`` prompts)
-    with ``comparisons_per_prompt`` comparisons each, split by prompt into train / valid / test with
-    ``ratios``; plus ``n_ood_prompts`` prompts (same number of comparisons each) in the ``ood`` split,
-    drawn with the cluster proportions reversed and the centres shifted. Prompt features are the 2-D
-    prompt positions (P, 2); pair features are ``[x, y, answer (answer_dim)]`` (N, 2, 2 + answer_dim),
-    column 0 the chosen answer. Default: 3,200 + 600 comparisons, D = 16. The cluster layout and
-    hidden reward come from ``layout_seed`` (fixed by default), the samples and labels from ``seed``.
+    Each prompt has a typical answer (its centre in its cluster's block, plus ``centre_shift``); the two
+    answers of a comparison scatter around it with the comparison's contrast (chit-chat: ``_CHAT_SCALE`` in
+    all of its ``_CHAT_DIMS`` dimensions). A little isotropic noise keeps the features full rank."""
+    dim, n = layout["dim"], len(prompt_N)
+    n_p = int(prompt_N.max()) + 1 if n else 0
+    centre_P_A = np.zeros((n_p, dim))
+    a = _ISO * rng.standard_normal((n, dim))
+    b = _ISO * rng.standard_normal((n, dim))
+    for c, block in enumerate(layout["blocks"]):
+        rows = np.flatnonzero(cluster_N == c)
+        centre_P_A[:, block] = _CENTRE * rng.standard_normal((n_p, len(block)))
+        scale = np.full(len(rows), _CHAT_SCALE) if c == 0 else contrast_N[rows]
+        base = centre_P_A[prompt_N[rows]][:, block] + centre_shift
+        a[np.ix_(rows, block)] += base + scale[:, None] * rng.standard_normal((len(rows), len(block)))
+        b[np.ix_(rows, block)] += base + scale[:, None] * rng.standard_normal((len(rows), len(block)))
+    return a, b
+
+
+def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000, comparisons_per_prompt: int = 4,
+                   cluster_sizes: tuple[float, ...] = TEACHING_CLUSTER_SIZES,
+                   test_weights: tuple[float, ...] = TEACHING_TEST_WEIGHTS, n_ood_prompts: int = 150,
+                   ratios: tuple[float, float, float] = (0.7, 0.1, 0.2), layout_seed: int = 0) -> tuple[pd.DataFrame, Features]:
+    """The synthetic teaching world: ``(table, Features)``, a pure function of ``seed`` (see the module doc).
+
+    ``n_prompts`` in-distribution prompts (``n`` comparisons instead, if given: ``ceil(n / cpp)`` prompts,
+    trimmed to exactly ``n`` comparisons) with ``comparisons_per_prompt`` comparisons each. ``ratios``
+    (pool / valid / test) sets how many prompts go to each split: pool and valid prompts follow
+    ``cluster_sizes``, test prompts follow ``test_weights`` (default: the five topic clusters equally, no
+    chit-chat). Plus ``n_ood_prompts`` prompts in the ``ood`` split with the pool's proportions reversed,
+    the centres shifted and the typical answers moved. Prompt features: the 2-D positions (P, 2); pair
+    features: ``[x, y (scaled), answer]`` (N, 2, 2 + 32 + 6 * topics), column 0 the chosen answer.
+    Default: 4,000 + 600 comparisons, pool 2,800, D = 64. The geometry and the hidden tastes come from
+    ``layout_seed`` (fixed by default, so every seed draws the same picture); the prompts, answers,
+    labels and split from ``seed``. Extra columns: ``cluster``, ``true_prob``, ``contrast``.
     """
     fractions = np.asarray(cluster_sizes, dtype=np.float64)
     if fractions.ndim != 1 or fractions.size < 2 or (fractions <= 0).any() or not np.isfinite(fractions).all():
         raise ConfigError(f"cluster_sizes must be at least two positive fractions (got {cluster_sizes})")
+    weights = np.asarray(test_weights, dtype=np.float64)
+    if weights.shape != fractions.shape or (weights < 0).any() or not np.isfinite(weights).all() or weights.sum() <= 0:
+        raise ConfigError(f"test_weights must be {fractions.size} non-negative numbers with a positive sum, one per "
+                          f"cluster (got {test_weights})")
+    cpp = int(comparisons_per_prompt)
     if n is not None:
         if int(n) < 1:
             raise ConfigError(f"synthetic world size must be >= 1 comparison (got {n})")
-        n_prompts = math.ceil(int(n) / int(comparisons_per_prompt)) if comparisons_per_prompt >= 1 else 0
-    if n_prompts < len(fractions) or comparisons_per_prompt < 1 or answer_dim < 1 or n_ood_prompts < 0:
+        n_prompts = math.ceil(int(n) / cpp) if cpp >= 1 else 0
+    ratios_3 = check_ratios(ratios)
+    n_prompts = int(n_prompts)
+    n_test = int(round(ratios_3[2] * n_prompts))
+    n_valid = int(round(ratios_3[1] * n_prompts))
+    n_pool = n_prompts - n_test - n_valid
+    if n_pool < len(fractions) or cpp < 1 or n_ood_prompts < 0 or (ratios_3[2] > 0 and n_test < 1):
         raise ConfigError(
-            f"teaching world needs n_prompts >= {len(fractions)} (one per cluster), comparisons_per_prompt >= 1, "
-            f"answer_dim >= 1 and n_ood_prompts >= 0 (got {n_prompts}, {comparisons_per_prompt}, {answer_dim}, {n_ood_prompts})")
-    layout = _teaching_layout(len(fractions), int(answer_dim), layout_seed)
+            f"teaching world needs at least {len(fractions)} pool prompts (one per cluster), comparisons_per_prompt >= 1 "
+            f"and n_ood_prompts >= 0 (got {n_pool} pool prompts of {n_prompts}, {cpp}, {n_ood_prompts}); "
+            "raise n_prompts / synthetic_size")
+    layout = _teaching_layout(len(fractions), layout_seed)
     ss = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 11])
-    rng_ind, rng_ood, rng_lab = (np.random.default_rng(s) for s in ss.spawn(3))
-    xy_in, cl_in = _teaching_prompts(rng_ind, int(n_prompts), fractions, layout["centres"], np.zeros(2))
+    rng_pool, rng_test, rng_ood, rng_ans, rng_lab = (np.random.default_rng(s) for s in ss.spawn(5))
+    none = np.zeros(2)
+    xy_pool, cl_pool = _teaching_prompts(rng_pool, n_pool + n_valid, fractions, layout["centres"], none)
+    xy_test, cl_test = _teaching_prompts(rng_test, n_test, weights, layout["centres"], none)
     xy_ood, cl_ood = _teaching_prompts(rng_ood, int(n_ood_prompts), fractions[::-1].copy(), layout["centres"],
                                        np.asarray(_OOD_SHIFT))
-    xy_P_2 = np.vstack([xy_in, xy_ood])
-    cluster_P = np.concatenate([cl_in, cl_ood])
-    is_ood_P = np.r_[np.zeros(len(cl_in), bool), np.ones(len(cl_ood), bool)]
-    n_p, cpp = len(cluster_P), int(comparisons_per_prompt)
+    xy_P_2 = np.vstack([xy_pool, xy_test, xy_ood])
+    cluster_P = np.concatenate([cl_pool, cl_test, cl_ood])
+    valid_P = np.zeros(len(cluster_P), bool)
+    valid_P[rng_pool.permutation(n_pool + n_valid)[:n_valid]] = True
+    split_P = np.where(valid_P, "valid", "train").astype(object)
+    split_P[n_pool + n_valid:n_pool + n_valid + n_test] = "test"
+    split_P[n_pool + n_valid + n_test:] = "ood"
+    n_p = len(cluster_P)
 
     prompt_N = np.repeat(np.arange(n_p), cpp)
     slot_N = np.tile(np.arange(cpp), n_p)
-    if n is not None:  # trim the in-distribution part to exactly n comparisons
-        keep = (~is_ood_P[prompt_N]) & (np.arange(len(prompt_N)) < int(n)) | is_ood_P[prompt_N]
+    if n is not None:  # trim the in-distribution part to exactly n comparisons (the last prompts lose some)
+        inside = split_P[prompt_N] != "ood"
+        keep = ~inside | (np.cumsum(inside) <= int(n))
         prompt_N, slot_N = prompt_N[keep], slot_N[keep]
     cluster_N = cluster_P[prompt_N]
-    xy_N_2 = xy_P_2[prompt_N]
-    ans_a = _teaching_answers(rng_lab, cluster_N, layout)
-    ans_b = _teaching_answers(rng_lab, cluster_N, layout)
-    margin = _STRENGTH * (ans_a - ans_b) @ layout["w"]
-    a_wins, p_a = _label(rng_lab, margin)
-    pairs_N_2_D = _PAIR_SCALE * _orient(a_wins, np.hstack([xy_N_2, ans_a]), np.hstack([xy_N_2, ans_b]))
+    levels = np.asarray(_CONTRASTS)
+    order_P_L = np.argsort(rng_ans.random((n_p, max(cpp, len(levels)))), axis=1)   # each prompt: levels shuffled
+    contrast_N = levels[order_P_L[prompt_N, slot_N] % len(levels)]
+    is_ood_N = split_P[prompt_N] == "ood"
+    ans_a, ans_b = _teaching_answers(rng_ans, prompt_N, cluster_N, contrast_N, layout, np.float64(0.0))
+    if is_ood_N.any():  # the OOD prompts' typical answers move: their answers differ from the pool's
+        ood_rows = np.flatnonzero(is_ood_N)
+        for c, block in enumerate(layout["blocks"]):
+            rows = ood_rows[cluster_N[ood_rows] == c]
+            ans_a[np.ix_(rows, block)] += _OOD_ANSWER_SHIFT
+            ans_b[np.ix_(rows, block)] += _OOD_ANSWER_SHIFT
+    margin_N = _STRENGTH * np.einsum("na,na->n", ans_a - ans_b, layout["w"][cluster_N])
+    a_wins, p_a = _label(rng_lab, margin_N)
+    xy_N_2 = _XY_SCALE * xy_P_2[prompt_N]
+    pairs_N_2_D = _orient(a_wins, np.hstack([xy_N_2, ans_a]), np.hstack([xy_N_2, ans_b]))
 
     prompt_ids_P = np.array([f"syn-t{p:05d}" for p in range(n_p)])
     name_a = [f"answer a{p}-{2 * s}" for p, s in zip(prompt_N, slot_N)]
@@ -201,22 +265,25 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 800,
     table = pd.DataFrame({
         "pair_id": [f"syn-t{p:05d}-{s}" for p, s in zip(prompt_N, slot_N)],
         "prompt_id": prompt_ids_P[prompt_N],
-        "prompt": [f"synthetic prompt {p} (cluster {c})" for p, c in zip(prompt_N, cluster_N)],
+        "prompt": [f"synthetic prompt {p} ({TEACHING_CLUSTER_NAMES[c] if c < len(TEACHING_CLUSTER_NAMES) else f'cluster {c}'})"
+                   for p, c in zip(prompt_N, cluster_N)],
         "chosen": np.where(a_wins, name_a, name_b),
         "rejected": np.where(a_wins, name_b, name_a),
-        "split": np.where(is_ood_P[prompt_N], "ood", "train"),
+        "split": split_P[prompt_N].astype(str),
         "source": SOURCE,
         "cluster": cluster_N.astype(np.int64),
         "true_prob": np.where(a_wins, p_a, 1.0 - p_a),
+        "contrast": np.where(cluster_N == 0, _CHAT_SCALE, contrast_N).astype(np.float64),
     })
-    table = assign_splits(table, ratios=ratios, seed=int(seed))
     used = np.unique(prompt_N)
+    topic = cluster_N > 0
     manifest = {
         "model": "synthetic-teaching", "world": "teaching", "seed": int(seed), "layout_seed": int(layout_seed),
-        "n_prompts": int(n_prompts), "comparisons_per_prompt": cpp, "answer_dim": int(answer_dim),
-        "cluster_sizes": [float(f) for f in fractions], "n_ood_prompts": int(n_ood_prompts),
-        "agreement": float(np.mean(np.maximum(p_a, 1 - p_a))),
-        "pair_layout": "[prompt x, prompt y, answer vector]",
+        "n_prompts": n_prompts, "comparisons_per_prompt": cpp, "cluster_sizes": [float(f) for f in fractions],
+        "test_weights": [float(w) for w in weights], "n_ood_prompts": int(n_ood_prompts),
+        "agreement_topics": float(np.mean(np.maximum(p_a, 1 - p_a)[topic])) if topic.any() else float("nan"),
+        "pair_layout": f"[prompt x, prompt y (x {_XY_SCALE}), answer ({layout['dim']}: chit-chat {_CHAT_DIMS}, "
+                       f"then {_TOPIC_DIMS} per topic)]",
     }
     return table, _features(table, prompt_ids_P[used], xy_P_2[used], pairs_N_2_D, manifest)
 
