@@ -12,11 +12,13 @@ and the run folders are written exactly as by the local backend, on a filesystem
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
 import multiprocessing as mp
 import os
+import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -320,6 +322,23 @@ def _status_round(path: Path) -> int:
         return 0
 
 
+def _visible_complete(path: Path, wait: float = 10.0) -> bool:
+    """Whether this machine sees ``path`` as a complete run (re-listing folders to refresh NFS caches)."""
+    deadline = time.monotonic() + wait
+    while True:
+        for folder in (path.parent, path):
+            with contextlib.suppress(OSError):
+                os.listdir(folder)
+        try:
+            if json.loads((path / "status.json").read_text()).get("state") == "complete":
+                return True
+        except (OSError, ValueError, AttributeError):
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
+
+
 def _sweep_ray(configs: Sequence[RunConfig], root: str, done: Any, bar: Any, *, inputs: list[tuple[Any, Any]],
                cpus: float, gpus: float, max_retries: int) -> None:
     import ray
@@ -342,7 +361,8 @@ def _sweep_ray(configs: Sequence[RunConfig], root: str, done: Any, bar: Any, *, 
     total_rounds = sum(c.loop.rounds for c in configs)
     finished_rounds = 0
     while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1, timeout=2.0)
+        # every result ready within 2 s at once: a burst of reused runs is one pass, not one per run
+        ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=2.0)
         for ref in ready:
             i = pending.pop(ref)
             try:
@@ -351,6 +371,10 @@ def _sweep_ray(configs: Sequence[RunConfig], root: str, done: Any, bar: Any, *, 
                 msg = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
                 res = SweepResult(run_ids[i], str(Path(root) / run_ids[i]), "failed",
                                   f"Ray task failed after {max_retries} retries: {msg}")
+            if res.state == "complete" and not _visible_complete(Path(root) / run_ids[i]):
+                res = SweepResult(res.run_id, res.path, "failed",
+                                  f"the run completed on a Ray node but its folder {res.path} is not complete here: "
+                                  "--runs-dir must be on a filesystem every node mounts at the same path (NFS or similar)")
             finished_rounds += configs[i].loop.rounds if res.state == "complete" else _status_round(Path(root) / run_ids[i])
             done(i, res)
         if bar is not None:  # rounds committed so far, read from the status.json of the runs in flight
