@@ -3,9 +3,10 @@
 ``balpm featurize --backend ray`` (or ``featurize(table, cfg, backend="ray")``) computes the same
 cache entries as the single-process path, bit for bit on the same device type:
 
-* the driver tokenizes every text (tokenizer only, no model) and plans the forward passes exactly as
-  :meth:`Encoder.encode_ids` does: texts sorted by token count (longest first, stable), cut into
-  batches of ``batch_size``. Batch composition, and therefore padding, is the same as in one process;
+* the driver tokenizes every distinct text (tokenizer only, no model; repeated texts are embedded
+  once, as in one process) and plans the forward passes exactly as :meth:`Encoder.encode_ids` does:
+  texts sorted by token count (longest first, stable), cut into batches of ``batch_size``. Batch
+  composition, and therefore padding, is the same as in one process;
 * consecutive batches are grouped into shards of about ``texts_per_shard`` texts (a whole number of
   batches); each shard is one row of a Ray Dataset, and ``map_batches`` hands rows to a pool of
   actors, each holding one loaded model (``num_gpus=1`` per actor when the cluster has GPUs and the
@@ -259,14 +260,18 @@ def encode_ray(spec: ModelSpec, texts: Sequence[Text], key: str, cfg: Any, cache
         raise ConfigError(f"actors must be an integer >= 1 (got {actors!r})")
     if not len(texts):
         raise FeatureError("no texts to featurize; the table is empty")
-    tokens = tokenize_texts(load_tokenizer(spec), texts, cfg.max_length)
+    from balpm.features.featurize import unique_texts
+
+    # as in one process: identical texts are embedded once, the batches are planned over the distinct ones
+    unique, inverse_M = unique_texts(texts)
+    tokens = tokenize_texts(load_tokenizer(spec), unique, cfg.max_length)
     shards = plan_shards(tokens.ids, cfg.batch_size, texts_per_shard)
     folder = shard_dir(cache, key)
-    plan = {"format": _PLAN_FORMAT, "key": key, "texts": len(texts), "batch_size": cfg.batch_size,
+    plan = {"format": _PLAN_FORMAT, "key": key, "texts": len(unique), "batch_size": cfg.batch_size,
             "shards": len(shards), "texts_per_shard": len(shards[0])}
     _prepare_folder(folder, plan)
     missing = [i for i, rows in enumerate(shards) if _load_shard(_shard_path(folder, i), len(rows)) is None]
-    done_texts = len(texts) - sum(len(shards[i]) for i in missing)
+    done_texts = len(unique) - sum(len(shards[i]) for i in missing)
     log.info("%s: %d of %d shards to compute (%d texts already done in %s)", desc, len(missing), len(shards),
              done_texts, folder)
     devices: set[str] = set()
@@ -274,17 +279,17 @@ def encode_ray(spec: ModelSpec, texts: Sequence[Text], key: str, cfg: Any, cache
         with contextlib.ExitStack() as own:
             (session or own).enter_context(ray_session(address))
             devices = _run_pool(spec, cfg, tokens.ids, shards, missing, folder, progress, desc, done_texts, actors)
-    out_N_D: np.ndarray | None = None
+    out_U_D: np.ndarray | None = None
     for i, rows in enumerate(shards):
         arr = _load_shard(_shard_path(folder, i), len(rows))
         if arr is None:
             raise FeatureError(f"shard {i} of {folder} is missing or damaged after the Ray run; run featurize again")
-        if out_N_D is None:
-            out_N_D = np.empty((len(texts), arr.shape[1]), dtype=np.float32)
-        out_N_D[rows] = arr
-    assert out_N_D is not None
+        if out_U_D is None:
+            out_U_D = np.empty((len(unique), arr.shape[1]), dtype=np.float32)
+        out_U_D[rows] = arr
+    assert out_U_D is not None
     label = "ray:" + ",".join(sorted(devices)) if devices else "ray:resumed"
-    return tokens, out_N_D, label
+    return tokens.expand(inverse_M), out_U_D[inverse_M], label
 
 
 @contextlib.contextmanager
