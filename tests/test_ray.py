@@ -183,3 +183,23 @@ def test_ray_featurize_equals_local_and_resumes_from_its_shards(ray_cluster, com
     # a second call is a plain cache hit: no Ray work at all
     again = featurize(table, cfg, backend="ray", progress=False)
     assert again.cache_hits == {"prompts": True, "pairs": True} and again.hash == local.hash
+
+
+def test_ray_shards_hold_the_single_process_batches(comparisons_dir, monkeypatch):
+    """The shard plan cuts the very batches (same texts, same padding) that Encoder.encode_ids forms."""
+    from balpm.features import distributed, encoder, load_encoder, table_texts
+    from balpm.features.featurize import unique_texts
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = load_encoder("minilm", device="cpu")
+    _, _, _, texts, _ = table_texts(_real_table(comparisons_dir, 30))
+    ids = enc.tokenize(unique_texts(texts)[0], 64).ids
+    local_batches = []
+    real_pad = encoder.pad_batch
+    monkeypatch.setattr(encoder, "pad_batch", lambda rows, pad, side: local_batches.append(
+        [tuple(r) for r in rows]) or real_pad(rows, pad, side))
+    enc.encode_ids(ids, batch_size=4, progress=False)
+    shards = distributed.plan_shards(ids, batch_size=4, texts_per_shard=10)  # rounded down to 8: 2 batches each
+    assert all(len(s) == 8 for s in shards[:-1])
+    ray_batches = [[tuple(ids[r]) for r in shard[b:b + 4]] for shard in shards for b in range(0, len(shard), 4)]
+    assert ray_batches == local_batches and len(local_batches) > 2
