@@ -218,6 +218,7 @@ def test_cli_json_and_the_learning_curves_page_agree(ceiling_root, capsys, monke
     monkeypatch.setenv("BALPM_RUNS_DIR", str(ceiling_root))
     at = AppTest.from_file(str(repo / "dashboard" / "app.py"), default_timeout=120)
     at.run()
+    at.session_state["compare_runs"] = [i.run_id for i in infos]  # the runs the CLI read
     at.switch_page("views/learning_curves.py").run()
     assert not at.exception, [e.message for e in at.exception]
     shown = at.dataframe[0].value
