@@ -298,6 +298,8 @@ def runs_command(
     for i in infos:
         done = f"{i.last_round + 1}/{i.rounds}" if i.state != "broken" or i.rounds else "-"
         what = i.reason if i.state == "broken" else f"{i.label or i.policy} seed {i.seed}"
+        if i.state == "failed" or (i.state == "running" and i.alive is False):
+            what += f" (resume: balpm run --resume --run-id {i.run_id} --runs-dir {runs_dir})"
         typer.echo(f"{i.run_id}\t{i.state}\t{done}\t{what}")
 
 
