@@ -229,3 +229,25 @@ def test_column_names_come_from_data_config(tmp_path):
     result = load_for_config(cfg)
     assert result.report["rows"] == 20 and result.table["chosen"].str.startswith("yes").all()
     assert set(result.table["orig_split"]) == {"train"}
+
+
+@pytest.mark.parametrize("name, content, what", [
+    ("a.jsonl", gzip.compress(b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'), "gzip-compressed"),
+    ("a.csv", b"PK\x03\x04" + b"\x00" * 40, "a zip archive"),
+    ("a.json", b"PAR1" + b"\x00" * 40, "a parquet file"),
+])
+def test_binary_file_under_a_text_name_says_what_it_is(tmp_path, name, content, what):
+    path = tmp_path / name
+    path.write_bytes(content)
+    for skip in (False, True):
+        with pytest.raises(DataError, match=rf"{name}: the file is {what}, not text; "):
+            load_table([path], skip_bad=skip)
+
+
+def test_fifo_is_refused_without_reading(tmp_path):
+    import os
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        load_table([fifo])  # opening it would block forever
