@@ -135,7 +135,7 @@ def test_resume_by_run_id_reads_the_runs_own_config(tmp_path, capsys):
     (w.path / ".acquisitions.parquet.dead.tmp").write_bytes(b"half-written by the killed process")
     capsys.readouterr()
     main(["runs", "--runs-dir", str(root)])
-    assert f"mine\tfailed\t1/3\tbalpm seed 0 (resume: balpm run --resume --run-id mine --runs-dir {root})" \
+    assert f"mine\tfailed\t1/3\tbalpm beta=0.2 k=5 seed 7 (resume: balpm run --resume --run-id mine --runs-dir {root})" \
         in capsys.readouterr().out
     main(["run", "--resume", "--run-id", "mine", "--runs-dir", str(root), "--quiet"])  # the README's form
     assert "mine: complete, 3 rounds" in capsys.readouterr().out
