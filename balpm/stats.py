@@ -597,7 +597,7 @@ def fmt_interval(ci: Sequence[Any] | None, digits: int = 4, n: int | None = None
 
 
 def fmt_saving(fl: Mapping[str, Any] | None, which: str = "exact") -> str:
-    """The secondary "fewer labels" figure: ``23.4% [5, 41]``; ``never`` for a missing bound; ``-`` if absent."""
+    """The secondary "fewer labels" figure: ``23.4% [5.0, 41.2]``; ``never`` for a missing bound; ``-`` if absent."""
     if not fl or not fl.get(which) or _num(fl[which].get("value")) is None:
         return "-"
     item = fl[which]
@@ -605,6 +605,6 @@ def fmt_saving(fl: Mapping[str, Any] | None, which: str = "exact") -> str:
     ci = item.get("ci")
     if ci is None:
         return text + " (1 seed: no CI)" if (fl.get("n") or 0) < 2 else text
-    lo = "never" if _num(ci[0]) is None else f"{ci[0] * 100:.0f}"
-    hi = "never" if _num(ci[1]) is None else f"{ci[1] * 100:.0f}"
+    lo = "never" if _num(ci[0]) is None else f"{ci[0] * 100:.1f}"  # same precision as the value: a bound
+    hi = "never" if _num(ci[1]) is None else f"{ci[1] * 100:.1f}"  # equal to it never looks outside it
     return f"{text} [{lo}, {hi}]"

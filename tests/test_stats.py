@@ -118,7 +118,8 @@ def test_one_seed_has_no_ci_and_no_verdict_and_prints_no_nan():
     assert stats.fmt_interval(res["aulc_diff"]["ci"], n=res["n"]) == "1 seed: no CI"
     for bad in (None, math.nan, -math.inf):
         assert stats.fmt_value(bad) == "-"
-    assert stats.fmt_saving({"exact": {"value": 0.25, "ci": [None, 0.4]}, "n": 5}) == "25.0% [never, 40]"
+    assert stats.fmt_saving({"exact": {"value": 0.25, "ci": [None, 0.4]}, "n": 5}) == "25.0% [never, 40.0]"
+    assert stats.fmt_saving({"paper": {"value": 5 / 9, "ci": [5 / 9, 6 / 9]}, "n": 8}, "paper") == "55.6% [55.6, 66.7]"
     assert stats.fmt_saving(None) == "-"
 
 
