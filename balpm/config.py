@@ -362,7 +362,7 @@ class RunConfig:
                         raise ConfigError(f"{key_name(key)} must be >= {ge:g} (got {_describe(getattr(sub, f.name))})")
                     if gt is not None and not v > gt:
                         raise ConfigError(f"{key_name(key)} must be > {gt:g} (got {_describe(getattr(sub, f.name))})")
-        a, lp, m, ft = self.acquisition, self.loop, self.model, self.features
+        lp, m, ft = self.loop, self.model, self.features
         if not m.hidden:
             raise ConfigError(f"{key_name('model.hidden')} needs at least one width, e.g. 2048,256")
         if lp.pool_size and lp.initial + lp.batch_size * (lp.rounds - 1) > lp.pool_size:

@@ -40,12 +40,12 @@ app = typer.Typer(
     add_completion=False,
 )
 
-from balpm.cli import data as _data  # noqa: E402
-from balpm.cli import featurize as _featurize  # noqa: E402
-from balpm.cli import run as _run  # noqa: E402
-from balpm.cli import report as _report  # noqa: E402
 from balpm.cli import dashboard as _dashboard  # noqa: E402
+from balpm.cli import data as _data  # noqa: E402
 from balpm.cli import demo as _demo  # noqa: E402
+from balpm.cli import featurize as _featurize  # noqa: E402
+from balpm.cli import report as _report  # noqa: E402
+from balpm.cli import run as _run  # noqa: E402
 
 for _module in (_data, _featurize, _run, _report, _dashboard, _demo):
     _module.register(app)

@@ -17,7 +17,14 @@ from typing import Any, Optional
 
 import typer
 
-from balpm.config import CLI_FLAGS, RunConfig, coerce_value, field_info, parse_assignment, read_yaml
+from balpm.config import (
+    CLI_FLAGS,
+    RunConfig,
+    coerce_value,
+    field_info,
+    parse_assignment,
+    read_yaml,
+)
 from balpm.errors import ConfigError
 
 # ---- the config flags, generated from the dataclasses ------------------------------------------
