@@ -245,6 +245,10 @@ def test_failures_exit_non_zero(tmp_path, monkeypatch, capsys):
     assert exc.value.code == 1
     captured = capsys.readouterr()
     assert "0/1 runs complete" in captured.out and "policy exploded" in captured.err
+    monkeypatch.undo()  # the failed run released its lock: the same process resumes it at once
+    main(["sweep", "--config", str(_synthetic_small(tmp_path)), "--policies", "bald", "--seeds", "0",
+          "--rounds", "2", "--workers", "1", "--runs-dir", str(tmp_path / "runs"), *SMALL])
+    assert "1/1 runs complete" in capsys.readouterr().out
     with pytest.raises(SystemExit) as exc:
         main(["run", "--beta", "abc"])  # click's own usage errors keep their code
     assert exc.value.code == 2
