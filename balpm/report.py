@@ -150,8 +150,8 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
         bad = [m for m in metrics if m not in stats.QUALITY_METRICS]
         if bad:
             raise BalpmError(f"unknown metric {bad[0]!r}; choose from {', '.join(stats.QUALITY_METRICS)}")
-    lines = [f"baseline: {summary['baseline']}   runs: {summary['runs']}   verdicts: {summary['level']:.0%} Student-t "
-             f"interval of the per-seed differences (paired by seed), AULC of the unsmoothed curve is the headline"]
+    lines = [(f"baseline: {summary['baseline']}   runs: {summary['runs']}   verdicts: {summary['level']:.0%} Student-t "
+              "interval of the per-seed differences (paired by seed), AULC of the unsmoothed curve is the headline")]
     for setting in summary["settings"]:
         entries = [e for e in summary["policies"] if e["setting"] == setting]
         ceiling = summary["ceiling"].get(setting)
