@@ -179,7 +179,7 @@ def test_teaching_preset_fits_the_pool_below_a_quarter(teaching):
     budget = lp.initial + lp.batch_size * (lp.rounds - 1)
     pool = int((table["split"] == "train").sum())
     assert budget == 500 and budget < 0.25 * pool
-    assert cfg.model.hidden == TEACHING_PRESET["model"]["hidden"] and cfg.acquisition.beta == 0.2
+    assert cfg.model.hidden == TEACHING_PRESET["model"]["hidden"] and cfg.acquisition.beta == 0.1
 
 
 def test_preset_keeps_what_the_user_set_and_leaves_real_data_alone():
