@@ -111,7 +111,9 @@ def test_demo_finds_data_in_order(tmp_path, monkeypatch):
 def test_demo_end_to_end_on_the_teaching_world(tmp_path, monkeypatch, capsys):
     tiny = {"loop": {"initial": 16, "batch_size": 16, "rounds": 2},
             "model": {"ensemble_size": 3, "hidden": (16, 8), "max_epochs": 2, "lr": 1e-2}}
-    monkeypatch.setitem(demo.SCALES, "small", tiny)
+    from balpm import presets
+
+    monkeypatch.setattr(presets, "TEACHING_PRESET", tiny)  # the teaching world runs at the teaching preset
     monkeypatch.setattr(demo, "find_data", lambda data=None: demo.DataSource("synthetic", (), "SYNTHETIC world"))
     summary = demo.run_demo(runs_dir=tmp_path / "demo", seeds=1, progress=False)
     out = capsys.readouterr().out

@@ -91,10 +91,13 @@ def _load(source: DataSource, scale: str, seed: int = 0, progress: bool = True,
     from balpm.data import load_for_config
     from balpm.features import featurize
 
-    if source.kind == "synthetic":
-        cfg = RunConfig()
-        res = load_for_config(cfg.data)
-        return res.table, res.features, cfg, "teaching world: 2-D prompt features, 16-D pair features"
+    if source.kind == "synthetic":  # the teaching preset (balpm/presets.py); each seed draws its own world
+        from balpm.loop import data_config
+        from balpm.presets import apply_preset
+
+        cfg = apply_preset(RunConfig())
+        res = load_for_config(data_config(cfg))
+        return res.table, res.features, cfg, "teaching world (seed 0's draw shown; each seed draws its own)"
     # the hub's 176k comparisons: a seeded prompt-grouped subsample, taken before featurization
     subsample = HUB_SAMPLE[scale] if source.kind == "hub" else 0
     data_cfg = DataConfig(paths=source.paths, format=source.format, split_seed=seed, subsample=subsample)
@@ -170,14 +173,16 @@ def run_demo(data: Optional[list[str]] = None, runs_dir: Path = Path("runs/demo"
     if dtype not in ("fp32", "bf16"):
         raise ConfigError(f"unknown --dtype {dtype!r}; choose fp32 or bf16")
     table, features, base, note = _load(source, scale, progress=progress, dtype=dtype)
-    base = _fit_rounds(base.replace(name=f"demo ({source.kind}, {scale})", **SCALES[scale]), table)
+    synthetic = source.kind == "synthetic"  # the teaching preset already sized it; SCALES are for real data
+    base = _fit_rounds(base.replace(name=f"demo ({source.kind}, {scale})", **({} if synthetic else SCALES[scale])), table)
     n_splits = table["split"].value_counts().to_dict()
     typer.echo(f"data: {len(table)} comparisons {n_splits}; {note}; features D={features.pairs_N_2_D.shape[-1]}")
     lp = base.loop
     typer.echo(f"runs: {', '.join(POLICIES)} x {seeds} seed(s), initial {lp.initial}, batch {lp.batch_size}, "
                f"{lp.rounds} rounds, K={base.model.ensemble_size} -> {runs_dir}")
     configs = sweep.expand(base, POLICIES, list(range(seeds)))
-    results = sweep.sweep(configs, runs_dir, workers=workers, progress=progress, table=table, features=features)
+    results = sweep.sweep(configs, runs_dir, workers=workers, progress=progress,
+                          table=None if synthetic else table, features=None if synthetic else features)
     failed = [r for r in results if r.state != "complete"]
     for r in failed:
         typer.echo(f"run {r.run_id} failed: {r.error}", err=True)
