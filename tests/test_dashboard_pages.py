@@ -192,6 +192,9 @@ def test_inspect_shows_the_triple_its_scores_and_when_it_was_picked(runs_root, m
     _ok(at)
     rows = at.dataframe[0].value
     assert len(rows) == 1
+    # the scores come first, the long texts last (they pushed the scores out of view), every row shown
+    order = list(at.dataframe[0].proto.column_order)
+    assert order[:1] == ["pool_index"] and order[-3:] == ["prompt", "chosen", "rejected"] and "u" in order
     row = rows.iloc[0]
     table, _, _ = run.dataset()
     truth = table.set_index("pair_id").loc[pick["pair_id"]]
@@ -388,6 +391,8 @@ def test_symlinks_out_of_the_runs_folder_are_refused_never_read(runs_root, monke
     assert all(listed[r].state == "broken" and listed[r].reason.startswith("refused") for r in (rid, "linked-run"))
     at = _app(root, monkeypatch)
     _ok(at)
+    order = list(at.dataframe[0].proto.column_order)  # "updated" before the hashes: it was cut off at the right
+    assert order.index("updated") < order.index("data") and order.index("updated") < 8
     table = at.dataframe[0].value.set_index("run")
     assert table.loc["linked-run", "state"] == "broken" and "refused" in table.loc["linked-run", "problem"]
     assert table.loc[rid, "state"] == "broken" and "refused" in table.loc[rid, "problem"]

@@ -68,10 +68,16 @@ st.subheader(f"{len(rows)} selected item(s)")
 st.caption("`chosen` is the answer the human preferred; p0..pK−1 are each ensemble member's probability that the "
            "human's choice is preferred, from the round the item was scored in (U, H and its terms likewise; "
            "`*_at_pick` are the values at the greedy step that picked it).")
-# every row visible (no inner scroll cutting the last ones off), the texts wide enough to read; the full
-# texts are in the expanders below and the CSV
-st.dataframe(rows, hide_index=True, width="stretch", height=min(36 + 35 * max(len(rows), 1), 640),
-             column_config={**{c: st.column_config.TextColumn(c, width="large") for c in ("prompt", "chosen", "rejected")},
+# every row visible (no inner scroll cutting the last ones off); the short columns (when picked, U, H, the
+# members' probabilities) first, in narrow 4-decimal columns, and the long texts last: they were pushing
+# the scores out of view. The full texts are in the expanders below and in the CSV.
+TEXTS = [c for c in ("prompt", "chosen", "rejected") if c in rows.columns]
+COUNTS = ("round_picked", "step_picked", "scores_from_round", "n", "n0")
+num_cfg = {c: st.column_config.NumberColumn(c, format="%d" if c in COUNTS else "%.4f", width="small")
+           for c in rows.columns if c not in TEXTS and rows[c].dtype.kind in "fi"}
+st.dataframe(rows, hide_index=True, width="stretch", height=min(38 + 35 * max(len(rows), 1), 640),
+             column_order=[c for c in rows.columns if c not in TEXTS] + TEXTS,
+             column_config={**num_cfg, **{c: st.column_config.TextColumn(c, width="medium") for c in TEXTS},
                             "pool_index": st.column_config.NumberColumn("pool", width="small")})
 st.download_button("selection (CSV)", rows.to_csv(index=False).encode(), f"selection-{rid}.csv", "text/csv",
                    key="in_csv")

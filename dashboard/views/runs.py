@@ -33,10 +33,17 @@ else:
     table["updated"] = table["updated"].astype(str).str.slice(0, 19).str.replace("T", " ", regex=False)
     st.dataframe(
         table, hide_index=True, width="stretch",
+        # what a reader scans first, then the hashes (which may scroll): "updated" was cut off at the right
+        column_order=("run", "state", "policy", "seed", "rounds done", "progress", "updated", "problem", "data",
+                      "features", "config"),
         column_config={
-            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
-            "problem": st.column_config.TextColumn("problem", width="large"),
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent",
+                                                        width="small"),
+            "problem": st.column_config.TextColumn("problem", width="medium"),
             "updated": st.column_config.TextColumn("updated", width="medium", help="last status.json write"),
+            "data": st.column_config.TextColumn("data", width="small"),
+            "features": st.column_config.TextColumn("features", width="small"),
+            "config": st.column_config.TextColumn("config", width="small"),
             "setting": None,
         },
         key="runs_table",
@@ -142,7 +149,7 @@ if infos:
 
 # ---- start new runs --------------------------------------------------------------------------
 st.subheader("Start a run or a sweep")
-bases = {"synthetic teaching world (small)": None}
+bases = {"synthetic teaching world (teaching preset)": None}
 for i in ok:
     bases.setdefault(f"config of {i.run_id}", i.run_id)
 with st.form("new_run"):
@@ -164,10 +171,10 @@ with st.form("new_run"):
 
 
 def _small_teaching() -> RunConfig:
-    """A teaching-world run that finishes in about a minute on a laptop (tiny reward model)."""
-    return RunConfig().replace(model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 20, "lr": 3e-3,
-                                      "batch_size": 16, "init_std": 0.1},
-                               loop={"initial": 30, "batch_size": 30, "rounds": 6})
+    """A teaching-world run at the teaching preset (balpm/presets.py), as a bare ``balpm run`` makes it."""
+    from balpm.presets import apply_preset
+
+    return apply_preset(RunConfig())
 
 
 if submitted:
