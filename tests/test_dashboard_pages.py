@@ -531,3 +531,19 @@ def test_dashboard_cli_refuses_a_missing_runs_folder_and_demo_checks_its_port_fi
     assert cmd[cmd.index("--server.enableXsrfProtection") + 1] == "true"
     assert cmd[cmd.index("--server.enableCORS") + 1] == "true"
     assert "--allow-outside-data" not in cmd and "--allow-outside-data" in cli.streamlit_command(tmp_path, 8765, allow_outside_data=True)
+
+
+def test_the_dashboard_fits_missing_maps_in_the_background_on_start(tmp_path, monkeypatch):
+    # a run made by `balpm run` (no sweep fitted its map): paper-shape prompts (D > 2), few enough for PCA
+    cfg = TINY.replace(data={"synthetic": "paper", "synthetic_size": 60},
+                       loop={"initial": 8, "batch_size": 8, "rounds": 2})
+    loop.run(cfg, tmp_path, progress=False)
+    (info,) = runs.list_runs(tmp_path)
+    folder = tmp_path / "_datasets" / info.data_hash
+    assert not list(folder.glob("projection-*"))
+    at = _app(tmp_path, monkeypatch)  # the Runs page only: nobody asked for a map yet
+    _ok(at)
+    t0 = time.time()
+    while not (folder / "projection-pca.json").is_file() and time.time() - t0 < 60:
+        time.sleep(0.2)
+    assert (folder / "projection-pca.json").is_file(), "the map was not fitted in the background"
