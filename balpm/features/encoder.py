@@ -480,7 +480,7 @@ class Encoder:
         done = 0
         start_time = time.perf_counter()
         with tqdm(total=total, unit="tok", unit_scale=True, desc=desc, disable=not progress, dynamic_ncols=True,
-                  bar_format="{l_bar}{bar}| {postfix} [{elapsed}<{remaining}, {rate_fmt}]") as bar:
+                  bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} tok{postfix} [{elapsed}<{remaining}, {rate_fmt}]") as bar:
             bar.set_postfix_str(f"0/{len(ids):,} texts", refresh=False)
             for b, rows in enumerate(batches):
                 input_ids, mask = pad_batch([ids[i] for i in rows], self.pad_id, self.padding_side)
