@@ -23,7 +23,7 @@ rejected one; the label was drawn from it).
      four comparisons share one H, so U (high for clear pairs) decides among them: BAL-PM without U
      labels near-ties as often as random does.
 
-  Labels follow the topics' tastes on ~75% of topic comparisons. The OOD set reverses the cluster
+  Labels follow the topics' tastes on 68% of topic comparisons. The OOD set reverses the cluster
   proportions, shifts the centres and moves the typical answers.
 * :func:`paper_world`: any number of comparisons and dimensions, clustered prompt features in D
   dimensions, for benchmarks at the paper's shape (pool 92,000 x 4,096).
