@@ -398,7 +398,7 @@ def load_table(paths: str | Path | Iterable[str | Path], *, format: str = "auto"
     same_per_job = raw.loc[same_N, "_job"].value_counts()
     if same_N.any():
         first = raw.loc[same_N].iloc[0]
-        log.warning("dropped %d comparison(s) whose two answers are identical (no preference), e.g. %s line %s",
+        log.warning("dropped %d comparison(s) whose two answers are identical (no preference), e.g. %s:%s",
                     int(same_N.sum()), first["file"], first["line"])
         raw = raw.loc[~same_N].reset_index(drop=True)
     kept, dup_N = drop_duplicates(raw)
