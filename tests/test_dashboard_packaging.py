@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -44,8 +45,13 @@ def test_every_balpm_subpackage_is_in_the_wheel_list():
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_dashboard_and_balpm_dashboard_finds_it_outside_the_checkout(tmp_path):
+    # build from a copy of the sources, so that setuptools' build/ folder never lands in the checkout
+    src = tmp_path / "src"
+    skip = shutil.ignore_patterns(".git", ".venv", "runs", "build", "test-artifacts", ".balpm_cache", "__pycache__",
+                                  "*.egg-info", ".pytest_cache", ".hypothesis", "docs")
+    shutil.copytree(REPO, src, ignore=skip)
     wheels = tmp_path / "whl"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(REPO), "--no-deps", "--no-build-isolation", "-q",
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(wheels)], check=True, timeout=600, capture_output=True, cwd=tmp_path)
     (wheel,) = wheels.glob("balpm-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
