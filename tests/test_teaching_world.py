@@ -78,9 +78,9 @@ def test_teaching_world_lessons(results):
     bald_vs_random = _diff(df, "bald", "random")
     vs_no_u = _diff(df, "balpm", "no_u")
     vs_min = _diff(df, "balpm", "minimiser")
-    summary = {k: (round(v.mean, 4), round(v.low, 4), round(v.high, 4)) for k, v in
-               dict(vs_random=vs_random, vs_bald=vs_bald, bald_vs_random=bald_vs_random, vs_no_u=vs_no_u,
-                    vs_min=vs_min).items()}
+    named = {"vs_random": vs_random, "vs_bald": vs_bald, "bald_vs_random": bald_vs_random, "vs_no_u": vs_no_u,
+             "vs_min": vs_min}
+    summary = {k: (round(v.mean, 4), round(v.low, 4), round(v.high, 4)) for k, v in named.items()}
     assert vs_random.low > 0, summary                             # BAL-PM beats random
     assert vs_bald.low > 0, summary                               # ... and BALD
     assert bald_vs_random.mean < 0 and bald_vs_random.low < 0, summary   # BALD is not better than random
@@ -90,6 +90,6 @@ def test_teaching_world_lessons(results):
     mean = df.groupby("name")[["chat", "clear"]].mean()
     assert mean.loc["bald", "chat"] > 0.75                         # BALD's attractor: chit-chat
     assert mean.loc["balpm", "chat"] < mean.loc["random", "chat"] < mean.loc["bald", "chat"]
-    assert mean.loc["balpm", "clear"] > 0.8 > 0.6 > mean.loc["no_u", "clear"]    # U picks the clear pair
+    assert mean.loc["balpm", "clear"] > 0.8 and mean.loc["no_u", "clear"] < 0.6   # U picks the clear pair
     assert abs(mean.loc["no_u", "clear"] - mean.loc["random", "clear"]) < 0.1
     assert mean.loc["minimiser", "chat"] > 0.95                    # the minimiser piles into the dense blob

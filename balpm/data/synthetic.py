@@ -159,10 +159,10 @@ def _teaching_prompts(rng: np.random.Generator, n_prompts: int, fractions: np.nd
 
 
 def _teaching_answers(rng: np.random.Generator, prompt_N: np.ndarray, cluster_N: np.ndarray, contrast_N: np.ndarray,
-                      layout: dict[str, Any], centre_shift: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                      layout: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """Answer vectors (N, A) of both answers of every comparison.
 
-    Each prompt has a typical answer (its centre in its cluster's block, plus ``centre_shift``); the two
+    Each prompt has a typical answer (its centre in its cluster's block); the two
     answers of a comparison scatter around it with the comparison's contrast (chit-chat: ``_CHAT_SCALE`` in
     all of its ``_CHAT_DIMS`` dimensions). A little isotropic noise keeps the features full rank."""
     dim, n = layout["dim"], len(prompt_N)
@@ -174,7 +174,7 @@ def _teaching_answers(rng: np.random.Generator, prompt_N: np.ndarray, cluster_N:
         rows = np.flatnonzero(cluster_N == c)
         centre_P_A[:, block] = _CENTRE * rng.standard_normal((n_p, len(block)))
         scale = np.full(len(rows), _CHAT_SCALE) if c == 0 else contrast_N[rows]
-        base = centre_P_A[prompt_N[rows]][:, block] + centre_shift
+        base = centre_P_A[prompt_N[rows]][:, block]
         a[np.ix_(rows, block)] += base + scale[:, None] * rng.standard_normal((len(rows), len(block)))
         b[np.ix_(rows, block)] += base + scale[:, None] * rng.standard_normal((len(rows), len(block)))
     return a, b
@@ -211,8 +211,8 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
         n_prompts = math.ceil(int(n) / cpp) if cpp >= 1 else 0
     ratios_3 = check_ratios(ratios)
     n_prompts = int(n_prompts)
-    n_test = int(round(ratios_3[2] * n_prompts))
-    n_valid = int(round(ratios_3[1] * n_prompts))
+    n_test = int(np.rint(ratios_3[2] * n_prompts))
+    n_valid = int(np.rint(ratios_3[1] * n_prompts))
     n_pool = n_prompts - n_test - n_valid
     if n_pool < len(fractions) or cpp < 1 or n_ood_prompts < 0 or (ratios_3[2] > 0 and n_test < 1):
         raise ConfigError(
@@ -247,7 +247,7 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
     order_P_L = np.argsort(rng_ans.random((n_p, max(cpp, len(levels)))), axis=1)   # each prompt: levels shuffled
     contrast_N = levels[order_P_L[prompt_N, slot_N] % len(levels)]
     is_ood_N = split_P[prompt_N] == "ood"
-    ans_a, ans_b = _teaching_answers(rng_ans, prompt_N, cluster_N, contrast_N, layout, np.float64(0.0))
+    ans_a, ans_b = _teaching_answers(rng_ans, prompt_N, cluster_N, contrast_N, layout)
     if is_ood_N.any():  # the OOD prompts' typical answers move: their answers differ from the pool's
         ood_rows = np.flatnonzero(is_ood_N)
         for c, block in enumerate(layout["blocks"]):
