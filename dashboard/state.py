@@ -367,11 +367,11 @@ def default_compare(infos: list[runs.RunInfo]) -> list[str]:
     ok = usable(infos)
     if not ok:
         return []
-    counts: dict[tuple, int] = {}
-    for i in ok:
-        counts[(i.data_hash, i.setting)] = counts.get((i.data_hash, i.setting), 0) + 1
+    counts: dict[str | None, int] = {}
+    for i in ok:  # by setting only: a synthetic world is drawn per seed, so data hashes differ between seeds
+        counts[i.setting] = counts.get(i.setting, 0) + 1
     best = max(counts, key=lambda k: counts[k])
-    return [i.run_id for i in ok if (i.data_hash, i.setting) == best]
+    return [i.run_id for i in ok if i.setting == best]
 
 
 def compared(infos: list[runs.RunInfo]) -> list[runs.RunInfo]:

@@ -67,20 +67,22 @@ ok = state.usable(infos)
 if not ok:
     st.caption("Runs appear here once they have completed a round.")
 else:
-    groups: dict[tuple, list[runs.RunInfo]] = {}
-    for i in ok:
-        groups.setdefault((i.data_hash, i.setting), []).append(i)
+    groups: dict[str | None, list[runs.RunInfo]] = {}
+    for i in ok:  # by setting: a synthetic world is drawn per seed, so the data hash differs between seeds
+        groups.setdefault(i.setting, []).append(i)
     keys = sorted(groups, key=lambda k: -len(groups[k]))
 
-    def _group_name(k: tuple) -> str:
+    def _group_name(k: str | None) -> str:
         g = groups[k]
         cfg, _ = state.config(root, g[0].run_id)
         lp = cfg.loop
-        return (f"data {str(k[0] or '?')[:16]} · {len(g)} runs · rounds {lp.rounds} · batch {lp.batch_size} · "
+        hashes = sorted({str(i.data_hash or "?") for i in g})
+        data = f"data {hashes[0][:16]}" if len(hashes) == 1 else f"{len(hashes)} data draws (one per seed)"
+        return (f"{data} · {len(g)} runs · rounds {lp.rounds} · batch {lp.batch_size} · "
                 f"initial {lp.initial} · K {cfg.model.ensemble_size}")
 
     current = state.compared(infos)
-    cur_key = (current[0].data_hash, current[0].setting) if current else keys[0]
+    cur_key = current[0].setting if current else keys[0]
     gi = st.selectbox("setting (same data, model and loop; runs differ in policy and seed)", range(len(keys)),
                       index=keys.index(cur_key) if cur_key in keys else 0, format_func=lambda j: _group_name(keys[j]),
                       key="cmp_group")
