@@ -234,3 +234,20 @@ def test_paper_world_shape():
     assert between > 1.5 * within
     with pytest.raises(ConfigError):
         paper_world(n=10, d=4, n_prompts=20)
+
+
+def test_cli_fills_the_teaching_preset_only_where_nothing_was_set(tmp_path):
+    """``balpm run`` / ``sweep`` build their config through build_config: bare -> the preset; a flag, a
+    ``--set`` or a YAML key wins; real data gets no preset."""
+    from balpm.cli.run import build_config
+
+    bare = build_config()
+    assert bare == apply_preset(RunConfig()) and bare.loop.rounds == 10 and bare.model.hidden == (32,)
+    flagged = build_config(rounds=4, sets=["model.lr=0.01"])
+    assert (flagged.loop.rounds, flagged.model.lr, flagged.loop.initial) == (4, 0.01, 50)
+    yml = tmp_path / "c.yaml"
+    yml.write_text("acquisition:\n  beta: 0.01\nloop:\n  batch_size: 20\n")
+    from_yaml = build_config(yml)
+    assert (from_yaml.acquisition.beta, from_yaml.loop.batch_size, from_yaml.loop.initial) == (0.01, 20, 50)
+    real = build_config(data=["some/comparisons"])
+    assert real.loop.rounds == RunConfig().loop.rounds and real.acquisition.beta == RunConfig().acquisition.beta
