@@ -37,8 +37,8 @@ smooth3 = c[0].toggle("3-round smoothing (display only)", value=False, key="lc_s
 window = 3 if smooth3 else 1
 baseline = c[1].selectbox("baseline", labels, index=labels.index("random") if "random" in labels else 0, key="lc_base")
 others = [lab for lab in labels if lab != baseline] or labels
-policy = c[2].selectbox("bracket for policy", others, index=others.index("balpm") if "balpm" in others else 0,
-                        key="lc_policy")
+balpm_like = [i for i, lab in enumerate(others) if lab.split(" ")[0] == "balpm"]  # "balpm beta=0.2" too
+policy = c[2].selectbox("bracket for policy", others, index=balpm_like[0] if balpm_like else 0, key="lc_policy")
 if not chosen:
     st.stop()
 
