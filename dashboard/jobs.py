@@ -179,6 +179,9 @@ def progress(job: Job) -> dict[str, Any]:
         if not path.is_dir():
             states[run_id] = "pending"
             continue
+        if runs.refused(job.root, path):  # a link planted under the run's name is never read
+            states[run_id] = "failed"
+            continue
         info = runs.inspect_run(path)
         done += max(int(info.last_round) + 1, 0)
         states[run_id] = info.state

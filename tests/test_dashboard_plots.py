@@ -267,17 +267,24 @@ def test_other_figures_build():
     assert colors["balpm"] == plots.BASE_COLORS["balpm"] and len(set(colors.values())) == 4
 
 
-def test_background_runs_start_where_the_dashboard_was_started(tmp_path, monkeypatch):
-    """A config's relative paths (data, the feature cache) must resolve as they did for the base run,
-    not against the runs folder: else an ablation toggle on real data featurizes everything again."""
+def test_background_runs_start_in_the_runs_folder_unless_outside_data_is_allowed(tmp_path, monkeypatch):
+    """A job whose inputs are not in a snapshot runs ``balpm run`` in the runs folder (a typed config's
+    relative paths were checked against it); only with ``--allow-outside-data`` does the Runs page pass the
+    folder the dashboard was started in. Jobs never run from the checkout or wherever Python happens to be."""
     import sys
 
+    from balpm.config import RunConfig
     from dashboard import jobs
 
     launch = tmp_path / "project"
     launch.mkdir()
+    root = tmp_path / "runs"
     monkeypatch.setenv("BALPM_LAUNCH_DIR", str(launch))
-    job = jobs.Job(job_id="j", kind="run", title="cwd probe", root=tmp_path / "runs", run_ids=[],
-                   cmd=[sys.executable, "-c", "import os; print(os.getcwd())"], log=tmp_path / "runs" / "log.txt")
-    jobs._launch(job).proc.wait(timeout=60)
-    assert job.log.read_text().strip() == str(launch)
+    cfg = RunConfig().replace(data={"paths": ("data/x.jsonl",)})
+    job = jobs.start_run(root, cfg, launch=False)
+    assert job.cwd == root.resolve() and job.inputs == "cli" and job.cmd[1:4] == ["-m", "balpm", "run"]
+    assert jobs.start_run(root, cfg, launch=False, cwd=jobs.launch_dir()).cwd == launch
+    probe = jobs.Job(job_id="j", kind="run", title="cwd probe", root=root, run_ids=[],
+                     cmd=[sys.executable, "-c", "import os; print(os.getcwd())"], log=root / "log.txt")
+    jobs._launch(probe, job.cwd).proc.wait(timeout=60)
+    assert probe.log.read_text().strip() == str(root.resolve())
