@@ -92,7 +92,7 @@ def write_features(root: str | Path, data_hash: str, table: pd.DataFrame, featur
     from balpm.runs import atomic_write_json
 
     atomic_write_json(folder / "pair_ids.json", ids)
-    atomic_write_json(folder / "features.json", {"hash": fh, "pairs": int(len(rows)), "dim": int(pairs.shape[-1])})
+    atomic_write_json(folder / "features.json", {"hash": fh, "pairs": len(rows), "dim": int(pairs.shape[-1])})
     return folder
 
 

@@ -88,7 +88,7 @@ def make_map_run(root: Path, n_pool: int, dim: int, n_prompts: int) -> dict:
     from balpm.config import RunConfig
     from balpm.data.synthetic import paper_world
 
-    n = int(round(n_pool / 0.96))
+    n = round(n_pool / 0.96)
     t0 = time.perf_counter()
     table, feats = paper_world(n, dim, seed=0, n_prompts=n_prompts, ood_fraction=0.0, ratios=(0.96, 0.02, 0.02))
     small = np.ascontiguousarray(feats.pairs_N_2_D[:, :, :16])
@@ -100,7 +100,7 @@ def make_map_run(root: Path, n_pool: int, dim: int, n_prompts: int) -> dict:
     t0 = time.perf_counter()
     loop.run(cfg, root, table=table, features=feats, progress=False)
     return {"pool_points": int((table["split"] == "train").sum()), "prompts": int(feats.prompts_P_D.shape[0]),
-            "dim": int(dim), "world_seconds": round(gen, 1), "run_seconds": round(time.perf_counter() - t0, 1)}
+            "dim": dim, "world_seconds": round(gen, 1), "run_seconds": round(time.perf_counter() - t0, 1)}
 
 
 def time_map(n_pool: int, dim: int, n_prompts: int) -> dict:

@@ -8,7 +8,6 @@ file is ever loaded.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import string

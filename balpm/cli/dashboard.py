@@ -21,7 +21,6 @@ import typer
 
 from balpm.errors import BalpmError, ConfigError
 
-
 APP_PACKAGE = "balpm_dashboard"
 
 
