@@ -229,7 +229,7 @@ def _snapshot_shape(root: str | Path, data_hash: str) -> tuple[int, int] | None:
 
 def cached_projection(root: str | Path, data_hash: str, prompts_P_D: np.ndarray | None = None, *,
                       method: str = "auto", seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1,
-                      pca_dims: int = 50, refit: bool = False) -> Projection:
+                      pca_dims: int = 50, refit: bool = False, wait: float = 3600.0) -> Projection:
     """The 2-D map of a dataset snapshot's prompts, fitted once and cached on disk beside it.
 
     ``prompts_P_D`` defaults to the snapshot's ``prompt_features.npy``; then a cache file written for
@@ -237,25 +237,36 @@ def cached_projection(root: str | Path, data_hash: str, prompts_P_D: np.ndarray 
     features, so a cached map of 36k x 4096 features opens in milliseconds. With ``method="auto"`` the
     UMAP cache is used when present; else UMAP is fitted (PCA when UMAP cannot run). The cache file
     of the method that actually ran is written; ``refit=True`` ignores existing files. Concurrent
-    callers in one process wait for one fit.
+    callers in one process wait for one fit; across processes, a caller finding a live fitter's marker
+    (``projection.fitting``: the dashboard's background process) waits up to ``wait`` seconds for its file.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown projection method {method!r}; choose one of {', '.join(METHODS)}")
     if int(pca_dims) < 2:
         raise ConfigError(f"pca_dims must be >= 2 (got {pca_dims})")
     folder = snapshot_folder(root, data_hash)
+
+    def snapshot_hit() -> Projection | None:
+        shape = _snapshot_shape(root, data_hash)
+        if shape is None or shape[1] <= 2:
+            return None
+        for m in (("umap", "pca") if method == "auto" else (method,)):
+            if m == "raw":
+                continue
+            fast = {k: v for k, v in _wanted_params(m, seed, n_neighbors, min_dist, pca_dims, "").items()
+                    if k != "features"}
+            hit = _read_cache(folder, m, {**fast, "snapshot": str(data_hash)}, shape[0])
+            if hit is not None:
+                return hit
+        return None
+
     with _folder_lock(folder):
         if prompts_P_D is None and not refit:
-            shape = _snapshot_shape(root, data_hash)
-            if shape is not None and shape[1] > 2:
-                for m in (("umap", "pca") if method == "auto" else (method,)):
-                    if m == "raw":
-                        continue
-                    fast = {k: v for k, v in _wanted_params(m, seed, n_neighbors, min_dist, pca_dims, "").items()
-                            if k != "features"}
-                    hit = _read_cache(folder, m, {**fast, "snapshot": str(data_hash)}, shape[0])
-                    if hit is not None:
-                        return hit
+            hit = snapshot_hit()
+            if hit is None and _wait_for_fitter(folder, wait):  # another process (the dashboard's) is fitting it
+                hit = snapshot_hit()
+            if hit is not None:
+                return hit
         from_snapshot = prompts_P_D is None
         arr = _check_features(load_snapshot_features(root, data_hash) if from_snapshot else prompts_P_D)
         P, D = arr.shape
@@ -266,7 +277,12 @@ def cached_projection(root: str | Path, data_hash: str, prompts_P_D: np.ndarray 
             hit = _read_cache(folder, chosen, wanted, P)
             if hit is not None:
                 return hit
-        proj = project(arr, chosen, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, pca_dims=pca_dims)
+        marker = _mark_fitting(folder) if from_snapshot else None
+        try:
+            proj = project(arr, chosen, seed=seed, n_neighbors=n_neighbors, min_dist=min_dist, pca_dims=pca_dims)
+        finally:
+            if marker is not None:
+                marker.unlink(missing_ok=True)
         if proj.method != chosen:  # pragma: no cover - resolve_method already decided
             wanted = _wanted_params(proj.method, seed, n_neighbors, min_dist, pca_dims, checksum)
         if from_snapshot or features_checksum(load_snapshot_features(root, data_hash)) == checksum:
@@ -276,6 +292,50 @@ def cached_projection(root: str | Path, data_hash: str, prompts_P_D: np.ndarray 
         except OSError:  # a read-only runs folder still gets its map, just not cached
             return proj
         return Projection(proj.coords_P_2, proj.method, {**proj.params, **wanted}, cached=False)
+
+
+FITTING = "projection.fitting"
+
+
+def _mark_fitting(folder: Path) -> Path | None:
+    """Write ``projection.fitting`` ({pid, host}) while this process fits the snapshot's map."""
+    import os
+    import socket
+
+    from balpm.runs import atomic_write_json
+
+    marker = folder / FITTING
+    try:
+        atomic_write_json(marker, {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+    except OSError:
+        return None
+    return marker
+
+
+def _fitter_alive(folder: Path) -> bool:
+    """True when another live process on this host holds the snapshot's ``projection.fitting`` marker."""
+    import os
+    import socket
+
+    try:
+        info = json.loads((folder / FITTING).read_text())
+        pid = int(info["pid"])
+        if info.get("host") != socket.gethostname() or pid == os.getpid():
+            return False
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return True
+
+
+def _wait_for_fitter(folder: Path, wait: float) -> bool:
+    """Wait (up to ``wait`` s) while another process fits this map; True if there was one to wait for."""
+    if not _fitter_alive(folder):
+        return False
+    t0 = time.monotonic()
+    while _fitter_alive(folder) and time.monotonic() - t0 < wait:
+        time.sleep(0.5)
+    return True
 
 
 def snapshots_in_use(root: str | Path, run_ids: Sequence[str] | None = None) -> list[str]:
@@ -311,3 +371,20 @@ def precompute(root: str | Path, run_ids: Sequence[str] | None = None, *, method
             print(f"prompt-space map of dataset {data_hash}: {proj.method} in {out[data_hash]['seconds']:.1f} s "
                   "(cached for the dashboard)", flush=True)
     return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m balpm.projection RUNS_DIR``: :func:`precompute` for every snapshot the runs there use
+    (what ``balpm dashboard`` starts in the background). Prints one JSON line; exit 0."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m balpm.projection", description=main.__doc__)
+    ap.add_argument("runs_dir")
+    ap.add_argument("--method", default="auto", choices=METHODS)
+    args = ap.parse_args(argv)
+    print(json.dumps(precompute(args.runs_dir, method=args.method)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

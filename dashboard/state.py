@@ -12,7 +12,6 @@ import json
 import os
 import string
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -315,16 +314,17 @@ def projection(root: Path, data_hash: str, method: str = "auto") -> Any:
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def _precompute_started(root: str, hashes: tuple[str, ...]) -> threading.Thread:
-    from balpm.projection import precompute
+def _precompute_started(root: str, hashes: tuple[str, ...]) -> Any:
+    import subprocess
 
-    th = threading.Thread(target=precompute, args=(root,), name="balpm-projection", daemon=True)
-    th.start()
-    return th
+    # a separate process, not a thread: UMAP's compiled loops hold the GIL for seconds, which would
+    # freeze the server; a page that needs the map meanwhile waits for its file (projection.fitting)
+    return subprocess.Popen([sys.executable, "-m", "balpm.projection", root], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
 def start_projections(root: Path, infos: list[runs.RunInfo]) -> None:
-    """Fit, in a background thread, the map of every dataset snapshot the runs use and that has none
+    """Fit, in a background process, the map of every dataset snapshot the runs use and that has none
     cached yet (runs made by ``balpm run`` rather than ``balpm sweep``), so the Prompt space page finds it
     ready. Once per set of snapshots per server process."""
     hashes = tuple(sorted({i.data_hash for i in usable(infos) if i.data_hash}))

@@ -168,3 +168,34 @@ def test_precompute_maps_every_snapshot_the_runs_use_and_sweep_calls_it(tmp_path
     results = sweep.sweep(sweep.expand(cfg.replace(data={"synthetic": "teaching", "synthetic_size": 200}), ["random"], [0]),
                           root, progress=False)
     assert calls == [(root, [results[0].run_id])]
+
+
+def test_a_map_being_fitted_by_another_process_is_waited_for(tmp_path):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    feats, _ = _blobs(n_per=10, dim=5)
+    data_hash = _snapshot(tmp_path, feats)
+    folder = tmp_path / "_datasets" / data_hash
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:  # another live process (the dashboard's background fit) holds the marker
+        runs.atomic_write_json(folder / projection.FITTING, {"pid": other.pid, "host": socket.gethostname()})
+        t0 = time.monotonic()
+        proj = projection.cached_projection(tmp_path, data_hash, method="pca", wait=1.0)
+        assert time.monotonic() - t0 >= 1.0 and not proj.cached  # waited, then fitted itself
+    finally:
+        other.kill()
+        other.wait()
+    # a stale marker (dead process) is not waited for; our own fit leaves no marker behind
+    runs.atomic_write_json(folder / projection.FITTING, {"pid": other.pid, "host": socket.gethostname()})
+    t0 = time.monotonic()
+    projection.cached_projection(tmp_path, data_hash, method="pca", refit=True, wait=30.0)
+    assert time.monotonic() - t0 < 10
+    assert not (folder / projection.FITTING).exists()
+    # the background entry point the dashboard starts: no run uses this snapshot, so nothing to map
+    # (tests/test_dashboard_pages.py sees it map a run's snapshot)
+    out = subprocess.run([sys.executable, "-m", "balpm.projection", str(tmp_path), "--method", "pca"],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "{}"
