@@ -74,7 +74,10 @@ def write_features(root: str | Path, data_hash: str, table: pd.DataFrame, featur
     have = rows >= 0
     ids = table["pair_id"].astype(str).to_numpy()[have].tolist()
     rows = rows[have]
+    from balpm.runs import file_mode
+
     fd, tmp = tempfile.mkstemp(prefix=".pairs.", suffix=".npy.tmp", dir=folder)
+    os.fchmod(fd, file_mode())  # the umask's mode like every run file (mkstemp makes 0600)
     os.close(fd)
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows),) + tuple(pairs.shape[1:]))

@@ -461,6 +461,8 @@ def test_background_jobs_run_from_the_snapshot_wherever_the_dashboard_started(tm
     loop.run(cfg, root, table=table, features=features, progress=False)
     info = runs.list_runs(root)[0]
     assert snapshot.has_features(root, info.data_hash, info.feature_hash)
+    pairs = snapshot.features_folder(root, info.data_hash, info.feature_hash) / "pairs.npy"
+    assert (pairs.stat().st_mode & 0o777) == runs.file_mode()  # readable like every run file, not 0600
     elsewhere = tmp_path / "started-here"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
