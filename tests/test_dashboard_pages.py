@@ -533,6 +533,12 @@ def test_dashboard_cli_refuses_a_missing_runs_folder_and_demo_checks_its_port_fi
     assert cmd[cmd.index("--server.enableXsrfProtection") + 1] == "true"
     assert cmd[cmd.index("--server.enableCORS") + 1] == "true"
     assert "--allow-outside-data" not in cmd and "--allow-outside-data" in cli.streamlit_command(tmp_path, 8765, allow_outside_data=True)
+    # the flags carry config.toml's look and limits (a wheel install has no .streamlit/ folder)
+    for key, value in cli.APP_SETTINGS.items():
+        section, name = key.split(".")
+        want = settings[section][name]
+        assert value == (str(want).lower() if isinstance(want, bool) else str(want)), key
+        assert cmd[cmd.index(f"--{key}") + 1] == value
 
 
 def test_the_dashboard_fits_missing_maps_in_the_background_on_start(tmp_path, monkeypatch):

@@ -50,6 +50,16 @@ def port_free(host: str, port: int) -> bool:
     return True
 
 
+# .streamlit/config.toml's look and limits, passed as flags too: an installed wheel has no such file
+# (tests/test_dashboard_pages.py checks the two agree)
+APP_SETTINGS: dict[str, str] = {
+    "server.maxMessageSize": "400", "server.runOnSave": "false", "runner.magicEnabled": "false",
+    "client.toolbarMode": "minimal", "theme.base": "light", "theme.primaryColor": "#c2410c",
+    "theme.backgroundColor": "#ffffff", "theme.secondaryBackgroundColor": "#f4f4f0", "theme.textColor": "#1f2328",
+    "theme.font": "sans-serif",
+}
+
+
 def streamlit_command(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1",
                       open_browser: bool = False, allow_outside_data: bool = False) -> list[str]:
     """The ``python -m streamlit run .../app.py ...`` command line :func:`serve` executes.
@@ -64,6 +74,7 @@ def streamlit_command(runs_dir: str | Path, port: int = 8501, host: str = "127.0
         "--server.headless", "false" if open_browser else "true",
         "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        *[part for key, value in APP_SETTINGS.items() for part in (f"--{key}", value)],
         "--", "--runs", runs, *(["--allow-outside-data"] if allow_outside_data else []),
     ]
 
