@@ -10,10 +10,11 @@ from balpm.config import FeatureConfig, RunConfig
 from balpm.features import featurize, table_texts
 from balpm.features.encoder import Encoder
 
-# the keys and content hash the features of _repeats() had before de-duplication (commit 026854b)
+# the keys the features of _repeats() had before de-duplication (commit 026854b): the prompts (no repeats,
+# computed as before) keep theirs; the pairs (repeats, embedded once: other batches, values may differ in the
+# last float32 bit) get a new one
 OLD_KEYS = {"pairs": "db3e191027996b20b66f59d8db7b162b6a7e1bbdcf42ae96ddf727fb200154f6",
             "prompts": "729f0579f76ce775e56044b452ab8677f1a010943bcbb93dc4b0ff8be7e77a2f"}
-OLD_HASH = "a9543ad9acaf154e"
 
 
 @pytest.fixture(autouse=True)
@@ -42,14 +43,14 @@ def test_identical_texts_are_embedded_once_with_the_same_bits_and_key(tmp_path, 
     _, _, _, pair_texts, _ = table_texts(table)
     assert len(pair_texts) == 6 and len(set(pair_texts)) == 4
     assert seen == [2, 4]  # 2 prompts; 4 distinct pair texts of 6
-    assert {p: feats.manifest[p]["key"] for p in ("prompts", "pairs")} == OLD_KEYS and feats.hash == OLD_HASH
+    assert feats.manifest["prompts"]["key"] == OLD_KEYS["prompts"] and feats.manifest["pairs"]["key"] != OLD_KEYS["pairs"]
     assert np.array_equal(feats.pairs_N_2_D[0, 0], feats.pairs_N_2_D[1, 0])  # "Rent up." twice for p1
-    # bit for bit what encoding every text (repeats included) gives
+    # what encoding every text (repeats included) gives, to float32 rounding
     from balpm.features import load_encoder
 
     enc = load_encoder("minilm", device="cpu")
     every = original(enc, enc.tokenize(pair_texts, 256).ids, batch_size=2, progress=False)
-    assert np.array_equal(feats.pairs_N_2_D, every.reshape(2, 3, -1).transpose(1, 0, 2))
+    np.testing.assert_allclose(feats.pairs_N_2_D, every.reshape(2, 3, -1).transpose(1, 0, 2), rtol=0, atol=1e-6)
 
 
 def test_eta_is_printed_before_and_on_the_bar(tmp_path, capsys):
