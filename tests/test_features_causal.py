@@ -44,7 +44,8 @@ def _model(arch: str, vocab: int):
         if arch == "gpt2":
             return GPT2LMHeadModel(GPT2Config(vocab_size=vocab, n_embd=32, n_layer=2, n_head=2, n_positions=256,
                                               bos_token_id=2, eos_token_id=3, pad_token_id=0))
-        return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        # widths are multiples of 64: bitsandbytes' CPU 4-bit kernels (>= 0.50) quantise in blocks of 64 inputs
+        return LlamaForCausalLM(LlamaConfig(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
                                             bos_token_id=2, eos_token_id=3, pad_token_id=0))
 
@@ -98,7 +99,8 @@ def test_causal_lm_pools_last_token_for_either_padding_side(arch, tiny_models, t
     assert load_encoder(str(tiny_models[(arch, "left")])).padding_side == "left"
     for f in feats.values():
         assert f.manifest["pooling"] == "last" and f.manifest["kind"] == "causal"
-        assert f.pairs_N_2_D.shape == (5, 2, 32) and f.prompts_P_D.shape == (4, 32)
+        dim = 32 if arch == "gpt2" else 64
+        assert f.pairs_N_2_D.shape == (5, 2, dim) and f.prompts_P_D.shape == (4, dim)
         assert f.pairs_N_2_D.dtype == np.float32
     _, prompt_texts, _, pair_texts, _ = table_texts(table)
     expected = _direct_last_token(tiny_models[(arch, "right")], [t.full for t in pair_texts])
