@@ -12,7 +12,8 @@ seeds = sorted({i.seed for i in runs_cmp})
 seed = ctl[0].selectbox("seed", seeds, key="ps_seed")
 at_seed = [i for i in runs_cmp if i.seed == seed]
 names = {i.run_id: i.label for i in at_seed}
-default = list(dict.fromkeys({i.label: i.run_id for i in at_seed}.values()))[:3]
+# the ceiling run (policy full) acquires nothing: selectable, but never among the default maps
+default = list(dict.fromkeys({i.label: i.run_id for i in at_seed if i.policy != "full"}.values()))[:3]
 shown = ctl[1].multiselect("policies side by side (up to 3)", list(names), default=default,
                            format_func=lambda r: names[r], max_selections=3, key="ps_runs")
 method = ctl[2].selectbox("map", ["auto", "umap", "pca"], key="ps_method",
