@@ -167,7 +167,7 @@ def time_replay(n: int, dim: int, steps: int) -> dict:
     """Per-step server time of the replay at n pool points."""
     import plotly.io as pio
 
-    from dashboard import frames, plots
+    from balpm_dashboard import frames, plots
 
     scores, inc, picks, coords, select_s = replay_inputs(n, dim)
     t0 = time.perf_counter()

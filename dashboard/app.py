@@ -6,16 +6,10 @@ to its legacy v1 multipage mode); every page reads run folders through
 """
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-_REPO = Path(__file__).resolve().parents[1]
-if str(_REPO) not in sys.path:  # `import dashboard.*` from the checkout that holds this file
-    sys.path.insert(0, str(_REPO))
-
 import streamlit as st
 
-from dashboard import state
+# the package balpm_dashboard is this folder (pyproject maps dashboard/ to that name; installed or editable)
+from balpm_dashboard import state
 
 # no :material/...: icons: Streamlit would fetch the page favicon from fonts.gstatic.com (no network here)
 st.set_page_config(page_title="balpm dashboard", page_icon="📈", layout="wide")

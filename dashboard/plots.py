@@ -14,7 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.frames import METRICS, SCORE_LABELS
+from balpm_dashboard.frames import METRICS, SCORE_LABELS
 
 BASE_COLORS = {
     "random": "#7f7f7f", "bald": "#1f77b4", "balpm": "#d62728", "softmax_bald": "#9467bd",

@@ -23,7 +23,7 @@ import streamlit as st
 from balpm import runs
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
-from dashboard import frames
+from balpm_dashboard import frames
 
 T = TypeVar("T")
 ENV = "BALPM_RUNS_DIR"

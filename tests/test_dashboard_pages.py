@@ -224,7 +224,7 @@ def test_step_through_advances_the_pick(runs_root, monkeypatch):
     at.slider(key=step_key).set_value(6).run()
     assert _metric(at, "current pick") == f"pool {order[5]}"
     # play: one pick per second of (here simulated) wall time, whatever each redraw costs
-    from dashboard import frames
+    from balpm_dashboard import frames
 
     clock = [1000.0]
     monkeypatch.setattr(frames, "play_clock", lambda: clock[0])
@@ -407,7 +407,7 @@ def test_symlinks_out_of_the_runs_folder_are_refused_never_read(runs_root, monke
 
 
 def test_text_from_run_folders_is_rendered_as_plain_text(runs_root, monkeypatch, tmp_path):
-    from dashboard import state
+    from balpm_dashboard import state
 
     root = _copy_root(runs_root, tmp_path)
     rid = runs.default_run_id(TINY.replace(acquisition={"policy": "random"}, loop={"seed": 0}))
@@ -428,7 +428,7 @@ def test_text_from_run_folders_is_rendered_as_plain_text(runs_root, monkeypatch,
 
 
 def test_runs_page_details_and_start_form_say_what_they_mean(runs_root, monkeypatch, tmp_path):
-    from dashboard import state
+    from balpm_dashboard import state
 
     real = TINY.replace(data={"paths": ("data/comparisons.jsonl",)})
     shown = state.config_for_display(real.to_yaml())
@@ -444,14 +444,14 @@ def test_runs_page_details_and_start_form_say_what_they_mean(runs_root, monkeypa
 
 
 def _wait_job(job, timeout: float = 240.0) -> int:
-    from dashboard import jobs
+    from balpm_dashboard import jobs
 
     return jobs.wait(job, timeout=timeout)
 
 
 def test_background_jobs_run_from_the_snapshot_wherever_the_dashboard_started(tmp_path, monkeypatch):
     from balpm import snapshot
-    from dashboard import jobs
+    from balpm_dashboard import jobs
 
     root = tmp_path / "runs"
     table, features = loop.load_inputs(TINY, progress=False)
@@ -483,7 +483,7 @@ def test_background_jobs_run_from_the_snapshot_wherever_the_dashboard_started(tm
 
 
 def test_a_typed_config_may_not_read_outside_the_runs_folder(runs_root, monkeypatch, tmp_path):
-    from dashboard import jobs
+    from balpm_dashboard import jobs
 
     root = _copy_root(runs_root, tmp_path)
     outside = TINY.replace(data={"paths": (str(tmp_path / "secret-data.jsonl"),)})

@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from balpm import metrics
 from balpm.acquisition import greedy_select, prepare_balpm
-from dashboard import frames, plots
+from balpm_dashboard import frames, plots
 
 
 def _engine_round(minimize: bool = False, d: float = 1.0, beta: float = 0.5, seed: int = 0):
@@ -274,7 +274,7 @@ def test_background_runs_start_in_the_runs_folder_unless_outside_data_is_allowed
     import sys
 
     from balpm.config import RunConfig
-    from dashboard import jobs
+    from balpm_dashboard import jobs
 
     launch = tmp_path / "project"
     launch.mkdir()

@@ -22,7 +22,7 @@ from balpm import diagnostics, loop, runs
 from balpm.acquisition.balpm import greedy_select, prepare_balpm, replay_round, replay_scores, select_balpm
 from balpm.config import RunConfig
 from balpm.errors import ConfigError
-from dashboard import frames, plots
+from balpm_dashboard import frames, plots
 
 TINY = RunConfig().replace(
     model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 3, "lr": 3e-3, "batch_size": 16, "device": "cpu"},

@@ -199,7 +199,7 @@ def test_cli_json_and_the_learning_curves_page_agree(ceiling_root, capsys, monke
 
     repo = Path(__file__).resolve().parents[1]
     sys.path.insert(0, str(repo))
-    from dashboard import frames
+    from balpm_dashboard import frames
 
     main(["report", str(ceiling_root), "--json"])  # the CLI's defaults (n_boot 1000, seed 0)
     cli = json.loads(capsys.readouterr().out)
@@ -238,7 +238,7 @@ def test_curve_figures_draw_chance_and_ceiling_lines(ceiling_root):
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from dashboard import frames, plots
+    from balpm_dashboard import frames, plots
 
     infos = [i for i in runs.list_runs(ceiling_root) if i.state == "complete"]
     kept, _ = frames.curve_runs(infos, lambda i: runs.open_run(ceiling_root, i.run_id).rounds())

@@ -10,7 +10,7 @@ import streamlit as st
 from balpm import runs
 from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES
 from balpm.errors import BalpmError
-from dashboard import frames, jobs, plots, state
+from balpm_dashboard import frames, jobs, plots, state
 
 VARIANT = "abl_variant"
 root, infos, ok = state.page_runs(

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state
 
 root, infos, runs_cmp = state.page_runs("Anatomy of a batch")
 

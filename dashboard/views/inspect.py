@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state
 
 root, infos, ok = state.page_runs("Inspect a triple", which="usable",
                                   empty="No readable runs yet: start one on the Runs page.")

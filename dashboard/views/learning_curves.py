@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from balpm import stats
-from dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state
 
 root, infos, runs_cmp = state.page_runs("Learning curves")
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state
 
 root, infos, runs_cmp = state.page_runs("Prompt space")
 

@@ -8,7 +8,7 @@ import streamlit as st
 from balpm import runs
 from balpm.config import POLICIES, RunConfig
 from balpm.errors import BalpmError
-from dashboard import frames, jobs, state
+from balpm_dashboard import frames, jobs, state
 
 root = state.runs_root()
 infos = state.run_infos(root)
