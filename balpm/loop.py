@@ -255,12 +255,15 @@ def _hold_lock(root: Path, run_id: str) -> None:
 
 @_releases_run_locks
 def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.DataFrame | None = None,
-        features: Any = None, progress: bool = True, run_id: str | None = None) -> Path:
+        features: Any = None, progress: bool = True, run_id: str | None = None,
+        only_used: bool = True) -> Path:
     """Run (or resume) one simulated active-learning run; return its directory ``root/<run_id>``.
 
     ``resume=True`` continues a killed or failed run from its last complete round (a run that does not
     exist yet is started); a different config under the same run id is refused. Without ``resume``
     an existing complete run with the same config is returned as is, any other existing run is an error.
+    ``only_used``: a new run featurizes only the rows it reads (:func:`used_rows`); False featurizes every
+    row (a sweep's workers: the prefetch cached them once for all runs).
 
     Every check (config, runs root, inputs) runs before anything is written. The run id's OS-level
     lock (:func:`balpm.runs.lock_run`) is held from the first write to the return, so a second writer
@@ -276,8 +279,9 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         _say(progress, f"run {run_id} is already complete: {run_dir}")
         return run_dir
 
-    # a new run featurizes only the rows it reads; a resumed one what it was made with (meta feature_rows)
-    only_used = existing is None or _feature_rows(root, run_id) == "used"
+    # a new run featurizes only the rows it reads (only_used=False: every row, as a sweep's prefetch cached
+    # them for all its runs); a resumed one what it was made with (meta feature_rows)
+    only_used = only_used if existing is None else _feature_rows(root, run_id) == "used"
     table, features = load_inputs(cfg, table, features, progress=progress, only_used=only_used)
     inputs = prepare(cfg, table, features)
     t_hash = runs.table_hash(inputs.table)

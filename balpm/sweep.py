@@ -161,7 +161,10 @@ def run_one(cfg_dict: dict[str, Any], root: str, threads: int | None = None, tab
     cfg = RunConfig.from_dict(cfg_dict)
     run_id = runs.default_run_id(cfg)
     try:
-        path = loop.run(cfg, Path(root), resume=True, progress=False, table=table, features=features)
+        # every row's features, as prefetch cached them once for all runs (a run's own subset of rows would
+        # miss that cache and be featurized again in every worker)
+        path = loop.run(cfg, Path(root), resume=True, progress=False, table=table, features=features,
+                        only_used=False)
         return SweepResult(run_id, str(path), "complete")
     except Exception as exc:
         return SweepResult(run_id, str(Path(root) / run_id), "failed", " ".join(f"{type(exc).__name__}: {exc}".split()))

@@ -112,3 +112,38 @@ def test_demo_says_upfront_what_featurizing_costs(comparisons_dir, capsys):
     assert "texts/s in fp32: about 3 min in fp32 on" in out
     demo._featurize_note(table, "bf16")
     assert "about 1 min in bf16" in capsys.readouterr().out
+
+
+def test_a_sweep_featurizes_once_for_all_its_runs_even_with_pool_size(tmp_path, monkeypatch):
+    """prefetch featurizes every row once; the workers must reuse it, not featurize their own subsets again."""
+    from balpm import runs, sweep
+    from balpm.features.featurize import Features
+
+    path = tmp_path / "qa.csv"
+    lines = ["prompt,chosen,rejected"] + [f"question {i}?,good answer {i},bad answer {i}" for i in range(300)]
+    path.write_text("\n".join(lines) + "\n")
+    cache: dict[int, Features] = {}
+    computed: list[int] = []
+
+    def fake(table, cfg=None, *, progress=True, **kw):  # a content cache keyed by the rows asked for
+        key = hash(tuple(table["pair_id"]))
+        if key not in cache:
+            computed.append(len(table))
+            rng = np.random.default_rng(0)
+            firsts = ~table["prompt_id"].duplicated()
+            cache[key] = Features(prompt_ids=table.loc[firsts, "prompt_id"].to_numpy().astype(str),
+                                  prompts_P_D=rng.normal(size=(int(firsts.sum()), 8)).astype(np.float32),
+                                  pair_ids=table["pair_id"].to_numpy().astype(str),
+                                  pairs_N_2_D=rng.normal(size=(len(table), 2, 8)).astype(np.float32), manifest={},
+                                  hash=f"fake{key & 0xFFFF}")
+        return cache[key]
+
+    monkeypatch.setattr("balpm.features.featurize", fake)
+    base = RunConfig().replace(data={"paths": (str(path),)}, loop={"pool_size": 40, "initial": 8, "batch_size": 8,
+                                                                   "rounds": 2, "save_pool_scores": False},
+                               model={"ensemble_size": 2, "hidden": (8,), "max_epochs": 1})
+    configs = sweep.expand(base, ["random", "bald"], [0, 1])
+    results = sweep.sweep(configs, tmp_path / "runs", workers=1, progress=False)
+    assert [r.state for r in results] == ["complete"] * 4
+    assert computed == [300], computed  # every row once (the prefetch); no run featurized its own subset
+    assert {runs.open_run(tmp_path / "runs", r.run_id).meta["feature_rows"] for r in results} == {"all"}
