@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -411,34 +412,23 @@ METRICS = {
 }
 
 
-@dataclass(frozen=True)
-class CurveRun:
-    """One run as the Learning curves page hands it to :func:`balpm.stats.evidence` (what the report reads)."""
-
-    run_id: str
-    label: str
-    policy: str
-    seed: int
-    setting: str
-    rounds: pd.DataFrame
-
-
-def curve_runs(infos: Sequence[Any], rounds_of: Any) -> tuple[list[CurveRun], list[dict[str, Any]]]:
-    """The runs with at least one round as :class:`CurveRun` (``rounds_of(info)`` reads a rounds table or
+def curve_runs(infos: Sequence[Any], rounds_of: Any) -> tuple[list[Any], list[dict[str, Any]]]:
+    """The runs with at least one round as :class:`balpm.report.LoadedRun` (``rounds_of(info)`` reads a rounds table or
     returns None), one per (setting, label, seed) exactly as ``balpm report`` counts them; and the duplicates."""
     from balpm import stats
+    from balpm.report import LoadedRun
 
     out = []
     for info in infos:
         rd = rounds_of(info)
         if rd is not None and len(rd):
-            out.append(CurveRun(str(info.run_id), str(info.label or info.policy or info.run_id),
-                                str(info.policy or "?"), int(info.seed or 0), str(info.setting or "?"), rd))
+            out.append(LoadedRun(str(info.run_id), Path(info.path), str(info.label or info.policy or info.run_id),
+                                 str(info.policy or "?"), int(info.seed or 0), str(info.setting or "?"), rd))
     kept, dups = stats.dedupe(out)
     return sorted(kept, key=lambda r: (r.label, r.seed)), dups
 
 
-def page_evidence(runs: Sequence[CurveRun], baseline: str) -> dict[str, Any]:
+def page_evidence(runs: Sequence[Any], baseline: str) -> dict[str, Any]:
     """:func:`balpm.stats.evidence` with the defaults ``balpm report`` uses (so both show the same numbers)."""
     from balpm import stats
 
