@@ -25,6 +25,7 @@ that looks like a run. One process at a time writes a run: :func:`lock_run` is a
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -32,7 +33,7 @@ import os
 import socket
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,22 +85,21 @@ def file_mode() -> int:
     return 0o666 & ~_umask()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, ``os.replace``.
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temp path beside ``path`` to write; on success it replaces ``path``, on any error it is removed.
 
-    The file gets the usual mode of a new file under the umask (``mkstemp``'s 0600 is widened), so
+    The temp file gets the usual mode of a new file under the umask (``mkstemp``'s 0600 is widened), so
     other users and tools (a dashboard started by another user) can read runs when the umask allows.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, file_mode())
+    os.close(fd)
     try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, file_mode())
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -107,6 +107,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_path`): a temp file, fsync, ``os.replace``."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -74,24 +72,14 @@ def write_features(root: str | Path, data_hash: str, table: pd.DataFrame, featur
     have = rows >= 0
     ids = table["pair_id"].astype(str).to_numpy()[have].tolist()
     rows = rows[have]
-    from balpm.runs import file_mode
+    from balpm.runs import atomic_path
 
-    fd, tmp = tempfile.mkstemp(prefix=".pairs.", suffix=".npy.tmp", dir=folder)
-    os.fchmod(fd, file_mode())  # the umask's mode like every run file (mkstemp makes 0600)
-    os.close(fd)
-    try:
+    with atomic_path(folder / "pairs.npy") as tmp:  # written in chunks to the temp file, then renamed
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows),) + tuple(pairs.shape[1:]))
         for s in range(0, len(rows), _CHUNK):
             out[s:s + _CHUNK] = pairs[rows[s:s + _CHUNK]]
         out.flush()
         del out
-        os.replace(tmp, folder / "pairs.npy")
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     from balpm.runs import atomic_write_json
 
     atomic_write_json(folder / "pair_ids.json", ids)
