@@ -296,6 +296,11 @@ def test_ablation_toggle_creates_or_reuses_exactly_one_run(runs_root, monkeypatc
     assert any("→" in s.value for s in at.subheader)
     diff = at.dataframe[-1].value
     assert set(diff["change"]) <= {"entered", "left", "shared"}
+    rounds = []
+    for show in ("entered", "left", "shared"):  # acquisition rounds read "-", never None / NaN
+        at.radio(key="abl_show").set_value(show).run()
+        rounds += at.dataframe[-1].value[["base_round", "variant_round"]].to_numpy().ravel().tolist()
+    assert rounds and all(isinstance(r, str) and (r == "-" or r.isdigit()) for r in rounds), rounds[:5]
     # toggling the same knob again reuses the run: no new folder
     at.select_slider(key="abl_beta").set_value(0.1)
     next(b for b in at.get("form_submit_button")).click().run()

@@ -159,6 +159,9 @@ if ds is not None and len(detail):
     first = table.drop_duplicates("prompt_id").set_index("prompt_id")[extra]
     detail = detail.join(first, on="prompt_id")
 show = st.radio("show", ["entered", "left", "shared"], horizontal=True, key="abl_show")
-st.dataframe(detail[detail["change"] == show], hide_index=True, width="stretch")
+shown = detail[detail["change"] == show].copy()
+for col in ("base_round", "variant_round"):  # "-" where the run never acquired the prompt (not "None")
+    shown[col] = [("-" if pd.isna(r) else str(int(r))) for r in shown[col]]
+st.dataframe(shown, hide_index=True, width="stretch")
 st.download_button("picks diff (CSV)", detail.to_csv(index=False).encode(), f"diff-{base_id}-{vid}.csv", "text/csv",
                    key="abl_csv")
