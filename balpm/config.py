@@ -105,7 +105,9 @@ class DataConfig:
 #: DataConfig fields added after runs existed: left out of the hash while at their default
 _DATA_HASH_DEFAULTS = {"subsample": 0, "prompt_col": "", "chosen_col": "", "rejected_col": "", "split_col": "",
                        "id_col": "", "prompt_id_col": "", "source_col": "", "synthetic_dim": 0}
-_MODEL_HASH_DEFAULTS = {"precision": "fp32", "valid_subset": 0}  # model fields added later (speed switches)
+#: ModelConfig fields added after runs existed, with the value every run before them had in effect: left out of
+#: the hash at that value (so older run ids stay valid), and filled in when a run's own config.yaml lacks them
+_MODEL_HASH_DEFAULTS = {"precision": "fp32", "valid_subset": 0, "matmul": "blas"}
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,12 @@ class ModelConfig:
                                 "an approximation that changes results", choices=("fp32", "bf16"))
     valid_subset: int = _f(0, "0: early stopping on the whole validation split (the default); N: on a fixed, "
                               "seeded subset of N validation pairs (faster, changes results)", ge=0)
+    matmul: str = _f("auto", "CPU matrix-product kernels of the model, all float32: onednn (oneDNN's JIT kernels, "
+                             "AVX-512 on any x86 vendor; ~2x MKL on AMD CPUs), blas (torch's default: MKL or "
+                             "OpenBLAS; what runs made before this field used), auto (onednn when this torch has "
+                             "it and the first layer has >= 65,536 weights, else blas). Kernels differ at float32 "
+                             "rounding (~1e-6 relative), so a run is bit-reproducible under one kernel; CUDA "
+                             "ignores it", choices=("auto", "onednn", "blas"))
 
 
 @dataclass(frozen=True)
@@ -393,7 +401,7 @@ class RunConfig:
         """Build from a nested dict; every value coerced by its field's type (a ``meta`` section is ignored)."""
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("config must be a mapping of sections (data, features, model, acquisition, loop)")
-        raw = {k: v for k, v in (raw or {}).items() if k != "meta"}
+        raw = {k: v for k, v in _fill_predated(raw or {}).items() if k != "meta"}
         return _build(cls, raw, "")
 
     @classmethod
@@ -479,8 +487,17 @@ def read_yaml(path_or_text: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{where} must be a mapping of sections (data, features, model, acquisition, loop)")
-    raw = dict(raw)
+    raw = _fill_predated(dict(raw))
     raw.pop("meta", None)
+    return raw
+
+
+def _fill_predated(raw: dict[str, Any]) -> dict[str, Any]:
+    """A run's own config.yaml (it has ``meta``) written before some model fields existed: those fields
+    get the value that run had in effect (``_MODEL_HASH_DEFAULTS``), not today's default, so resuming it
+    continues it bit for bit. Any other mapping is returned unchanged."""
+    if "meta" in raw and isinstance(raw.get("model"), dict):
+        return {**raw, "model": {**_MODEL_HASH_DEFAULTS, **raw["model"]}}
     return raw
 
 

@@ -41,7 +41,8 @@ from torch import nn
 from balpm.config import ModelConfig
 from balpm.errors import ConfigError, FeatureError
 
-__all__ = ["AdamW", "FitReport", "PreferenceEnsemble", "resolve_device", "valid_subset_rows"]
+__all__ = ["AdamW", "FitReport", "PreferenceEnsemble", "onednn_available", "resolve_device", "use_onednn",
+           "valid_subset_rows"]
 
 _EVAL_CHUNK = 2048  # pairs per evaluation pass (K * 2 * 2048 * H1 floats of activations)
 _VALID_SUBSET_SEED = 0x5EED_7A11  # the fixed subset of ``ModelConfig.valid_subset`` (same every round)
@@ -122,6 +123,18 @@ def resolve_device(name: str) -> torch.device:
     raise ConfigError(f"unknown model.device {name!r}; choose auto, cuda or cpu")
 
 
+def use_onednn(cfg: ModelConfig, input_dim: int, device: torch.device) -> bool:
+    """Whether the model's matrix products run through oneDNN (``ModelConfig.matmul``; CPU float32 only)."""
+    choice = getattr(cfg, "matmul", "blas")
+    if device.type != "cpu" or getattr(cfg, "precision", "fp32") != "fp32" or choice == "blas":
+        return False
+    if choice == "onednn":
+        if not onednn_available():
+            raise ConfigError("model.matmul is 'onednn' but this torch build has no oneDNN (mkldnn); use auto or blas")
+        return True
+    return onednn_available() and int(input_dim) * int(cfg.hidden[0] if cfg.hidden else 1) >= _DNN_MIN_WEIGHTS
+
+
 def valid_subset_rows(n_valid: int, size: int) -> np.ndarray:
     """The sorted rows of the fixed, seeded validation subset of ``ModelConfig.valid_subset`` (same every round)."""
     if size <= 0 or size >= n_valid:
@@ -154,6 +167,8 @@ def _check_config(cfg: ModelConfig) -> None:
         raise ConfigError(f"unknown model.validation {cfg.validation!r}; choose valid or none")
     if getattr(cfg, "precision", "fp32") not in ("fp32", "bf16"):
         raise ConfigError(f"unknown model.precision {cfg.precision!r}; choose fp32 or bf16")
+    if getattr(cfg, "matmul", "blas") not in ("auto", "onednn", "blas"):
+        raise ConfigError(f"unknown model.matmul {cfg.matmul!r}; choose auto, onednn or blas")
     if int(getattr(cfg, "valid_subset", 0)) < 0:
         raise ConfigError(f"model.valid_subset must be >= 0 (got {cfg.valid_subset}); 0 uses the whole validation split")
 
@@ -225,13 +240,62 @@ def _fused_ok(device: torch.device) -> bool:
     return _FUSED[key]
 
 
-class _BatchedMLP(nn.Module):
-    """K tanh MLPs ``D -> hidden... -> 1`` with stacked weights ``(K, d_in, d_out)``."""
+_DNN_MIN_WEIGHTS = 1 << 16  # matmul "auto": below this many first-layer weights oneDNN's per-call overhead dominates
 
-    def __init__(self, k: int, dims: Sequence[int]) -> None:
+
+def onednn_available() -> bool:
+    """Whether this torch build has oneDNN's linear kernel for CPU float32 tensors."""
+    try:
+        return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _dnn_linear(x_R_I: torch.Tensor, w_O_I: torch.Tensor, b_O: torch.Tensor | None, tanh: bool = False) -> torch.Tensor:
+    """``x @ w.T + b`` by oneDNN's float32 JIT kernel (strided views accepted, no copies); ``tanh``: with
+    tanh applied inside the kernel (a post-op: no second pass over the output)."""
+    return torch.ops.mkldnn._linear_pointwise(x_R_I, w_O_I, b_O, "tanh" if tanh else "none", [], "")
+
+
+class _MemberLinear(torch.autograd.Function):
+    """Per-member ``x[k] @ w[k] + b[k]`` (weights ``(K, in, out)``) with oneDNN kernels forward and backward.
+
+    The same arithmetic as ``torch.baddbmm(b, x, w)`` and its autograd, in float32, by another kernel
+    (oneDNN instead of MKL/OpenBLAS: results agree to float32 rounding, and are deterministic).
+    """
+
+    @staticmethod
+    def forward(ctx, x_K_R_I: torch.Tensor, w_K_I_O: torch.Tensor, b_K_1_O: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        ctx.save_for_backward(x_K_R_I, w_K_I_O)
+        return torch.stack([_dnn_linear(x_K_R_I[k], w_K_I_O[k].T, b_K_1_O[k, 0]) for k in range(w_K_I_O.shape[0])])
+
+    @staticmethod
+    def backward(ctx, g_K_R_O: torch.Tensor):  # noqa: D102
+        x_K_R_I, w_K_I_O = ctx.saved_tensors
+        g_K_R_O = g_K_R_O.contiguous()
+        k = w_K_I_O.shape[0]
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.stack([_dnn_linear(g_K_R_O[m], w_K_I_O[m], None) for m in range(k)])
+        if ctx.needs_input_grad[1]:
+            gw = torch.stack([_dnn_linear(x_K_R_I[m].T, g_K_R_O[m].T, None) for m in range(k)])
+        if ctx.needs_input_grad[2]:
+            gb = g_K_R_O.sum(dim=1, keepdim=True)
+        return gx, gw, gb
+
+
+class _BatchedMLP(nn.Module):
+    """K tanh MLPs ``D -> hidden... -> 1`` with stacked weights ``(K, d_in, d_out)``.
+
+    ``dnn``: run the matrix products through oneDNN (``ModelConfig.matmul``), else through torch's
+    default kernels (``baddbmm`` / ``@``: MKL or OpenBLAS on CPU, cuBLAS on CUDA).
+    """
+
+    def __init__(self, k: int, dims: Sequence[int], dnn: bool = False) -> None:
         super().__init__()
         self.k = k
         self.dims = tuple(int(d) for d in dims)
+        self.dnn = bool(dnn)
         self.weights = nn.ParameterList(
             [nn.Parameter(torch.empty(k, a, b)) for a, b in zip(self.dims[:-1], self.dims[1:])])
         self.biases = nn.ParameterList([nn.Parameter(torch.zeros(k, 1, b)) for b in self.dims[1:]])
@@ -241,15 +305,20 @@ class _BatchedMLP(nn.Module):
         h = x_K_B_D
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            h = torch.baddbmm(b, h, w)
+            h = _MemberLinear.apply(h, w, b) if self.dnn and h.dtype == torch.float32 else torch.baddbmm(b, h, w)
             if i < last:
                 h = torch.tanh(h)
         return h.squeeze(-1)
 
     def flat_first_layer(self) -> torch.Tensor:
-        """The first layer's weights as one ``(D, K * H1)`` matrix (a copy: compute it once per pass)."""
+        """The first layer's weights as one GEMM operand (a copy: compute it once per pass).
+
+        ``(D, K * H1)`` for torch's kernels; ``(K * H1, D)`` (oneDNN's ``out x in`` layout) with ``dnn``.
+        """
         w0 = self.weights[0]
         k, d, h1 = w0.shape
+        if self.dnn:
+            return w0.permute(0, 2, 1).reshape(k * h1, d)
         return w0.permute(1, 0, 2).reshape(d, k * h1)
 
     def forward_shared(self, x_B_D: torch.Tensor, w0_flat: torch.Tensor | None = None) -> torch.Tensor:
@@ -261,6 +330,8 @@ class _BatchedMLP(nn.Module):
         k, d, h1 = w0.shape
         if w0_flat is None:
             w0_flat = self.flat_first_layer()
+        if self.dnn and x_B_D.dtype == torch.float32:
+            return self._forward_shared_dnn(x_B_D, w0_flat)
         h = (x_B_D @ w0_flat).view(-1, k, h1).transpose(0, 1) + b0
         if len(self.weights) == 1:
             return h.squeeze(-1)
@@ -271,6 +342,21 @@ class _BatchedMLP(nn.Module):
             if i < last:
                 h = torch.tanh(h)
         return h.squeeze(-1)
+
+    def _forward_shared_dnn(self, x_B_D: torch.Tensor, w0_flat: torch.Tensor) -> torch.Tensor:
+        """:meth:`forward_shared` by oneDNN: one ``B x D x K*H1`` product, then each member's layers."""
+        k, h1 = self.k, self.dims[1]
+        last = len(self.weights) - 1
+        h = _dnn_linear(x_B_D, w0_flat, self.biases[0].reshape(k * h1), tanh=last > 0)   # (B, K * H1)
+        if last == 0:
+            return h.T.contiguous()
+        out = []
+        for m in range(k):
+            hm = h[:, m * h1:(m + 1) * h1]
+            for i in range(1, len(self.weights)):
+                hm = _dnn_linear(hm, self.weights[i][m].T, self.biases[i][m, 0], tanh=i < last)
+            out.append(hm.squeeze(-1))
+        return torch.stack(out)
 
 
 class PreferenceEnsemble:
@@ -291,7 +377,8 @@ class PreferenceEnsemble:
         self.seed = int(seed)
         self.k = int(cfg.ensemble_size)
         self.device = resolve_device(cfg.device)
-        self.net = _BatchedMLP(self.k, (self.input_dim, *[int(h) for h in cfg.hidden], 1)).to(self.device)
+        self.net = _BatchedMLP(self.k, (self.input_dim, *[int(h) for h in cfg.hidden], 1),
+                               dnn=use_onednn(cfg, self.input_dim, self.device)).to(self.device)
         self._fresh = False
         self._shift_D: torch.Tensor | None = None
         self._scale_D: torch.Tensor | None = None

@@ -554,8 +554,8 @@ def _read_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
     raw = yaml.safe_load((path / "config.yaml").read_text())
     if not isinstance(raw, dict):
         raise BalpmError("config.yaml is not a mapping")
-    meta = raw.pop("meta", {}) or {}
-    return RunConfig.from_dict(raw), meta
+    meta = raw.get("meta") or {}
+    return RunConfig.from_dict({**raw, "meta": meta}), meta
 
 
 def _read_status(path: Path) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import yaml
 
 from balpm import acquisition, runs, sweep
 from balpm.config import (
@@ -144,3 +145,19 @@ def test_labels_come_from_the_registry(monkeypatch):
     assert "beta=0.5" in runs.policy_label(AcquisitionConfig(policy="nosuch", beta=0.5))
     with pytest.raises(ConfigError, match="unknown policy"):
         acquisition.make_policy(AcquisitionConfig(policy="nosuch"))
+
+
+def test_a_run_config_from_before_the_matmul_field_resumes_with_the_kernel_it_ran_with(tmp_path):
+    """model.matmul came later (default auto); a run's config.yaml without it ran on torch's default kernels."""
+    old = RunConfig().replace(model={"matmul": "blas"})
+    doc = old.to_dict()
+    del doc["model"]["matmul"]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**doc, "meta": {"version": "0.1.0"}}))
+    cfg = RunConfig.from_yaml(path)
+    assert cfg.model.matmul == "blas" and cfg == old
+    assert cfg.hash() == old.hash()
+    assert RunConfig.from_dict({**doc, "meta": {}}) == old
+    # a user's own YAML (no meta) takes today's default, which hashes differently from the old runs
+    assert RunConfig.from_dict(doc).model.matmul == "auto"
+    assert RunConfig.from_dict(doc).hash() != old.hash()

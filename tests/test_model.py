@@ -11,7 +11,7 @@ from balpm.config import ModelConfig
 from balpm.data.synthetic import paper_world
 from balpm.errors import ConfigError, FeatureError
 from balpm.metrics import preference_metrics
-from balpm.model import PreferenceEnsemble
+from balpm.model import PreferenceEnsemble, onednn_available
 
 SMALL = ModelConfig(ensemble_size=3, hidden=(32, 16), init_std=0.1, lr=3e-3, batch_size=32, max_epochs=3,
                     device="cpu")
@@ -286,3 +286,77 @@ def test_memmapped_features_give_the_same_model(world, tmp_path):
     b = PreferenceEnsemble(SMALL, 8, seed=4)
     b.fit(mm, world["valid"])
     assert np.array_equal(a.predict_probs(world["test"]), b.predict_probs(world["test"]))
+
+
+# ---- model.matmul: oneDNN kernels (issue 9) --------------------------------------------------------
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN")
+
+
+@needs_onednn
+def test_onednn_kernels_agree_with_torchs_default_to_float32_rounding():
+    """Same arithmetic by another kernel: every probability within float32 rounding, same early stopping."""
+    _, feats = paper_world(n=2600, d=24, seed=3)
+    pairs = feats.pairs_N_2_D
+    train, valid, test = pairs[:300], pairs[300:1300], pairs[1300:2600]
+    out = {}
+    for matmul in ("blas", "onednn"):
+        cfg = dataclasses.replace(SMALL, hidden=(40, 8), max_epochs=4, patience=2, matmul=matmul)
+        model = PreferenceEnsemble(cfg, 24, seed=11)
+        assert model.net.dnn == (matmul == "onednn")
+        report = model.fit(train, valid)
+        out[matmul] = (report, model.predict_probs(test), model.predict_rewards(test[:, 0]))
+    (rb, pb, wb), (ro, po, wo) = out["blas"], out["onednn"]
+    assert rb.best_epochs == ro.best_epochs and rb.epochs == ro.epochs
+    np.testing.assert_allclose(po, pb, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(wo, wb, rtol=1e-4, atol=1e-5)
+    assert ro.valid_loss == pytest.approx(rb.valid_loss, rel=1e-5)
+    assert not np.array_equal(po, pb)  # a different kernel indeed (else this test checks nothing)
+
+
+@needs_onednn
+def test_onednn_is_deterministic_and_row_independent():
+    """Two fits give the same bits, and a row's probability does not depend on which rows share its pass
+    (the loop predicts a shrinking pool in chunks)."""
+    _, feats = paper_world(n=3000, d=16, seed=2)
+    pairs = feats.pairs_N_2_D
+    cfg = dataclasses.replace(SMALL, hidden=(48, 8), matmul="onednn")
+    a, b = PreferenceEnsemble(cfg, 16, seed=7), PreferenceEnsemble(cfg, 16, seed=7)
+    a.fit(pairs[:200], pairs[200:600])
+    b.fit(pairs[:200], pairs[200:600])
+    full = a.predict_probs(pairs[600:])          # > one 2048-pair chunk
+    assert np.array_equal(full, b.predict_probs(pairs[600:]))
+    rows = np.sort(np.random.default_rng(0).choice(len(full), 999, replace=False))
+    assert np.array_equal(a.predict_probs(pairs[600:][rows]), full[rows])
+
+
+@needs_onednn
+def test_onednn_member_linear_matches_baddbmm_and_its_gradients():
+    from balpm.model import _MemberLinear
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 11, generator=gen, requires_grad=True)
+    w = torch.randn(3, 11, 5, generator=gen, requires_grad=True)
+    b = torch.randn(3, 1, 5, generator=gen, requires_grad=True)
+    g = torch.randn(3, 7, 5, generator=gen)
+    grads = []
+    for fn in (_MemberLinear.apply, lambda x, w, b: torch.baddbmm(b, x, w)):
+        y = fn(x, w, b)
+        y.backward(g)
+        grads.append((y.detach(), x.grad.clone(), w.grad.clone(), b.grad.clone()))
+        x.grad = w.grad = b.grad = None
+    for ours, torchs in zip(*grads):
+        torch.testing.assert_close(ours, torchs, rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_auto_picks_onednn_only_for_large_float32_cpu_models():
+    from balpm.model import use_onednn
+
+    cpu = torch.device("cpu")
+    big = dataclasses.replace(SMALL, hidden=(2048, 256))
+    assert not use_onednn(SMALL, 8, cpu)                                   # 8 x 32 weights: per-call overhead wins
+    assert use_onednn(big, 384, cpu) == onednn_available()                 # MiniLM width and up
+    assert not use_onednn(dataclasses.replace(big, matmul="blas"), 384, cpu)
+    assert not use_onednn(dataclasses.replace(big, precision="bf16"), 384, cpu)
+    assert not use_onednn(big, 384, torch.device("cuda"))
+    with pytest.raises(ConfigError, match="model.matmul"):
+        PreferenceEnsemble(dataclasses.replace(SMALL, matmul="fast"), 8, seed=0)
