@@ -105,6 +105,14 @@ def test_deterministic_bitwise_and_length_sorting_keeps_order(tmp_path, base_fea
     np.testing.assert_allclose(c.pairs_N_2_D, a.pairs_N_2_D[:3], atol=1e-5)
 
 
+def _memory_mapped(array: np.ndarray) -> bool:
+    while array is not None:
+        if isinstance(array, np.memmap):
+            return True
+        array = array.base if isinstance(array, np.ndarray) else None
+    return False
+
+
 def test_second_call_is_cache_hit_without_loading_the_model(tmp_path, monkeypatch, caplog):
     table = _table()
     first = featurize(table, _cfg(tmp_path), progress=False)
@@ -119,6 +127,9 @@ def test_second_call_is_cache_hit_without_loading_the_model(tmp_path, monkeypatc
     assert second.cache_hits == {"prompts": True, "pairs": True}
     assert sum("cache hit" in r.getMessage() for r in caplog.records) == 2
     assert np.array_equal(first.pairs_N_2_D, second.pairs_N_2_D) and first.hash == second.hash
+    # a hit is a read-only memory map of the cache file (entries larger than RAM load), not a copy
+    assert _memory_mapped(second.pairs_N_2_D) and _memory_mapped(second.prompts_P_D)
+    assert not second.pairs_N_2_D.flags.writeable and not _memory_mapped(first.pairs_N_2_D)
     manifest = json.loads(Path(first.manifest["paths"]["pairs"]).with_suffix(".json").read_text())
     for key in ("model", "revision", "pooling", "max_length", "templates", "texts_sha256", "array_sha256"):
         assert key in manifest

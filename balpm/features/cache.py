@@ -4,7 +4,8 @@ The key is the SHA-256 of everything that decides the features (model and revisi
 length, dtype, quantisation, templates, the texts in order). Writes are atomic (temporary file in the
 same folder, then ``os.replace``; the manifest is written last and commits the entry). A read checks the
 manifest, the array's dtype and shape, its SHA-256 and finiteness: any mismatch means the entry is
-recomputed, never used.
+recomputed, never used. A read returns a read-only memory map of the ``.npy`` (pages are read as they
+are used), so entries larger than RAM load.
 """
 from __future__ import annotations
 
@@ -38,6 +39,11 @@ def array_sha256(array: np.ndarray) -> str:
     digest = hashlib.sha256(f"{arr.dtype.str}{arr.shape}".encode())
     digest.update(arr.data)
     return digest.hexdigest()
+
+
+def _all_finite(array: np.ndarray, rows: int = 4096) -> bool:
+    """``np.isfinite(array).all()`` in blocks of rows (no full-size boolean temporary for a mapped array)."""
+    return all(bool(np.isfinite(array[s:s + rows]).all()) for s in range(0, max(len(array), 1), rows))
 
 
 def _atomic_write(path: Path, write: Any) -> None:
@@ -82,7 +88,8 @@ class FeatureCache:
             return None
         try:
             manifest = json.loads(manifest_path.read_text())
-            array = np.load(npy, allow_pickle=False)
+            # memory-mapped, read-only: a 1M-pair x 4,096 entry (33 GB) is paged in as it is read, never copied
+            array = np.load(npy, allow_pickle=False, mmap_mode="r")
         except (OSError, ValueError, EOFError) as exc:
             log.warning("feature cache entry %s is unreadable (%s); recomputing", key[:12], exc)
             return None
@@ -95,7 +102,7 @@ class FeatureCache:
             problem = f"shape {list(array.shape)} differs from the manifest's {manifest.get('shape')}"
         elif array_sha256(array) != manifest.get("array_sha256"):
             problem = "array checksum differs from the manifest"
-        elif not np.isfinite(array).all():
+        elif not _all_finite(array):
             problem = "array holds NaN/inf"
         if problem:
             log.warning("feature cache entry %s is damaged (%s); recomputing", key[:12], problem)
