@@ -12,6 +12,7 @@ from balpm import loop, runs
 from balpm.config import RunConfig
 from balpm.data import load_for_config
 from balpm.errors import BalpmError, ConfigError, FeatureError
+from balpm.model import onednn_available
 
 TIMING = ["train_seconds", "eval_seconds", "select_seconds"]
 
@@ -104,8 +105,11 @@ class _Killed(RuntimeError):
     pass
 
 
-def test_resume_after_a_kill_is_bit_identical(tmp_path, world, monkeypatch):
-    cfg = small_cfg("balpm", seed=1, rounds=4)
+@pytest.mark.parametrize("matmul", ["blas", "onednn"])
+def test_resume_after_a_kill_is_bit_identical(tmp_path, world, monkeypatch, matmul):
+    if matmul == "onednn" and not onednn_available():
+        pytest.skip("this torch build has no oneDNN")
+    cfg = small_cfg("balpm", seed=1, rounds=4).replace(model={"matmul": matmul})
     full = runs.open_run(tmp_path / "full", _run(cfg, tmp_path / "full", world).name)
 
     real_commit = runs.RunWriter.commit_round
