@@ -1,8 +1,12 @@
 """The Bayesian preference model: an ensemble of K Bradley-Terry reward MLPs on frozen pair features.
 
 All K members live in ONE batched module: every layer's weights are stacked into a ``(K, d_in, d_out)``
-tensor and the members run together through ``torch.baddbmm`` / ``einsum``, so a training step or an
-evaluation pass is one forward and one backward for the whole ensemble, not a Python loop of models.
+tensor and the members run together, so a training step or an evaluation pass is one forward and one
+backward for the whole ensemble, not a Python loop of models. The float32 products run through
+oneDNN's JIT kernels on CPU (``ModelConfig.matmul``: ``auto`` for models with >= 65,536 first-layer
+weights; AVX-512 on any x86 vendor, where torch's MKL falls back to AVX2 on AMD CPUs, ~2x), else
+through ``torch.baddbmm`` / ``@`` (MKL or OpenBLAS on CPU, cuBLAS on CUDA). The two agree to float32
+rounding; each is deterministic.
 
 Each member behaves exactly like a separately trained reward model (REFERENCE.md section 2):
 
@@ -23,7 +27,7 @@ separate trainer would compute.
 
 ``fit`` always starts from the seeded initialisation (a full retrain, as in every round of the
 reference), so the trained weights are a function of ``(cfg, seed, data)`` only: the same inputs give
-bitwise identical probabilities on the same device.
+bitwise identical probabilities on the same device with the same kernel.
 """
 from __future__ import annotations
 
