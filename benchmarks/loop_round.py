@@ -3,6 +3,7 @@
     python benchmarks/loop_round.py --n 92000 --d 4096 --json          # the paper's pool and LLM width
     python benchmarks/loop_round.py --n 10000 --d 1024 --rounds 2 --json
     python benchmarks/loop_round.py --n 20000 --d 1024 --set model.precision=bf16 --json
+    python benchmarks/loop_round.py --n 92000 --d 4096 --set model.matmul=blas --json   # torch's MKL kernels
 
 World: ``balpm.data.synthetic.paper_world`` with ``ceil(n / 0.7)`` comparisons rounded up to a thousand
 (split 0.7 / 0.1 / 0.2 by prompt, 10% more on new prompts as the OOD split), so ``--n 92000`` is the
