@@ -353,20 +353,30 @@ def iter_lines(path: Path, bad: "BadRows | None" = None) -> Iterator[tuple[int, 
         bad.add(str(path), cut.line, "truncated", f"{cut.detail}; the rest of the file is lost, download or copy it again")
 
 
+#: what :func:`parse_json_line` returns for a line it recorded as bad
+SKIPPED = object()
+
+
+def parse_json_line(name: str, line_no: int, text: str | None, bad: "BadRows", encoding_detail: str = "not UTF-8") -> Any:
+    """One JSON line's value, or :data:`SKIPPED` after recording it in ``bad`` (which raises or counts it,
+    by its policy): ``text`` None (the line is not UTF-8; ``encoding_detail`` says where) or not JSON."""
+    if text is None:
+        bad.add(name, line_no, "bad_encoding", encoding_detail + "; re-save the file as UTF-8")
+        return SKIPPED
+    try:
+        return parse_json(text)
+    except (ValueError, RecursionError, RowProblem) as exc:
+        bad.add(name, line_no, *json_error(exc))
+        return SKIPPED
+
+
 def iter_json_lines(path: Path, bad: "BadRows") -> Iterator[tuple[int, Any]]:
     """Stream a JSON-lines file as ``(line_no, parsed value)``; lines that are not UTF-8 or not JSON
     go to ``bad`` (which raises or counts them, by its policy) and are not yielded."""
-    name = str(path)
     for line_no, text, err in iter_lines(path, bad):
-        if text is None:
-            bad.add(name, line_no, "bad_encoding", err + "; re-save the file as UTF-8")
-            continue
-        try:
-            value = parse_json(text)
-        except (ValueError, RecursionError, RowProblem) as exc:
-            bad.add(name, line_no, *json_error(exc))
-            continue
-        yield line_no, value
+        value = parse_json_line(str(path), line_no, text, bad, err)
+        if value is not SKIPPED:
+            yield line_no, value
 
 
 def norm_split(value: Any) -> str | None:

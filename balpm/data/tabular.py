@@ -17,6 +17,7 @@ import pandas as pd
 from balpm.data.hub import iter_record_batches, read_schema_names
 from balpm.data.rows import (
     BAD_REASONS,
+    SKIPPED,
     BadRows,
     RowBuffer,
     RowProblem,
@@ -29,6 +30,7 @@ from balpm.data.rows import (
     norm_split,
     one_line,
     parse_json,
+    parse_json_line,
     short,
     split_from_name,
 )
@@ -157,13 +159,8 @@ def _json_lines_from(lines: list[tuple[int, str]], path: Path, bad: BadRows,
     """Rows of already-read JSON lines (``""`` stands for a line that is not UTF-8)."""
     name = str(path)
     for line_no, text in lines:
-        if not text:
-            bad.add(name, line_no, "bad_encoding", "not UTF-8; re-save the file as UTF-8")
-            continue
-        try:
-            rec = parse_json(text)
-        except (ValueError, RecursionError, RowProblem) as exc:
-            bad.add(name, line_no, *json_error(exc))
+        rec = parse_json_line(name, line_no, text or None, bad)
+        if rec is SKIPPED:
             continue
         if not isinstance(rec, dict):
             bad.add(name, line_no, "not_object", f"got {type(rec).__name__}")
