@@ -66,3 +66,27 @@ def pytest_unconfigure(config):
 def comparisons_dir(shared_data: Path) -> Path:
     """OpenAI's comparison JSON-lines files."""
     return shared_data / "summarize_from_feedback" / "comparisons"
+
+
+@pytest.fixture(scope="session")
+def tldr_table(comparisons_dir: Path):
+    """``make(n)``: a preference table of the first ``n`` real TL;DR comparisons of batch13.json, built by
+    hand (no balpm loader involved), for tests of what comes after loading."""
+    import json
+
+    import pandas as pd
+
+    def make(n: int) -> pd.DataFrame:
+        rows = []
+        with open(comparisons_dir / "batch13.json", encoding="utf-8") as fh:
+            for i, line in enumerate(fh):
+                if i == n:
+                    break
+                rec = json.loads(line)
+                summaries = [s["text"] for s in rec["summaries"]]
+                rows.append({"pair_id": f"b13-{i}", "prompt_id": rec["info"]["id"], "prompt": rec["info"]["post"],
+                             "chosen": summaries[rec["choice"]], "rejected": summaries[1 - rec["choice"]],
+                             "split": "train", "source": "tldr"})
+        return pd.DataFrame(rows)
+
+    return make

@@ -235,18 +235,8 @@ def test_device_resolution():
     _one_line_error(ConfigError, lambda: resolve_device("tpu9"))
 
 
-def test_real_tldr_comparisons(comparisons_dir, tmp_path):
-    rows = []
-    with open(comparisons_dir / "batch13.json", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i == 4:
-                break
-            rec = json.loads(line)
-            summaries = [s["text"] for s in rec["summaries"]]
-            rows.append({"pair_id": f"b13-{i}", "prompt_id": rec["info"]["id"], "prompt": rec["info"]["post"],
-                         "chosen": summaries[rec["choice"]], "rejected": summaries[1 - rec["choice"]],
-                         "split": "train", "source": "tldr"})
-    table = pd.DataFrame(rows)
+def test_real_tldr_comparisons(tldr_table, tmp_path):
+    table = tldr_table(4)
     feats = featurize(table, _cfg(tmp_path, max_length=96, batch_size=4), progress=False)
     assert feats.pairs_N_2_D.shape == (4, 2, 384)
     assert feats.prompts_P_D.shape == (table["prompt_id"].nunique(), 384)

@@ -118,31 +118,17 @@ def test_ray_failures_are_reported_not_retried_forever(ray_cluster, crash_dir, t
     assert runs.open_run(root, run_id).status["state"] == "complete"
 
 
-def _real_table(comparisons_dir: Path, n: int = 20) -> pd.DataFrame:
-    rows = []
-    with open(comparisons_dir / "batch13.json", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i == n:
-                break
-            rec = json.loads(line)
-            summaries = [s["text"] for s in rec["summaries"]]
-            rows.append({"pair_id": f"b13-{i}", "prompt_id": rec["info"]["id"], "prompt": rec["info"]["post"],
-                         "chosen": summaries[rec["choice"]], "rejected": summaries[1 - rec["choice"]],
-                         "split": "train", "source": "tldr"})
-    return pd.DataFrame(rows)
-
-
 class _Killed(BaseException):
     """Stands for the driver being killed."""
 
 
 @pytest.mark.slow  # two actor pools start (about 20 s each on 2 loaded cores)
-def test_ray_featurize_equals_local_and_resumes_from_its_shards(ray_cluster, comparisons_dir, tmp_path, monkeypatch):
+def test_ray_featurize_equals_local_and_resumes_from_its_shards(ray_cluster, tldr_table, tmp_path, monkeypatch):
     from balpm.features import distributed, featurize
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(distributed, "TEXTS_PER_SHARD", 8)  # 30 distinct pair texts -> 4 shards, one batch each
-    table = _real_table(comparisons_dir)
+    table = tldr_table(20)
     local = featurize(table, FeatureConfig(cache_dir=str(tmp_path / "local"), batch_size=8, max_length=128),
                       progress=False)
 
@@ -185,14 +171,14 @@ def test_ray_featurize_equals_local_and_resumes_from_its_shards(ray_cluster, com
     assert again.cache_hits == {"prompts": True, "pairs": True} and again.hash == local.hash
 
 
-def test_ray_shards_hold_the_single_process_batches(comparisons_dir, monkeypatch):
+def test_ray_shards_hold_the_single_process_batches(tldr_table, monkeypatch):
     """The shard plan cuts the very batches (same texts, same padding) that Encoder.encode_ids forms."""
     from balpm.features import distributed, encoder, load_encoder, table_texts
     from balpm.features.featurize import unique_texts
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     enc = load_encoder("minilm", device="cpu")
-    _, _, _, texts, _ = table_texts(_real_table(comparisons_dir, 30))
+    _, _, _, texts, _ = table_texts(tldr_table(30))
     ids = enc.tokenize(unique_texts(texts)[0], 64).ids
     local_batches = []
     real_pad = encoder.pad_batch
