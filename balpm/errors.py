@@ -5,12 +5,32 @@ it and prints ``error: <message>`` on one line with exit code 2, never a traceba
 """
 from __future__ import annotations
 
+from typing import Any
+
+
+def printable(text: Any) -> str:
+    """``text`` (a path, a name, any user-supplied string) safe to print on a terminal: every character that is
+    not printable (control characters such as ESC, format characters such as U+202E, lone surrogates,
+    line/paragraph separators) becomes a ``repr``-like escape (``\\x1b``, ``\\u202e``, ``\\ud800``).
+    Printable text, including non-ASCII letters, is unchanged; the result is always valid UTF-8 on one line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        else:
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+    return "".join(out)
+
 
 class BalpmError(ValueError):
-    """A problem with the user's input, stated in one line with its fix."""
+    """A problem with the user's input, stated in one line with its fix (terminal-safe: see :func:`printable`)."""
 
     def __init__(self, message: str) -> None:
-        message = " ".join(str(message).split())  # always one line
+        message = printable(" ".join(str(message).split()))  # always one line, no control characters
         super().__init__(message)
 
 
