@@ -32,8 +32,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from balpm import safe_yaml
 from balpm.errors import ConfigError
 
 PAPER_COLDNESS = {"softmax_bald": 10000.0, "power_bald": 8.0, "softrank_bald": 1.0}
@@ -87,6 +86,8 @@ class DataConfig:
     synthetic_size: int = _f(0, "synthetic world size in comparisons (0: the world's default)", ge=0)
     synthetic_dim: int = _f(0, "feature dimension D of the paper-shape world (0: the world's default, 64); "
                                "4096 is the paper's 7B-LLM width", ge=0)
+    world: str = _f("", "teaching-world knobs as a spec string, e.g. noisy_share=0.2,test=pool (empty: the classic "
+                        "teaching world; knobs and bounds: balpm worlds --knobs, balpm/data/worlds.py)")
     split_ratios: tuple[float, float, float] = _f((0.7, 0.1, 0.2), "pool / valid / test fractions of prompts")
     split_seed: int = _f(0, "seed of the prompt-grouped split", ge=0)
     keep_original_splits: bool = _f(False, "keep the files' own splits (train; valid1 -> valid; valid2 -> test) instead of re-splitting")
@@ -104,7 +105,8 @@ class DataConfig:
 
 #: DataConfig fields added after runs existed: left out of the hash while at their default
 _DATA_HASH_DEFAULTS = {"subsample": 0, "prompt_col": "", "chosen_col": "", "rejected_col": "", "split_col": "",
-                       "id_col": "", "prompt_id_col": "", "source_col": "", "synthetic_dim": 0}
+                       "id_col": "", "prompt_id_col": "", "source_col": "", "synthetic_dim": 0,
+                       "world": ""}
 #: ModelConfig fields added after runs existed, with the value every run before them had in effect: left out of
 #: the hash at that value (so older run ids stay valid), and filled in when a run's own config.yaml lacks them
 _MODEL_HASH_DEFAULTS = {"precision": "fp32", "valid_subset": 0, "matmul": "blas"}
@@ -394,7 +396,7 @@ class RunConfig:
 
     def to_yaml(self) -> str:
         """The config as YAML (sections in order; a valid ``-c`` input)."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+        return safe_yaml.dump(self.to_dict())
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
@@ -472,17 +474,11 @@ def read_yaml(path_or_text: str | Path) -> dict[str, Any]:
         path = Path(path_or_text)
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} not found (or not a file)")
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {str(path)!r} unreadable ({' '.join(str(exc).split())[:160]})") from None
         where = f"config {str(path)!r}"
+        raw = safe_yaml.load_file(path, where)  # bounded: size, depth, nodes; no aliases
     else:
-        text, where = str(path_or_text), "config"
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where} is not valid YAML: {' '.join(str(exc).split())[:200]}") from None
+        where = "config"
+        raw = safe_yaml.load_text(str(path_or_text), where)
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -5,6 +5,8 @@ Layout of one run, ``root/<run_id>/``::
     config.yaml                      resolved RunConfig + ``meta`` (version, data/feature hashes, run id)
     status.json                      {state, last_round, rounds, error, started, updated, pid, host}
     pool.parquet                     pool_index, pair_id, prompt_id, initial
+    truth.json                       only for a table with known truth (true_prob): the Bayes-optimal test/OOD
+                                     log-likelihood and accuracy, the pool's noisy share (balpm.loop.truth)
     rounds.parquet                   one row per completed round (see ``ROUND_COLUMNS``)
     acquisitions.parquet             one row per pick (see ``ACQUISITION_COLUMNS``)
     pool_scores/round=<r>.parquet    every remaining pool item's scores at the start of round r's selection
@@ -40,8 +42,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from balpm import safe_yaml
 from balpm.config import AcquisitionConfig, RunConfig
 from balpm.diagnostics import ROUND_DIAGNOSTIC_COLUMNS
 from balpm.errors import BalpmError, ConfigError, RunLockedError
@@ -51,11 +53,13 @@ LOCKS_DIR = ".locks"  # root/.locks/<run_id>.lock: held by the one process writi
 TMP_SUFFIX = ".tmp"  # temp files of atomic writes (".<name>.<random>.tmp"); stale ones are removed on resume
 _CREATING = ".creating."  # a run folder under construction: root/.<run_id>.creating.<pid>, renamed when complete
 STATES = ("running", "complete", "failed")
+TRUTH_FILE = "truth.json"  # the table's known truth (Bayes-optimal test LL, ...), written at creation (balpm.loop.truth)
 ROUND_COLUMNS: tuple[str, ...] = (
     "round", "labelled", "test_log_likelihood", "test_accuracy", "test_brier", "test_ece",
     "ood_log_likelihood", "ood_accuracy", "ood_brier", "ood_ece", "mean_uncertainty",
     "batch_unique_prompts", "cumulative_unique_prompts", "train_seconds", "eval_seconds",
     "select_seconds", "epochs", "valid_loss",
+    "noisy_share",  # share of the labelled pairs in a planted noisy region (NaN: unknown); balpm.loop
 ) + ROUND_DIAGNOSTIC_COLUMNS  # U / beta*H spreads and beta_effective (balpm.diagnostics)
 ACQUISITION_COLUMNS: tuple[str, ...] = (
     "round", "step", "pool_index", "pair_id", "prompt_id", "score", "u", "log_dist", "count_term",
@@ -276,8 +280,9 @@ class RunWriter:
     # -- creation and status --
     @classmethod
     def create(cls, root: str | Path, run_id: str, cfg: RunConfig, meta: dict[str, Any],
-               pool: pd.DataFrame | None = None) -> RunWriter:
-        """Create ``root/run_id`` atomically: config.yaml, a ``running`` status (round -1) and ``pool``.
+               pool: pd.DataFrame | None = None, truth: dict[str, Any] | None = None) -> RunWriter:
+        """Create ``root/run_id`` atomically: config.yaml, a ``running`` status (round -1), ``pool`` and
+        ``truth`` (truth.json: the known truth of the table, :func:`balpm.loop.truth`; none when None).
 
         The folder is built under a hidden temporary name (``root/.<run_id>.creating.<pid>``, never listed)
         and renamed into place when complete, so a kill during creation never leaves a half-made run.
@@ -298,9 +303,11 @@ class RunWriter:
             w.path = tmp
             doc = cfg.to_dict()
             doc["meta"] = _jsonable({**meta, "run_id": run_id, "config_hash": cfg.hash()})
-            atomic_write_text(tmp / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+            atomic_write_text(tmp / "config.yaml", safe_yaml.dump(doc))
             if pool is not None:
                 w.write_pool(pool)
+            if truth is not None:
+                atomic_write_json(tmp / TRUTH_FILE, _jsonable(truth))
             w.write_status("running", last_round=-1, rounds=cfg.loop.rounds, error=None, started=_now())
             os.rename(tmp, final)
         except BaseException:
@@ -551,7 +558,7 @@ class RunInfo:
 
 
 def _read_config(path: Path) -> tuple[RunConfig, dict[str, Any]]:
-    raw = yaml.safe_load((path / "config.yaml").read_text())
+    raw = safe_yaml.load_file(path / "config.yaml", "config.yaml")  # bounded, no aliases
     if not isinstance(raw, dict):
         raise BalpmError("config.yaml is not a mapping")
     meta = raw.get("meta") or {}
@@ -581,6 +588,10 @@ def inspect_run(path: str | Path) -> RunInfo:
     """The :class:`RunInfo` of one run folder (state ``broken`` with a reason when unreadable)."""
     path = Path(path)
     run_id = path.name
+    # its files must stay inside the folder holding the run (a folder given as a link: the link's target)
+    why = refused(path.resolve().parent, path.resolve(), folder_link_ok=True)
+    if why:
+        return RunInfo(run_id, path, "broken", reason=why)
     if not (path / "config.yaml").is_file():
         return RunInfo(run_id, path, "broken", reason="config.yaml missing (not a run, or creation was interrupted)")
     try:
@@ -628,12 +639,13 @@ def list_runs(root: str | Path) -> list[RunInfo]:
         root = Path(root)
         if not root.is_dir():
             return []
+        root_r = root.resolve()  # once: every check below is against the real folder
         entries = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", ".")))
     except Exception:
         return []
     out = []
     for p in entries:
-        why = refused(root, p)
+        why = refused(root_r, p)
         if why:  # never read: listed as broken with the reason
             out.append(RunInfo(p.name, p, "broken", reason=why))
             continue
@@ -647,15 +659,22 @@ def list_runs(root: str | Path) -> list[RunInfo]:
 _RUN_FILES = ("config.yaml", "status.json", "rounds.parquet", "acquisitions.parquet", "pool.parquet", "pool_scores")
 
 
-def refused(root: str | Path, path: str | Path) -> str | None:
-    """Why the run folder ``path`` under ``root`` must not be read, or None: a folder that is a symbolic
-    link, or a run file (config.yaml, status.json, the tables) whose link leads outside ``root``."""
-    path = Path(path)
+def refused(root: str | Path, path: str | Path, *, folder_link_ok: bool = False) -> str | None:
+    """Why the run folder ``path`` directly inside ``root`` must not be read, or None: a folder that is a
+    symbolic link (unless ``folder_link_ok``), or a run file (config.yaml, status.json, the tables) whose
+    link leads outside ``root``.
+
+    Only ``path``'s name is used: the folder checked is ``<root resolved>/<name>``, so a relative root
+    (``hostile/A``) is resolved once and never prefixed twice (``hostile/A/hostile/A/...``, a path that
+    does not exist and so seemed to stay inside).
+    """
+    root_r = Path(root).resolve()
+    folder = root_r / Path(path).name
     try:
-        if path.is_symlink():
-            return f"refused: the run folder is a symbolic link (to {os.readlink(path)}); copy the run instead"
+        if folder.is_symlink() and not folder_link_ok:
+            return f"refused: the run folder is a symbolic link (to {os.readlink(folder)}); copy the run instead"
         for name in _RUN_FILES:
-            safe_path(root, path / name)
+            safe_path(root_r, folder / name)
     except BalpmError as exc:
         return f"refused: {exc}"
     except OSError as exc:
@@ -718,6 +737,17 @@ class Run:
             return pd.DataFrame({c: pd.Series(dtype="float64") for c in columns})
         df = pd.read_parquet(p)
         return df[df["round"] <= self.last_round].reset_index(drop=True)
+
+    def truth(self) -> dict[str, Any] | None:
+        """truth.json (the table's known truth, :func:`balpm.loop.truth`), or None: no known truth, or a
+        run made before truth.json existed."""
+        p = self.path / TRUTH_FILE
+        if not p.is_file():
+            return None
+        try:
+            return json.loads(p.read_text())
+        except (OSError, ValueError) as exc:
+            raise BalpmError(f"run {self.run_id!r}: truth.json unreadable ({' '.join(str(exc).split())[:160]})") from None
 
     def rounds(self) -> pd.DataFrame:
         """rounds.parquet (complete rounds only)."""
@@ -782,6 +812,9 @@ def open_run(root: str | Path, run_id: str) -> Run:
     path = safe_path(root, run_id)
     if path.parent != Path(root).resolve() or path.name.startswith(("_", ".")):
         raise BalpmError(f"{run_id!r} is not a run folder directly inside {str(root)!r}")
+    why = refused(root, run_id)  # the folder as named (safe_path resolved a link to its target)
+    if why:
+        raise BalpmError(f"run {run_id!r}: {why}")
     if not (path / "config.yaml").is_file():
         raise BalpmError(f"no run {run_id!r} in {str(root)!r} (config.yaml missing); list runs with balpm report {root}")
     return Run(root, path)

@@ -25,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from balpm import runs
+from balpm import runs, safe_yaml
 from balpm.config import POLICIES, RunConfig, coerce_value
 from balpm.errors import ConfigError
 
@@ -184,7 +182,7 @@ def prefetch(configs: Sequence[RunConfig], *, progress: bool = True, table: Any 
     for cfg in configs:
         # a synthetic world is drawn from the run seed (loop.data_config): one world per seed
         data = {**cfg.to_dict()["data"], "split_seed": loop.data_config(cfg).split_seed}
-        key = yaml.safe_dump({"d": data, "f": cfg.to_dict()["features"]})
+        key = safe_yaml.dump({"d": data, "f": cfg.to_dict()["features"]}, sort_keys=True)
         if key not in seen:
             seen[key] = loop.load_inputs(cfg, table, features, progress=progress)
         loaded_table, loaded_features = seen[key]

@@ -55,11 +55,11 @@ def code(text: Any) -> str:
 def config_for_display(text: str) -> str:
     """A run's config.yaml as the Runs page shows it: for a run on data files the synthetic-world knobs
     (``synthetic: teaching`` ...) are dropped, since they do not apply, with a comment saying so."""
-    import yaml
+    from balpm import safe_yaml
 
     try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError:
+        doc = safe_yaml.load_text(text, "config.yaml")  # bounded: size, depth, nodes; no aliases
+    except BalpmError:
         return text
     data = doc.get("data") if isinstance(doc, dict) else None
     if isinstance(data, dict) and data.get("paths"):
@@ -67,7 +67,7 @@ def config_for_display(text: str) -> str:
         for k in dropped:
             data.pop(k)
         note = f"# data from files: {', '.join(dropped)} (synthetic worlds only) not shown\n" if dropped else ""
-        return note + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+        return note + safe_yaml.dump(doc, allow_unicode=True)
     return text
 
 
