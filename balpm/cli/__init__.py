@@ -1,6 +1,8 @@
 """The ``balpm`` command line (typer). Each sub-module registers one group of commands.
 
-Errors in user input (:class:`balpm.errors.BalpmError`) are printed as one line, exit code 2.
+Every error is printed as one line ``error: ...`` on stderr (:func:`main`): exit code 2 for bad input
+(:class:`balpm.errors.BalpmError`), 1 for the environment (disk full, read-only, permissions, memory),
+130 on Ctrl-C; the traceback only with the global ``--debug`` flag or ``BALPM_DEBUG=1``.
 """
 from __future__ import annotations
 
@@ -49,10 +51,12 @@ from balpm.cli import dashboard as _dashboard  # noqa: E402
 from balpm.cli import data as _data  # noqa: E402
 from balpm.cli import demo as _demo  # noqa: E402
 from balpm.cli import featurize as _featurize  # noqa: E402
+from balpm.cli import plant as _plant  # noqa: E402
 from balpm.cli import report as _report  # noqa: E402
 from balpm.cli import run as _run  # noqa: E402
+from balpm.cli import worlds as _worlds  # noqa: E402
 
-for _module in (_data, _featurize, _run, _report, _dashboard, _demo):
+for _module in (_data, _featurize, _plant, _run, _report, _dashboard, _demo, _worlds):
     _module.register(app)
 
 
@@ -64,31 +68,139 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+_DEBUG = False  # set by the global --debug flag (or BALPM_DEBUG=1): tracebacks instead of one line
+
+
+def _set_debug(value: bool) -> None:
+    global _DEBUG
+    if value:
+        _DEBUG = True
+
+
 @app.callback()
 def _root(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, metavar="",
-                                       help="print the version and exit")) -> None:
+                                       help="print the version and exit"),
+          debug: bool = typer.Option(False, "--debug", callback=_set_debug, is_eager=True, metavar="",
+                                     help="on an error, print the full traceback, not one line (also BALPM_DEBUG=1)")
+          ) -> None:
     """BAL-PM: Bayesian active learning for preference modelling - data, features, runs, reports, dashboard."""
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning a :class:`BalpmError` into one line on stderr (exit code 2).
+def debug_enabled() -> bool:
+    """Whether errors show their traceback: the global ``--debug`` flag or ``BALPM_DEBUG=1``."""
+    return _DEBUG or os.environ.get("BALPM_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
-    Every failure exits non-zero: ``typer.Exit(code)`` (which click returns rather than raises under
-    ``standalone_mode=False``) becomes ``sys.exit(code)``; success returns normally.
+
+def printable(text: object) -> str:
+    """``text`` safe to print on a terminal: control characters (ESC, NUL, ...), lone surrogates and other
+    unprintable characters written as Python escapes (``\\x1b``, ``\\ud800``); bytes decoded with escapes."""
+    if isinstance(text, (bytes, bytearray)):
+        text = bytes(text).decode("utf-8", "backslashreplace")
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an OSError: its strerror (or text), the path(s) made printable, and what to do."""
+    what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
+    paths = [p for p in (exc.filename, exc.filename2) if p is not None]
+    where = " -> ".join(repr(printable(os.fsdecode(p) if isinstance(p, (bytes, os.PathLike)) else p)) for p in paths)
+    hint = {28: "free some space or write elsewhere", 30: "the filesystem is read-only; write elsewhere",
+            13: "check the permissions, or write elsewhere", 2: "check the path", 122: "the disk quota is full; "
+            "free some space or write elsewhere"}.get(exc.errno or -1, "an environment problem (disk, permissions, "
+                                                                       "files); rerun with --debug for the traceback")
+    return f"{what}{': ' + where if where else ''} ({hint})"
+
+
+def error_line(exc: BaseException) -> tuple[str, int]:
+    """The one ``error: ...`` line for an exception and the exit code: 2 bad input (BalpmError, a name or text
+    that is not valid Unicode, input nested too deeply), 1 environment (OSError, MemoryError) or a bug, 130 Ctrl-C."""
+    if isinstance(exc, BalpmError):
+        return f"error: {exc}", 2
+    if isinstance(exc, KeyboardInterrupt):
+        return "error: interrupted (Ctrl-C); a run resumes from its last complete round with balpm run --resume", 130
+    if isinstance(exc, MemoryError):
+        return ("error: out of memory (MemoryError); use a smaller input (--set data.subsample=N) or a machine "
+                "with more memory"), 1
+    if isinstance(exc, UnicodeError):
+        return (f"error: text that is not valid Unicode ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); "
+                "use UTF-8 names and text"), 2
+    if isinstance(exc, RecursionError):
+        return "error: an input is nested too deeply to read (RecursionError); check the file", 2
+    if isinstance(exc, OSError):
+        return f"error: {_os_error_line(exc)}", 1
+    return (f"error: internal error ({type(exc).__name__}: {' '.join(str(exc).split())[:300]}); rerun with --debug "
+            "(or BALPM_DEBUG=1) for the traceback and report it"), 1
+
+
+def _print_error(line: str) -> None:
+    """Write one line on stderr, whatever the terminal's encoding (unprintable characters escaped)."""
+    line = printable(line)
+    enc = getattr(sys.stderr, "encoding", None) or "utf-8"
+    try:
+        print(line.encode(enc, "backslashreplace").decode(enc, "replace"), file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # stderr closed: nothing more to do
+        pass
+
+
+def _silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that output still buffered is not flushed again (and failed
+    again, as a second message) when the interpreter exits."""
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (a test's capture): nothing to do
+        pass
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app; every exception becomes ONE ``error: ...`` line on stderr.
+
+    Exit codes: 2 for bad input (:class:`BalpmError` and click's usage errors), 1 for the environment
+    (OSError: disk full, read-only, permissions; MemoryError) and for bugs, 130 on Ctrl-C. The traceback
+    is printed only with the global ``--debug`` flag or ``BALPM_DEBUG=1``. ``typer.Exit(code)`` (which
+    click returns rather than raises under ``standalone_mode=False``) becomes ``sys.exit(code)``.
     """
+    global _DEBUG
+    _DEBUG = False
     try:
         code = app(args=argv, standalone_mode=False)
-    except BalpmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except Exception as exc:  # click usage errors and aborts (typer's vendored click, or click itself)
+        try:  # a full disk or closed pipe on stdout is reported here, not at interpreter exit
+            sys.stdout.flush()
+        except OSError as exc:
+            exc.filename = exc.filename or "standard output"
+            raise
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place every error becomes one line
         clicks = click_modules()
         if isinstance(exc, tuple(m.exceptions.ClickException for m in clicks)):
-            exc.show()
+            try:
+                exc.show()
+            except UnicodeError:  # a usage error quoting an argument that is not valid Unicode
+                _print_error(f"error: {exc.format_message()}")
             sys.exit(exc.exit_code)
-        aborts = tuple(m.exceptions.Abort for m in clicks) + ((typer.Abort,) if hasattr(typer, "Abort") else ())
-        if isinstance(exc, aborts):
+        if isinstance(exc, tuple(m.exceptions.Abort for m in clicks if hasattr(m.exceptions, "Abort"))):
+            if isinstance(exc.__context__, KeyboardInterrupt):
+                exc = exc.__context__
+            else:
+                _print_error("error: aborted")
+                sys.exit(1)
+        if isinstance(exc, OSError):
+            try:
+                sys.stdout.flush()
+            except (OSError, ValueError):
+                _silence_stdout()  # what stdout could not take is dropped, not retried (and failed) at exit
+                if exc.filename is None:
+                    exc.filename = "standard output"
+        if isinstance(exc, BrokenPipeError):  # the reader of our output went away (balpm runs | head): as click
             sys.exit(1)
-        raise
+        if debug_enabled():
+            import traceback
+
+            traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        line, status = error_line(exc)
+        _print_error(line)
+        sys.exit(status)
     if isinstance(code, int) and not isinstance(code, bool) and code != 0:
         sys.exit(code)

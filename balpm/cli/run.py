@@ -298,6 +298,10 @@ def runs_command(
     """List the runs under --runs-dir: id, state, rounds done, policy label and seed (resume one with --resume --run-id)."""
     from balpm import runs
 
+    if not runs_dir.is_dir():
+        what = "is not a folder" if runs_dir.exists() else "does not exist"
+        raise ConfigError(f"--runs-dir {str(runs_dir)!r} {what}; give the folder holding the runs "
+                          "(balpm run and balpm sweep write them there)")
     infos = runs.list_runs(runs_dir)
     if not infos:
         typer.echo(f"no runs in {runs_dir}")
