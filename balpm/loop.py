@@ -17,6 +17,14 @@ the same round-0 model. A synthetic world is itself drawn from the run seed (:fu
 
 Every check on the inputs (config, sizes, feature/table agreement, NaN) happens before the run
 directory is created.
+
+Known truth (issue 13): for a table with ``true_prob`` (the hidden probability that the chosen answer
+wins: the synthetic worlds, planted tables) a new run writes ``truth.json`` (:func:`truth`: the exact
+Bayes-optimal test / OOD log-likelihood and accuracy, the pool's noisy share). For a table whose rows
+know whether they lie in a planted noisy region (:func:`noisy_rows`: a ``noisy`` column; the teaching
+world's cluster 0), every rounds row records ``noisy_share``: the share of noisy rows among the
+``labelled`` pairs that trained that round's model (the initial set and every batch acquired before
+the round; the last round's value covers the whole final labelled set).
 """
 from __future__ import annotations
 
@@ -151,6 +159,42 @@ def _synthetic_features(cfg: RunConfig, table: pd.DataFrame) -> Any:
     if features is None:
         raise FeatureError("this synthetic table has no features; pass features= or featurize it")
     return features
+
+
+def noisy_rows(table: pd.DataFrame, features: Any = None) -> np.ndarray | None:
+    """Bool per table row: the row's prompt lies in a planted noisy region. A ``noisy`` column when the
+    table has one; the teaching world's chit-chat (``cluster == 0``, features made by ``synthetic-teaching``);
+    else None (unknown)."""
+    if "noisy" in table.columns:
+        return table["noisy"].to_numpy().astype(bool)
+    manifest = getattr(features, "manifest", None) or {}
+    if "cluster" in table.columns and manifest.get("model") == "synthetic-teaching":
+        return table["cluster"].to_numpy() == 0
+    return None
+
+
+def truth(inputs: Inputs) -> dict[str, Any] | None:
+    """What the known truth of a table says about a run's inputs (None without ``true_prob``):
+    ``test_log_likelihood`` / ``ood_log_likelihood``: the mean over the test / OOD rows of log ``true_prob``,
+    the realised log-likelihood of the Bayes-optimal model (the exact ceiling; OOD null without OOD rows);
+    ``test_accuracy`` / ``ood_accuracy``: the mean of 1[true_prob > 0.5] (0.5 at a tie); ``noisy_share_pool``:
+    the share of pool rows in a noisy region (null when unknown)."""
+    t = inputs.table
+    if "true_prob" not in t.columns:
+        return None
+    p_T = t["true_prob"].to_numpy(dtype=np.float64)
+
+    def ll(rows: np.ndarray) -> float | None:
+        return float(np.mean(np.log(p_T[rows]))) if len(rows) else None
+
+    def acc(rows: np.ndarray) -> float | None:
+        return float(np.mean(np.where(p_T[rows] > 0.5, 1.0, np.where(p_T[rows] == 0.5, 0.5, 0.0)))) if len(rows) else None
+
+    noisy = noisy_rows(t, inputs.features)
+    return {"test_log_likelihood": ll(inputs.test_rows), "ood_log_likelihood": ll(inputs.ood_rows),
+            "test_accuracy": acc(inputs.test_rows), "ood_accuracy": acc(inputs.ood_rows),
+            "noisy_share_pool": float(np.mean(noisy[inputs.pool_rows_N])) if noisy is not None else None,
+            "test_rows": int(len(inputs.test_rows)), "ood_rows": int(len(inputs.ood_rows))}
 
 
 def _check_finite(name: str, array: np.ndarray, chunk: int = 4096) -> None:
@@ -305,7 +349,7 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
             "splits": {s: int(n) for s, n in inputs.table["split"].value_counts().items()},
             "sources": sorted(map(str, inputs.table["source"].unique())) if "source" in inputs.table else [],
         }
-        writer = runs.RunWriter.create(root, run_id, cfg, meta, pool=_pool_frame(inputs, n_initial))
+        writer = runs.RunWriter.create(root, run_id, cfg, meta, pool=_pool_frame(inputs, n_initial), truth=truth(inputs))
         if is_full(cfg):
             writer.write_status("running", last_round=-1, rounds=1)
         start, labelled = 0, list(range(n_initial))
@@ -455,6 +499,8 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
     in_labelled[labelled] = True
     valid = inputs.pairs(inputs.valid_rows) if len(inputs.valid_rows) else None
     dim = int(inputs.features.pairs_N_2_D.shape[-1])
+    noisy_T = noisy_rows(inputs.table, inputs.features)
+    noisy_pool = noisy_T[inputs.pool_rows_N] if noisy_T is not None else None
 
     bar = None
     if progress:
@@ -467,6 +513,8 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
         fit = model.fit(inputs.pairs(inputs.pool_rows_N[np.asarray(labelled)]), valid)
         t1 = time.perf_counter()
         row: dict[str, Any] = {"round": t, "labelled": len(labelled)}
+        if noisy_pool is not None:  # the labelled set this round's model was trained on
+            row["noisy_share"] = float(np.mean(noisy_pool[np.asarray(labelled)]))
         row.update(_evaluate(model, inputs, inputs.test_rows, "test"))
         row.update(_evaluate(model, inputs, inputs.ood_rows, "ood"))
         t2 = time.perf_counter()

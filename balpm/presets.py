@@ -34,7 +34,7 @@ from typing import Any
 
 from balpm.config import RunConfig
 
-__all__ = ["TEACHING_PRESET", "apply_preset", "preset_name", "uses_teaching_world"]
+__all__ = ["TEACHING_PRESET", "apply_preset", "preset_name", "preset_values", "uses_teaching_world"]
 
 TEACHING_PRESET: dict[str, dict[str, Any]] = {
     "loop": {"initial": 50, "batch_size": 50, "rounds": 10},
@@ -53,6 +53,18 @@ def uses_teaching_world(cfg: RunConfig) -> bool:
 def preset_name(cfg: RunConfig) -> str | None:
     """The name of the preset :func:`apply_preset` fills for ``cfg`` (``"teaching"``), or None."""
     return "teaching" if uses_teaching_world(cfg) else None
+
+
+def preset_values(cfg: RunConfig) -> dict[str, dict[str, Any]]:
+    """The teaching preset for ``cfg``'s world: :data:`TEACHING_PRESET`, with the loop sizes of a generalised
+    world (``data.world``) from :func:`balpm.data.worlds.loop_settings` (10 rounds, initial = batch =
+    max(10, round(budget * pool / 10)); the classic world: 50 / 50 / 10, the preset's own). The model and
+    beta stay the preset's: chosen on the classic world, never tuned on the sampled ones."""
+    if not cfg.data.world:
+        return TEACHING_PRESET
+    from balpm.data.worlds import loop_settings, parse_world
+
+    return {**TEACHING_PRESET, "loop": loop_settings(parse_world(cfg.data.world))}
 
 
 def _explicit_fields(explicit: Iterable[str]) -> set[tuple[str, str]]:
@@ -77,7 +89,7 @@ def apply_preset(cfg: RunConfig, explicit: Iterable[str] = ()) -> RunConfig:
         return cfg
     named = _explicit_fields(explicit)
     changes: dict[str, dict[str, Any]] = {}
-    for section, values in TEACHING_PRESET.items():
+    for section, values in preset_values(cfg).items():
         current = getattr(cfg, section)
         for field, value in values.items():
             if (section, field) in named or ("*", field) in named:

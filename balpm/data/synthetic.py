@@ -25,6 +25,10 @@ rejected one; the label was drawn from it).
 
   Labels follow the topics' tastes on 68% of topic comparisons. The OOD set reverses the cluster
   proportions, shifts the centres and moves the typical answers.
+  Every parameter that decided a lesson is a knob of :class:`balpm.data.worlds.WorldSpec` (``world=``,
+  ``data.world``): noisy-region share, its answer contrast, its label noise, the test weighting, topic
+  imbalance, comparisons per prompt, size, budget and feature dimension; at the defaults the world is
+  bit-identical to the one above.
 * :func:`paper_world`: any number of comparisons and dimensions, clustered prompt features in D
   dimensions, for benchmarks at the paper's shape (pool 92,000 x 4,096).
 """
@@ -41,6 +45,7 @@ from balpm.data.splits import assign_splits, check_ratios
 from balpm.errors import ConfigError
 
 if TYPE_CHECKING:  # the features package imports transformers: only when a world is built
+    from balpm.data.worlds import WorldSpec
     from balpm.features import Features
 
 __all__ = ["SOURCE", "TEACHING_CLUSTER_NAMES", "TEACHING_CLUSTER_SIZES", "TEACHING_TEST_WEIGHTS", "features_hash",
@@ -159,12 +164,12 @@ def _teaching_prompts(rng: np.random.Generator, n_prompts: int, fractions: np.nd
 
 
 def _teaching_answers(rng: np.random.Generator, prompt_N: np.ndarray, cluster_N: np.ndarray, contrast_N: np.ndarray,
-                      layout: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+                      layout: dict[str, Any], chat_scale: float = _CHAT_SCALE) -> tuple[np.ndarray, np.ndarray]:
     """Answer vectors (N, A) of both answers of every comparison.
 
     Each prompt has a typical answer (its centre in its cluster's block); the two
     answers of a comparison scatter around it with the comparison's contrast (chit-chat: ``_CHAT_SCALE`` in
-    all of its ``_CHAT_DIMS`` dimensions). A little isotropic noise keeps the features full rank."""
+    all of its ``_CHAT_DIMS`` dimensions; ``chat_scale`` instead, for a world's ``contrast_ratio``). A little isotropic noise keeps the features full rank."""
     dim, n = layout["dim"], len(prompt_N)
     n_p = int(prompt_N.max()) + 1 if n else 0
     centre_P_A = np.zeros((n_p, dim))
@@ -173,7 +178,7 @@ def _teaching_answers(rng: np.random.Generator, prompt_N: np.ndarray, cluster_N:
     for c, block in enumerate(layout["blocks"]):
         rows = np.flatnonzero(cluster_N == c)
         centre_P_A[:, block] = _CENTRE * rng.standard_normal((n_p, len(block)))
-        scale = np.full(len(rows), _CHAT_SCALE) if c == 0 else contrast_N[rows]
+        scale = np.full(len(rows), chat_scale) if c == 0 else contrast_N[rows]
         base = centre_P_A[prompt_N[rows]][:, block]
         a[np.ix_(rows, block)] += base + scale[:, None] * rng.standard_normal((len(rows), len(block)))
         b[np.ix_(rows, block)] += base + scale[:, None] * rng.standard_normal((len(rows), len(block)))
@@ -183,7 +188,8 @@ def _teaching_answers(rng: np.random.Generator, prompt_N: np.ndarray, cluster_N:
 def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000, comparisons_per_prompt: int = 4,
                    cluster_sizes: tuple[float, ...] = TEACHING_CLUSTER_SIZES,
                    test_weights: tuple[float, ...] = TEACHING_TEST_WEIGHTS, n_ood_prompts: int = 150,
-                   ratios: tuple[float, float, float] = (0.7, 0.1, 0.2), layout_seed: int = 0) -> tuple[pd.DataFrame, Features]:
+                   ratios: tuple[float, float, float] = (0.7, 0.1, 0.2), layout_seed: int = 0,
+                   world: WorldSpec | str | None = None) -> tuple[pd.DataFrame, Features]:
     """The synthetic teaching world: ``(table, Features)``, a pure function of ``seed`` (see the module doc).
 
     ``n_prompts`` in-distribution prompts (``n`` comparisons instead, if given: ``ceil(n / cpp)`` prompts,
@@ -196,7 +202,21 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
     Default: 4,000 + 600 comparisons, pool 2,800, D = 64. The geometry and the hidden tastes come from
     ``layout_seed`` (fixed by default, so every seed draws the same picture); the prompts, answers,
     labels and split from ``seed``. Extra columns: ``cluster``, ``true_prob``, ``contrast``.
+
+    ``world`` (a :class:`~balpm.data.worlds.WorldSpec` or its spec string, e.g. ``"test=pool,cpp=2"``) sets
+    ``n_prompts``, ``comparisons_per_prompt``, ``cluster_sizes`` and ``test_weights`` from its knobs (over
+    the arguments) and the noisy region's contrast, label noise, the OOD test and the feature dimension
+    (see :mod:`balpm.data.worlds`). None or the classic spec: the classic world, bit for bit.
     """
+    from balpm.data.worlds import CLASSIC, parse_world
+
+    spec = parse_world(world) if world is not None else CLASSIC
+    chat_scale = _CHAT_SCALE
+    if world is not None:
+        cluster_sizes = spec.cluster_sizes(TEACHING_CLUSTER_SIZES)
+        n_prompts, comparisons_per_prompt = spec.n_prompts, spec.cpp
+        test_weights = TEACHING_TEST_WEIGHTS if spec.test == "topics" else tuple(cluster_sizes)
+        chat_scale = spec.chat_scale(_CHAT_SCALE)
     fractions = np.asarray(cluster_sizes, dtype=np.float64)
     if fractions.ndim != 1 or fractions.size < 2 or (fractions <= 0).any() or not np.isfinite(fractions).all():
         raise ConfigError(f"cluster_sizes must be at least two positive fractions (got {cluster_sizes})")
@@ -224,7 +244,11 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
     rng_pool, rng_test, rng_ood, rng_ans, rng_lab = (np.random.default_rng(s) for s in ss.spawn(5))
     none = np.zeros(2)
     xy_pool, cl_pool = _teaching_prompts(rng_pool, n_pool + n_valid, fractions, layout["centres"], none)
-    xy_test, cl_test = _teaching_prompts(rng_test, n_test, weights, layout["centres"], none)
+    if spec.test == "ood":  # the test set drawn from the OOD split's shifted distribution
+        xy_test, cl_test = _teaching_prompts(rng_test, n_test, fractions[::-1].copy(), layout["centres"],
+                                             np.asarray(_OOD_SHIFT))
+    else:
+        xy_test, cl_test = _teaching_prompts(rng_test, n_test, weights, layout["centres"], none)
     xy_ood, cl_ood = _teaching_prompts(rng_ood, int(n_ood_prompts), fractions[::-1].copy(), layout["centres"],
                                        np.asarray(_OOD_SHIFT))
     xy_P_2 = np.vstack([xy_pool, xy_test, xy_ood])
@@ -247,17 +271,37 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
     order_P_L = np.argsort(rng_ans.random((n_p, max(cpp, len(levels)))), axis=1)   # each prompt: levels shuffled
     contrast_N = levels[order_P_L[prompt_N, slot_N] % len(levels)]
     is_ood_N = split_P[prompt_N] == "ood"
-    ans_a, ans_b = _teaching_answers(rng_ans, prompt_N, cluster_N, contrast_N, layout)
-    if is_ood_N.any():  # the OOD prompts' typical answers move: their answers differ from the pool's
-        ood_rows = np.flatnonzero(is_ood_N)
+    ans_a, ans_b = _teaching_answers(rng_ans, prompt_N, cluster_N, contrast_N, layout, chat_scale)
+    shifted_N = is_ood_N | ((split_P[prompt_N] == "test") if spec.test == "ood" else False)
+    if shifted_N.any():  # the OOD prompts' typical answers move: their answers differ from the pool's
+        ood_rows = np.flatnonzero(shifted_N)
         for c, block in enumerate(layout["blocks"]):
             rows = ood_rows[cluster_N[ood_rows] == c]
             ans_a[np.ix_(rows, block)] += _OOD_ANSWER_SHIFT
             ans_b[np.ix_(rows, block)] += _OOD_ANSWER_SHIFT
     margin_N = _STRENGTH * np.einsum("na,na->n", ans_a - ans_b, layout["w"][cluster_N])
-    a_wins, p_a = _label(rng_lab, margin_N)
+    if spec.noisy_flip < 1.0:  # the noisy region has a taste, mixed with coin flips: p = f/2 + (1-f) sigmoid(m)
+        chat = cluster_N == 0
+        u = np.random.default_rng(np.random.SeedSequence([int(layout_seed), 8])).standard_normal(_CHAT_DIMS)
+        strength = _STRENGTH * float(np.mean(_CONTRASTS)) / chat_scale  # margins of a topic comparison's scale
+        margin_N[chat] = strength * ((ans_a - ans_b)[chat][:, layout["blocks"][0]] @ (u / np.linalg.norm(u)))
+        p_a = 0.5 * (1.0 + np.tanh(0.5 * margin_N))
+        p_a[chat] = spec.noisy_flip * 0.5 + (1.0 - spec.noisy_flip) * p_a[chat]
+        a_wins = rng_lab.random(len(margin_N)) < p_a
+    else:
+        a_wins, p_a = _label(rng_lab, margin_N)
     xy_N_2 = _XY_SCALE * xy_P_2[prompt_N]
     pairs_N_2_D = _orient(a_wins, np.hstack([xy_N_2, ans_a]), np.hstack([xy_N_2, ans_b]))
+    native_dim = pairs_N_2_D.shape[-1]
+    if spec.dim > native_dim:  # isotropic noise dimensions, then one seeded rotation of all D (per geometry)
+        noise = _ISO * np.random.default_rng(np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 13])).standard_normal(
+            (len(pairs_N_2_D), 2, spec.dim - native_dim))
+        g = np.random.default_rng(np.random.SeedSequence([int(layout_seed), 9, spec.dim])).standard_normal(
+            (spec.dim, spec.dim))
+        q, r = np.linalg.qr(g)
+        pairs_N_2_D = np.concatenate([pairs_N_2_D, noise], axis=2) @ (q * np.sign(np.diag(r)))
+    elif spec.dim < native_dim:
+        raise ConfigError(f"world knob dim must be >= {native_dim} for this world (got {spec.dim}); fix data.world")
 
     prompt_ids_P = np.array([f"syn-t{p:05d}" for p in range(n_p)])
     name_a = [f"answer a{p}-{2 * s}" for p, s in zip(prompt_N, slot_N)]
@@ -273,7 +317,7 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
         "source": SOURCE,
         "cluster": cluster_N.astype(np.int64),
         "true_prob": np.where(a_wins, p_a, 1.0 - p_a),
-        "contrast": np.where(cluster_N == 0, _CHAT_SCALE, contrast_N).astype(np.float64),
+        "contrast": np.where(cluster_N == 0, chat_scale, contrast_N).astype(np.float64),
     })
     used = np.unique(prompt_N)
     topic = cluster_N > 0
@@ -285,6 +329,9 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
         "pair_layout": f"[prompt x, prompt y (x {_XY_SCALE}), answer ({layout['dim']}: chit-chat {_CHAT_DIMS}, "
                        f"then {_TOPIC_DIMS} per topic)]",
     }
+    if not spec.is_classic():
+        manifest.update(world_spec=spec.spec(), pair_layout=manifest["pair_layout"] + (
+            f", {spec.dim - native_dim} noise dimensions, rotated (D = {spec.dim})" if spec.dim > native_dim else ""))
     return table, _features(table, prompt_ids_P[used], xy_P_2[used], pairs_N_2_D, manifest)
 
 
