@@ -42,6 +42,17 @@ class LoadedRun:
     setting: str
     rounds: pd.DataFrame
     config_hash: str = ""
+    truth: dict[str, Any] | None = None  # truth.json (the planted truth's exact ceilings), None when absent
+
+
+def read_truth(path: str | Path) -> dict[str, Any] | None:
+    """The run folder's truth.json as a dict, or None when absent or unreadable (older runs: unknown)."""
+    p = Path(path) / "truth.json"
+    try:
+        obj = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
 
 def collect(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[dict[str, Any]]]:
@@ -82,7 +93,7 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[dict[str
         if info.config_hash:
             by_hash[info.config_hash] = info.run_id
         loaded.append(LoadedRun(info.run_id, info.path, info.label or "?", info.policy or "?", int(info.seed or 0),
-                                info.setting or "?", rounds, info.config_hash or ""))
+                                info.setting or "?", rounds, info.config_hash or "", read_truth(info.path)))
     if not loaded and not skipped:
         raise BalpmError(f"no runs found in {', '.join(map(str, paths))}; run balpm run or balpm sweep first")
     return sorted(loaded, key=lambda r: (r.setting, r.label, r.seed)), skipped
@@ -152,6 +163,9 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
             raise BalpmError(f"unknown metric {bad[0]!r}; choose from {', '.join(stats.QUALITY_METRICS)}")
     lines = [(f"baseline: {summary['baseline']}   runs: {summary['runs']}   verdicts: {summary['level']:.0%} Student-t "
               "interval of the per-seed differences (paired by seed), AULC of the unsmoothed curve is the headline")]
+    mult = summary.get("multiplicity")
+    if mult:
+        lines.append(f"multiplicity: {mult['statement']}")
     for setting in summary["settings"]:
         entries = [e for e in summary["policies"] if e["setting"] == setting]
         ceiling = summary["ceiling"].get(setting)
@@ -169,7 +183,7 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
         lines.append("  " + stats.aa_line(aa, summary["baseline"]))
         mets = [m for m in (metrics or stats.QUALITY_METRICS) if m in entries[0]["final"]]
         for m in mets:
-            lines.extend(_metric_table(m, entries, ceiling))
+            lines.extend(_metric_table(m, entries, ceiling, (summary.get("headroom") or {}).get(setting, {}).get(m)))
     if summary["skipped"]:
         dup = [s for s in summary["skipped"] if s["state"] == "duplicate"]
         other = [s for s in summary["skipped"] if s["state"] != "duplicate"]
@@ -181,24 +195,31 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
                          + ", ".join(f"{s['run_id']} ({s['reason']})" for s in dup[:8]))
     lines.append("")
     lines.append("diff = policy minus baseline, mean over seeds [95% CI]; verdict from the AULC interval "
-                 "(better / worse when it excludes 0 on that side). fewer labels: secondary, only behind 'better'; "
+                 "(better / worse when it excludes 0 on that side), Holm: the same under Holm's step-down over every "
+                 "AULC comparison of the report (adjusted p < 0.05). fewer labels: secondary, only behind 'better'; "
                  "exact (interpolated) / paper (round-based), on 3-round averages, [95% bootstrap CI over seeds].")
+    lines.append(f"power: each comparison can detect an AULC difference of at least MDE = (t_(1-a/2,df) + t_(0.8,df)) x SE "
+                 "(80% power, two-sided paired t at a = 0.05); a 'no detectable difference' means no effect larger "
+                 "than its MDE. Share of headroom: MDE / (ceiling - baseline's AULC), the ceiling from truth.json "
+                 "(Bayes-optimal) when the runs have it, else the full runs.")
     return "\n".join(lines)
 
 
-def _metric_table(m: str, entries: list[dict[str, Any]], ceiling: dict[str, Any] | None) -> list[str]:
+def _metric_table(m: str, entries: list[dict[str, Any]], ceiling: dict[str, Any] | None,
+                  headroom: dict[str, Any] | None = None) -> list[str]:
     dg = _digits(m)
     d = stats.metric_direction(m)
     base = next((e for e in entries if e["is_baseline"]), None)
     bname = base["label"] if base else "baseline"
     out = ["", f"  {stats.METRIC_NAMES.get(m, m)} ({'higher' if d > 0 else 'lower'} is better)"]
     head = (f"  {'policy':<26} {'seeds':>5}  {'final mean ± SEM':>17}  {'AULC diff vs ' + bname + ' [95% CI]':>34}  "
-            f"{'final diff [95% CI]':>34}  verdict")
+            f"{'final diff [95% CI]':>34}  {'verdict':<24}  {'Holm':<24}  MDE (80% power)")
     out.append(head)
     out.append("  " + "-" * (len(head) - 2 + 10))
     notes = []
     for e in entries:
         vs = (e.get("vs_baseline") or {}).get(m)
+        holm_txt, mde_txt = "", ""
         if e["is_baseline"]:
             a_txt, f_txt, verdict = "(baseline)", "", ""
         elif vs is None:
@@ -212,12 +233,14 @@ def _metric_table(m: str, entries: list[dict[str, Any]], ceiling: dict[str, Any]
             f_txt = (f"{stats.fmt_value(vs['final_diff']['mean'], dg, True)} "
                      f"{stats.fmt_interval(vs['final_diff']['ci'], dg, n)}")
             verdict = vs["verdict"] + ("" if vs["paired"] else " (unpaired, Welch)")
+            holm_txt = vs.get("holm_verdict") or "-"
+            mde_txt = stats.fmt_mde(vs, dg)
             if vs.get("fewer_labels"):
                 fl = vs["fewer_labels"]
                 notes.append(f"    {e['label']}: fewer labels than {bname} to reach its final value (secondary): "
                              f"exact {stats.fmt_saving(fl, 'exact')}, paper {stats.fmt_saving(fl, 'paper')}")
         out.append(f"  {e['label']:<26} {e['n_seeds']:>5}  {_pm(e['final'].get(m), dg):>17}  {a_txt:>34}  {f_txt:>34}  "
-                   f"{verdict}")
+                   f"{verdict:<24}  {holm_txt:<24}  {mde_txt}".rstrip())
     out.extend(notes)
     c = (ceiling or {}).get("metrics", {}).get(m) if ceiling else None
     if c:
@@ -228,6 +251,11 @@ def _metric_table(m: str, entries: list[dict[str, Any]], ceiling: dict[str, Any]
                    f"A/A noise {stats.fmt_value(c['noise'], dg) if c['noise'] is not None else '- (needs >= 6 baseline seeds)'}")
         if c.get("warning"):
             out.append(f"  WARNING: {c['warning']}")
+    if headroom and headroom.get("headroom") is not None:
+        src = "truth.json, Bayes-optimal" if headroom["source"] == "truth" else "full runs"
+        out.append(f"  headroom for the shares: ceiling {stats.fmt_value(headroom['ceiling'], dg)} ({src}) minus "
+                   f"{bname}'s AULC {stats.fmt_value(headroom['baseline_aulc'], dg)} = "
+                   f"{stats.fmt_value(headroom['headroom'], dg, True)}")
     return out
 
 

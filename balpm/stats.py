@@ -18,13 +18,30 @@ defaults (:data:`LEVEL`, :data:`N_BOOT`, :data:`SEED`), so they cannot disagree.
   else ``no detectable difference`` (also with one seed: no interval). The percentile bootstrap CI is
   reported beside it (``boot_ci``) but never decides: at 4-10 seeds it is anti-conservative.
   The headline ``verdict`` is the AULC's; ``final_verdict`` applies the same rule to the final value.
+* **Power** (:func:`mde`): every comparison states the smallest effect it could detect, the
+  minimal detectable effect at 80% power of the two-sided test at the verdict's alpha = 1 - level and
+  the interval's df: ``MDE = (t_{1-alpha/2, df} + t_{0.80, df}) * SE`` (SE of the mean paired
+  difference, or Welch's SE). A ``no detectable difference`` therefore reads "no effect larger than
+  the MDE" (at 80% power). When a ceiling is known the MDE is also given as a share of the
+  **headroom** = ceiling minus the baseline's mean AULC, the ceiling being the Bayes-optimal value of
+  ``truth.json`` (the exact test log-likelihood / accuracy of the planted truth, when the run folders
+  have it) else the mean final value of the ``full`` runs.
+* **Multiplicity** (:func:`holm`): a table of many verdicts controls the family-wise error rate with
+  Holm's step-down procedure: sort the m p-values ``p_(1) <= ... <= p_(m)``, adjusted
+  ``p~_(i) = max_{j <= i} min(1, (m - j + 1) p_(j))``; a comparison is called (better / worse by its
+  sign) when ``p~ < alpha``. The p-value is the two-sided paired t-test's (Welch's when unpaired),
+  the same test as the interval, so the raw verdict is ``p < alpha``. :func:`evidence` adjusts over
+  every AULC comparison of its report (settings x policies x metrics) and keeps both: ``verdict`` /
+  ``p_value`` (per comparison) and ``holm_verdict`` / ``p_holm`` (family-wise).
 * **A/A check** (:func:`aa_check`): with >= :data:`AA_MIN_SEEDS` baseline seeds, the baseline's seeds
   are split into halves (every balanced split, at most :data:`AA_MAX_SPLITS`, drawn by a seeded
   ``numpy.random.Generator`` when there are more), the halves are paired by seed rank and the same
   rule is applied to their AULCs. The share of splits with a verdict other than ``no detectable
-  difference`` is the rule's false-positive rate (it should be <= 0.10); ``noise`` = 1.96 x the
-  standard deviation of the halves' AULC differences, the size of a difference that pure seed noise
-  produces.
+  difference`` is the rule's false-positive rate (it should be <= 0.10), given with its own spread: a
+  95% Clopper-Pearson interval over the splits (``fp_ci``; the splits share seeds, so they are not
+  independent and the interval understates the spread) and the number of distinct splits possible
+  (``possible_splits``: 35 with 8 seeds, 6,435 with 16); ``noise`` = 1.96 x the standard deviation
+  of the halves' AULC differences, the size of a difference that pure seed noise produces.
 * **Ceiling**: runs of the policy :data:`CEILING_POLICY` (``full``: the same model trained once on the
   whole pool) give, per metric, the ceiling (mean over seeds), the headroom (ceiling minus the round-0
   value, counted in the better direction) and a warning when the headroom is below the A/A noise.
@@ -51,9 +68,10 @@ from balpm.errors import ConfigError
 
 __all__ = [
     "AA_MAX_SPLITS", "AA_MIN_SEEDS", "CEILING_POLICY", "HEADLINE_METRIC", "LEVEL", "METRIC_NAMES", "N_BOOT", "QUALITY_METRICS",
-    "SEED", "VERDICTS", "Interval", "aa_check", "aa_line", "aa_splits", "bootstrap_interval", "chance_level", "compare_values",
-    "dedupe", "evidence", "fmt_interval", "fmt_saving", "fmt_value", "metric_direction", "quality_metrics",
-    "t_interval", "verdict", "welch_interval",
+    "POWER", "SEED", "TRUTH_METRICS", "VERDICTS", "Interval", "aa_check", "aa_line", "aa_splits", "bootstrap_interval",
+    "chance_level", "compare_values", "dedupe", "evidence", "fmt_interval", "fmt_mde", "fp_interval", "fmt_saving", "fmt_value", "holm",
+    "holm_verdicts", "mde", "metric_direction", "p_value", "possible_splits", "quality_metrics", "seed_aulcs",
+    "t_interval", "truth_ceiling", "verdict", "welch_interval",
 ]
 
 # metric column of rounds.parquet -> direction (+1: higher is better, -1: lower is better). Only these
@@ -69,7 +87,10 @@ LEVEL = 0.95
 N_BOOT = 1000
 SEED = 0
 AA_MIN_SEEDS = 6
-AA_MAX_SPLITS = 100
+AA_MAX_SPLITS = 400  # 35 exist with 8 seeds, 126 with 10, 6,435 with 16: a 400-split check has a ~+-2.5% interval
+POWER = 0.80  # the power at which the minimal detectable effect (MDE) is stated
+#: metrics whose exact ceiling truth.json carries (the Bayes-optimal value under the planted truth)
+TRUTH_METRICS = ("test_log_likelihood", "ood_log_likelihood", "test_accuracy", "ood_accuracy")
 EFFICIENCY_WINDOW = 3  # the paper's 3-round trailing average, part of the "fewer labels" definition
 NOISE_Z = 1.96
 VERDICTS = ("better", "worse", "no detectable difference")
@@ -91,6 +112,7 @@ class RunLike(Protocol):
     seed: int
     setting: str
     rounds: pd.DataFrame
+    # optional: ``truth`` (the run folder's truth.json as a dict, or None), read with getattr
 
 
 # ---- metrics -----------------------------------------------------------------------------------
@@ -133,6 +155,7 @@ class Interval:
     n: int
     df: float
     method: str
+    se: float = math.nan  # standard error of ``mean`` (NaN without an interval)
 
     def ci(self) -> list[float | None]:
         """``[low, high]`` with None for a missing bound (JSON-ready)."""
@@ -148,8 +171,9 @@ def t_interval(d_S: Sequence[float], level: float = LEVEL) -> Interval:
     mean = float(d.mean())
     if n < 2:
         return Interval(mean, math.nan, math.nan, n, math.nan, "paired-t")
-    half = float(sps.t.ppf(0.5 + level / 2.0, n - 1)) * float(d.std(ddof=1)) / math.sqrt(n)
-    return Interval(mean, mean - half, mean + half, n, float(n - 1), "paired-t")
+    se = float(d.std(ddof=1)) / math.sqrt(n)
+    half = float(sps.t.ppf(0.5 + level / 2.0, n - 1)) * se
+    return Interval(mean, mean - half, mean + half, n, float(n - 1), "paired-t", se)
 
 
 def welch_interval(pol_S: Sequence[float], base_S: Sequence[float], level: float = LEVEL) -> Interval:
@@ -165,10 +189,68 @@ def welch_interval(pol_S: Sequence[float], base_S: Sequence[float], level: float
     va, vb = float(a.var(ddof=1)) / a.size, float(b.var(ddof=1)) / b.size
     se = math.sqrt(va + vb)
     if se == 0.0:
-        return Interval(mean, mean, mean, n, float(a.size + b.size - 2), "welch")
+        return Interval(mean, mean, mean, n, float(a.size + b.size - 2), "welch", 0.0)
     df = (va + vb) ** 2 / (va ** 2 / (a.size - 1) + vb ** 2 / (b.size - 1))
     half = float(sps.t.ppf(0.5 + level / 2.0, df)) * se
-    return Interval(mean, mean - half, mean + half, n, float(df), "welch")
+    return Interval(mean, mean - half, mean + half, n, float(df), "welch", se)
+
+
+def mde(se: float | None, df: float | None, level: float = LEVEL, power: float = POWER) -> float | None:
+    """Minimal detectable effect of the two-sided t-test: ``(t_{1-alpha/2, df} + t_{power, df}) * se``.
+
+    ``alpha = 1 - level``. The true mean difference that the test calls with probability ``power``
+    (the usual normal-shift approximation with t quantiles). None without an interval (df or se missing).
+    """
+    s, d = _num(se), _num(df)
+    if s is None or d is None or d <= 0:
+        return None
+    alpha = 1.0 - level
+    return float((sps.t.ppf(1.0 - alpha / 2.0, d) + sps.t.ppf(power, d)) * s)
+
+
+def p_value(iv: Interval) -> float | None:
+    """Two-sided p-value of the t-test behind ``iv`` (``mean / se`` on ``df``); None without an interval.
+
+    Differences of :data:`_TOL` or less are rounding: p = 1. A zero SE with a real difference: p = 0.
+    """
+    mean, se, df = _num(iv.mean), _num(iv.se), _num(iv.df)
+    if mean is None or se is None or df is None or df <= 0:
+        return None
+    if abs(mean) <= _TOL:
+        return 1.0
+    if se == 0.0:
+        return 0.0
+    return float(2.0 * sps.t.sf(abs(mean) / se, df))
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjusted p-values (family-wise error control); None stays None and is not counted.
+
+    With the m present p-values sorted ``p_(1) <= ... <= p_(m)``:
+    ``p~_(i) = max_{j <= i} min(1, (m - j + 1) * p_(j))``. Reject where ``p~ < alpha``.
+    """
+    idx = [i for i, p in enumerate(p_values) if _num(p) is not None]
+    out: list[float | None] = [None] * len(p_values)
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: (float(p_values[i]), i))):
+        running = max(running, min(1.0, (m - rank) * float(p_values[i])))
+        out[i] = running
+    return out
+
+
+def holm_verdicts(means: Sequence[float | None], p_holm: Sequence[float | None], directions: Sequence[int],
+                  level: float = LEVEL) -> list[str]:
+    """``better`` / ``worse`` where the Holm-adjusted p-value is below ``1 - level`` (side from the mean's
+    sign and the metric's direction), else ``no detectable difference``."""
+    out = []
+    for mean, p, d in zip(means, p_holm, directions):
+        mu, pp = _num(mean), _num(p)
+        if mu is None or pp is None or pp >= 1.0 - level or abs(mu) <= _TOL:
+            out.append(_NO_DIFF)
+        else:
+            out.append("better" if mu * d > 0 else "worse")
+    return out
 
 
 def bootstrap_interval(pol_S: Sequence[float], base_S: Sequence[float] | None = None, *, paired: bool = True,
@@ -218,7 +300,8 @@ def compare_values(pol: Mapping[int, float], base: Mapping[int, float], directio
     """Compare one per-seed quantity (e.g. AULC) of a policy with the baseline's: seed -> value each.
 
     Paired over the shared seeds when there are >= 2 of them, else Welch over all seeds. Returns
-    ``{mean, ci, boot_ci, verdict, paired, paired_seeds, n, df, method}`` (``ci`` from the t interval).
+    ``{mean, ci, boot_ci, verdict, paired, paired_seeds, n, df, method, se, p_value, mde}`` (``ci`` from
+    the t interval; ``p_value`` of the same t-test; ``mde``: :func:`mde` at this alpha and df).
     """
     shared = sorted(set(pol) & set(base))
     if len(shared) >= 2 or (len(shared) == 1 and (len(pol) < 2 or len(base) < 2)):
@@ -233,10 +316,27 @@ def compare_values(pol: Mapping[int, float], base: Mapping[int, float], directio
         boot = bootstrap_interval(a, b, paired=False, n_boot=n_boot, seed=seed, level=level)
         paired, seeds = False, []
     return {"mean": _num(iv.mean), "ci": iv.ci(), "boot_ci": boot.ci(), "verdict": verdict(iv.low, iv.high, direction),
-            "paired": paired, "paired_seeds": seeds, "n": iv.n, "df": _num(iv.df), "method": iv.method}
+            "paired": paired, "paired_seeds": seeds, "n": iv.n, "df": _num(iv.df), "method": iv.method,
+            "se": _num(iv.se), "p_value": p_value(iv), "mde": mde(iv.se, iv.df, level)}
 
 
 # ---- A/A ---------------------------------------------------------------------------------------
+def possible_splits(n_seeds: int) -> int:
+    """How many distinct balanced splits of ``n_seeds`` seeds into two halves exist (35 for 8, 6,435 for 16)."""
+    n = int(n_seeds)
+    if n < 2:
+        return 0
+    return math.comb(n, n // 2) // (2 if n % 2 == 0 else 1)
+
+
+def fp_interval(calls: int, splits: int, level: float = LEVEL) -> list[float | None]:
+    """Clopper-Pearson interval of a false-positive rate ``calls / splits`` (``[None, None]`` with no splits)."""
+    if splits < 1:
+        return [None, None]
+    ci = sps.binomtest(int(calls), int(splits)).proportion_ci(confidence_level=level, method="exact")
+    return [_num(ci.low), _num(ci.high)]
+
+
 def aa_splits(seeds: Sequence[int], max_splits: int = AA_MAX_SPLITS, seed: int = SEED) -> list[tuple[list[int], list[int]]]:
     """Balanced splits of ``seeds`` into two halves (each unordered split once; sizes n//2 and n - n//2).
 
@@ -248,7 +348,7 @@ def aa_splits(seeds: Sequence[int], max_splits: int = AA_MAX_SPLITS, seed: int =
     h = n // 2
     if h < 1:
         return []
-    total = math.comb(n, h) // (2 if n % 2 == 0 else 1)
+    total = possible_splits(n)
     rng = np.random.default_rng(seed)
 
     def canon(idx: Sequence[int]) -> tuple[int, ...]:
@@ -281,14 +381,17 @@ def aa_check(values: Mapping[str, Mapping[int, float]], *, max_splits: int = AA_
 
     ``values``: metric -> {seed: AULC}. Each half is paired with the other by seed rank (k-th smallest
     seed with k-th smallest) and :func:`compare_values` decides, exactly as for two policies. Returns
-    ``{splits, halves, false_positive_rate, boot_false_positive_rate, noise, metric, per_metric}`` where
-    the top-level rates are the ``headline`` metric's (else the first metric's); ``noise`` =
-    1.96 x std of the halves' mean AULC differences. ``splits`` is 0 (rates None) with fewer than
-    ``min_seeds`` seeds.
+    ``{splits, possible_splits, halves, false_positive_rate, fp_ci, calls, boot_false_positive_rate, noise,
+    metric, per_metric}`` where the top-level rates are the ``headline`` metric's (else the first
+    metric's); ``fp_ci`` is the 95% Clopper-Pearson interval of the false-positive rate over the
+    ``splits`` (the splits share seeds: read it as a lower bound on the rate's uncertainty);
+    ``noise`` = 1.96 x std of the halves' mean AULC differences. ``splits`` is 0 (rates None) with
+    fewer than ``min_seeds`` seeds.
     """
     mets = [m for m in values if len(values[m])]
     seeds = sorted(set().union(*(set(values[m]) for m in mets))) if mets else []
-    out: dict[str, Any] = {"splits": 0, "halves": None, "n_seeds": len(seeds), "false_positive_rate": None,
+    out: dict[str, Any] = {"splits": 0, "possible_splits": possible_splits(len(seeds)), "halves": None,
+                           "n_seeds": len(seeds), "false_positive_rate": None, "fp_ci": [None, None], "calls": None,
                            "boot_false_positive_rate": None, "noise": None, "metric": None, "per_metric": {}}
     if len(seeds) < max(min_seeds, 2):
         out["reason"] = f"needs >= {min_seeds} seeds of the baseline (has {len(seeds)})"
@@ -308,13 +411,15 @@ def aa_check(values: Mapping[str, Mapping[int, float]], *, max_splits: int = AA_
             boot_calls += verdict(*res["boot_ci"], direction) != _NO_DIFF
             diffs.append(np.mean(list(pa.values())) - np.mean(list(pb.values())))
         sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else math.nan
-        out["per_metric"][m] = {"false_positive_rate": calls / len(splits),
+        out["per_metric"][m] = {"false_positive_rate": calls / len(splits), "calls": int(calls),
+                                "fp_ci": fp_interval(calls, len(splits), level),
                                 "boot_false_positive_rate": boot_calls / len(splits),
                                 "noise": _num(NOISE_Z * sd), "diff_sd": _num(sd)}
     top = headline if headline in out["per_metric"] else (mets[0] if mets else None)
     if top is not None:
         out["metric"] = top
-        out.update({k: out["per_metric"][top][k] for k in ("false_positive_rate", "boot_false_positive_rate", "noise")})
+        out.update({k: out["per_metric"][top][k]
+                    for k in ("false_positive_rate", "calls", "fp_ci", "boot_false_positive_rate", "noise")})
     return out
 
 
@@ -353,6 +458,12 @@ def _matrix(group: Sequence[RunLike], metric: str) -> tuple[np.ndarray, np.ndarr
         rows.append(r.rounds[metric].to_numpy(dtype=np.float64)[first][np.searchsorted(ul, x)])
     y = np.vstack(rows) if rows else np.zeros((0, x.size))
     return x, y, [int(r.seed) for r in group]
+
+
+def seed_aulcs(group: Sequence[RunLike], metric: str = HEADLINE_METRIC) -> tuple[np.ndarray, dict[int, float]]:
+    """The labelled sizes every run of ``group`` has and each seed's AULC of ``metric`` over them (unsmoothed)."""
+    x, y, seeds = _matrix(group, metric)
+    return x, _per_seed(x, y, seeds)[0]
 
 
 def _per_seed(x: np.ndarray, y_S_R: np.ndarray, seeds: list[int]) -> tuple[dict[int, float], dict[int, float]]:
@@ -444,11 +555,20 @@ def evidence(runs: Sequence[RunLike], *, baseline: str = "random", level: float 
                        aulc: {<metric>: {mean, sem, n}},
                        vs_baseline: None | {<metric>: {aulc_diff: {mean, ci, boot_ci}, final_diff: {mean, ci, boot_ci},
                                                       verdict, final_verdict, paired, paired_seeds, n, df, method,
-                                                      direction, fewer_labels, fewer_labels_note}}}],
-         "aa_check": {<setting>: {splits, halves, n_seeds, baseline, false_positive_rate, boot_false_positive_rate,
-                                  noise, metric, per_metric: {<metric>: {...}}}},
+                                                      direction, se, p_value, mde, headroom, mde_share, effect_share,
+                                                      p_holm, holm_verdict, mde_family,
+                                                      fewer_labels, fewer_labels_note}}}],
+         "aa_check": {<setting>: {splits, possible_splits, halves, n_seeds, baseline, false_positive_rate, fp_ci,
+                                  calls, boot_false_positive_rate, noise, metric, per_metric: {<metric>: {...}}}},
          "ceiling": {<setting>: None | {policy: "full", n_seeds, seeds, run_ids, labelled,
-                                        metrics: {<metric>: {mean, sem, n, initial, headroom, noise, warning}}}}}
+                                        metrics: {<metric>: {mean, sem, n, initial, headroom, noise, warning}}}},
+         "headroom": {<setting>: {<metric>: {ceiling, source: "truth" | "full" | None, baseline_aulc, headroom}}},
+         "power": 0.8, "multiplicity": {method: "holm", alpha, m, family, statement}}
+
+    ``mde``: the minimal detectable effect at 80% power (:func:`mde`) at the verdict's alpha;
+    ``mde_family``: the same at Bonferroni's alpha / m, the strictest threshold Holm applies;
+    ``mde_share`` / ``effect_share``: ``mde`` / the AULC difference as a share of the headroom
+    (ceiling minus the baseline's mean AULC; None when unknown or not positive).
 
     Runs of :data:`CEILING_POLICY` feed only ``ceiling``. Duplicated (setting, label, seed) count once.
     """
@@ -460,7 +580,7 @@ def evidence(runs: Sequence[RunLike], *, baseline: str = "random", level: float 
     settings = sorted({str(r.setting) for r in kept})
     out: dict[str, Any] = {"baseline": baseline, "level": level, "method": "student-t", "headline": HEADLINE_METRIC,
                            "n_boot": int(n_boot), "settings": settings, "duplicates": dups, "policies": [],
-                           "aa_check": {}, "ceiling": {}}
+                           "aa_check": {}, "ceiling": {}, "headroom": {}, "power": POWER}
     for setting in settings:
         in_setting = [r for r in kept if str(r.setting) == setting]
         full = [r for r in in_setting if r.policy == CEILING_POLICY]
@@ -489,7 +609,68 @@ def evidence(runs: Sequence[RunLike], *, baseline: str = "random", level: float 
             aa["reason"] = f"no runs of the baseline {baseline!r} in this setting"
         out["aa_check"][setting] = aa
         out["ceiling"][setting] = _ceiling(full, base or rest, mets, aa)
+        out["headroom"][setting] = _headroom(in_setting, base, out["ceiling"][setting], mets, per_label.get(base_label))
+        for e in out["policies"]:
+            if e["setting"] == setting:
+                for m, vs in (e.get("vs_baseline") or {}).items():
+                    hr = out["headroom"][setting].get(m) or {}
+                    vs["headroom"] = hr.get("headroom")
+                    vs["mde_share"] = _share(vs.get("mde"), hr.get("headroom"))
+                    vs["effect_share"] = _share(vs["aulc_diff"]["mean"] if "aulc_diff" in vs else None, hr.get("headroom"))
+    _apply_holm(out, level)
     return out
+
+
+def _share(value: Any, headroom: Any) -> float | None:
+    """``value / headroom`` when the headroom is known and positive, else None."""
+    v, h = _num(value), _num(headroom)
+    return v / h if v is not None and h is not None and h > 0 else None
+
+
+def truth_ceiling(group: Sequence[RunLike], metric: str) -> float | None:
+    """Mean over ``group`` of truth.json's Bayes-optimal ``metric`` (None when no run has it)."""
+    vals = [_num((getattr(r, "truth", None) or {}).get(metric)) for r in group]
+    vals = [v for v in vals if v is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def _headroom(in_setting: Sequence[RunLike], base: Sequence[RunLike], ceiling: Mapping[str, Any] | None,
+              mets: Sequence[str], base_values: Mapping[str, tuple] | None) -> dict[str, Any]:
+    """Per metric ``{ceiling, source, baseline_aulc, headroom}``: the ceiling is truth.json's Bayes-optimal
+    value (mean over the baseline's runs, else over the setting's) when present, else the ``full`` runs'
+    mean; headroom = ceiling minus the baseline's mean AULC, counted in the better direction."""
+    out: dict[str, Any] = {}
+    for m in mets:
+        ceil, source = None, None
+        if m in TRUTH_METRICS:
+            ceil = truth_ceiling(base, m) if base else None
+            if ceil is None:
+                ceil = truth_ceiling(in_setting, m)
+            source = "truth" if ceil is not None else None
+        if ceil is None and ceiling:
+            ceil = _num((ceiling.get("metrics", {}).get(m) or {}).get("mean"))
+            source = CEILING_POLICY if ceil is not None else None
+        b = _num(np.mean(list(base_values[m][0].values()))) if base_values and m in base_values and base_values[m][0] else None
+        head = metric_direction(m) * (ceil - b) if ceil is not None and b is not None else None
+        out[m] = {"ceiling": ceil, "source": source, "baseline_aulc": b, "headroom": _num(head)}
+    return out
+
+
+def _apply_holm(out: dict[str, Any], level: float) -> None:
+    """Holm over every AULC comparison of the report: ``p_holm`` and ``holm_verdict`` per comparison."""
+    items = [vs for e in out["policies"] for vs in (e.get("vs_baseline") or {}).values() if "aulc_diff" in vs]
+    adj = holm([vs.get("p_value") for vs in items])
+    verdicts = holm_verdicts([vs["aulc_diff"]["mean"] for vs in items], adj, [vs["direction"] for vs in items], level)
+    m = sum(p is not None for p in adj)
+    for vs, p, v in zip(items, adj, verdicts):
+        vs["p_holm"], vs["holm_verdict"] = p, v
+        vs["mde_family"] = mde(vs.get("se"), vs.get("df"), 1.0 - (1.0 - level) / m) if m else None
+    out["multiplicity"] = {
+        "method": "holm", "alpha": 1.0 - level, "m": m,
+        "family": "every AULC comparison of this report (settings x policies x metrics)",
+        "statement": (f"Holm's step-down over the {m} AULC comparisons of this report (family-wise error "
+                      f"<= {1.0 - level:.2f}); 'verdict' is per comparison, 'holm_verdict' under the control"),
+    }
 
 
 def _entry(lab: str, setting: str, group: list[RunLike], mets: list[str], per_label: dict, base_label: str,
@@ -525,7 +706,8 @@ def _entry(lab: str, setting: str, group: list[RunLike], mets: list[str], per_la
             "final_diff": {k: f[k] for k in ("mean", "ci", "boot_ci")},
             "verdict": a["verdict"], "final_verdict": f["verdict"], "paired": a["paired"],
             "paired_seeds": a["paired_seeds"], "n": a["n"], "df": a["df"], "method": a["method"],
-            "direction": direction, "fewer_labels": None, "fewer_labels_note": "",
+            "direction": direction, "se": a["se"], "p_value": a["p_value"], "mde": a["mde"],
+            "fewer_labels": None, "fewer_labels_note": "",
         }
         if a["verdict"] != "better":
             res["fewer_labels_note"] = "shown only behind an AULC verdict 'better'"
@@ -572,11 +754,23 @@ def aa_line(aa: Mapping[str, Any] | None, baseline: str = "baseline") -> str:
     per = aa["per_metric"][aa["metric"]]
     k = round(per["false_positive_rate"] * aa["splits"])
     flag = "" if per["false_positive_rate"] <= 0.10 else "  WARNING: above 0.10, treat the verdicts with caution"
-    return (f"A/A check ({aa.get('baseline') or baseline}, {aa['n_seeds']} seeds, {aa['splits']} splits "
+    ci = per.get("fp_ci") or [None, None]
+    spread = (f", 95% CI [{ci[0]:.2f}, {ci[1]:.2f}] over the splits" if None not in ci else "")
+    possible = aa.get("possible_splits")
+    of = (f" of {possible:,} possible" if possible and possible != aa["splits"] else " (all there are)" if possible else "")
+    return (f"A/A check ({aa.get('baseline') or baseline}, {aa['n_seeds']} seeds, {aa['splits']} splits{of} "
             f"{aa['halves'][0]} v {aa['halves'][1]}, AULC of {METRIC_NAMES.get(aa['metric'], aa['metric'])}): "
             f"the rule called noise a difference in {k}/{aa['splits']} splits (false-positive rate "
-            f"{per['false_positive_rate']:.2f}; a percentile bootstrap would: {per['boot_false_positive_rate']:.2f}); "
-            f"noise {fmt_value(per['noise'])}{flag}")
+            f"{per['false_positive_rate']:.2f}{spread}; a percentile bootstrap would: "
+            f"{per['boot_false_positive_rate']:.2f}); noise {fmt_value(per['noise'])}{flag}")
+
+
+def fmt_mde(vs: Mapping[str, Any] | None, digits: int = 4) -> str:
+    """``MDE 0.0123 (41% of headroom)``: the smallest effect a comparison could detect; ``-`` without one."""
+    if not vs or _num(vs.get("mde")) is None:
+        return "-"
+    share = _num(vs.get("mde_share"))
+    return f"{vs['mde']:.{digits}f}" + (f" ({share:.0%} of headroom)" if share is not None else "")
 
 
 def fmt_value(v: Any, digits: int = 4, signed: bool = False) -> str:

@@ -159,11 +159,13 @@ def test_aa_splits_are_balanced_distinct_and_seeded():
     s8 = stats.aa_splits(range(8))
     assert len(s8) == math.comb(8, 4) // 2 == 35
     assert len({tuple(a) for a, _ in s8}) == 35 and all(len(a) == len(b) == 4 and not set(a) & set(b) for a, b in s8)
-    s10 = stats.aa_splits(range(10))
-    assert len(s10) == 100 and len({tuple(a) for a, _ in s10}) == 100 and s10 == stats.aa_splits(range(10))
-    assert s10 != stats.aa_splits(range(10), seed=1)
+    assert len(stats.aa_splits(range(10))) == math.comb(10, 5) // 2 == 126  # all of them (below the cap)
+    cap = stats.AA_MAX_SPLITS
+    s16 = stats.aa_splits(range(16))  # 6,435 exist: the cap, drawn
+    assert len(s16) == cap and len({tuple(a) for a, _ in s16}) == cap and s16 == stats.aa_splits(range(16))
+    assert s16 != stats.aa_splits(range(16), seed=1)
     assert len(stats.aa_splits(range(7))) == math.comb(7, 3)
-    assert len(stats.aa_splits(range(40))) == 100
+    assert len(stats.aa_splits(range(40))) == cap
 
 
 def test_aa_false_positive_rate_is_calibrated_on_null_data_and_the_bootstrap_is_not():

@@ -20,12 +20,31 @@ def report_command(
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated quality metrics for the text "
                                           "tables, e.g. test_log_likelihood,test_accuracy (default: all; "
                                           "--json always has all)"),
+    worlds: bool = typer.Option(False, "--worlds", help="results over many worlds (a balpm worlds sweep): per world "
+                                "and comparison the paired AULC effect of test log-likelihood as a share of the "
+                                "world's headroom, verdicts under Holm across the table, the share of worlds with "
+                                "each verdict, the regime map and the mechanism per world"),
 ) -> None:
     """Every policy against the baseline per metric: paired AULC and final differences over seeds with 95%
     Student-t CIs and a verdict (better / worse / no detectable difference), the A/A check, the ceiling of
-    'full' runs with its headroom, and 'X% fewer labels' only behind a 'better' verdict."""
+    'full' runs with its headroom, and 'X% fewer labels' only behind a 'better' verdict. Every verdict comes with
+    its minimal detectable effect (80% power) and, across the table, Holm's step-down control. With --worlds:
+    the same over the worlds of a balpm worlds sweep (balpm.worlds_report)."""
     from balpm import report
 
+    if worlds:
+        from balpm import worlds_report
+
+        if metrics or baseline != "random":
+            raise typer.BadParameter("--worlds reports test log-likelihood against random; drop --metrics / --baseline")
+        summary = worlds_report.worlds_report(paths, n_boot=n_boot, seed=seed)
+        if html is not None:
+            worlds_report.write_html(summary, html)
+            summary["html"] = str(html)
+        typer.echo(worlds_report.to_json(summary) if as_json else worlds_report.format_text(summary))
+        if html is not None and not as_json:
+            typer.echo(f"distributions and regime map: {html}")
+        return
     chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     if chosen:
         report.format_text({"settings": [], "policies": [], "skipped": [], "baseline": baseline, "runs": 0,
