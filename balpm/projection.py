@@ -194,15 +194,29 @@ def _inside(folder: Path, *paths: Path) -> None:
 
 def load_snapshot_features(root: str | Path, data_hash: str) -> np.ndarray:
     """``prompt_features.npy`` of the dataset snapshot ``root/_datasets/<data_hash>`` (never pickled)."""
+    from balpm import npy_files
+
     folder = snapshot_folder(root, data_hash)
     path = folder / "prompt_features.npy"
     _inside(folder, path)
     if not path.is_file():
         raise BalpmError(f"dataset snapshot {data_hash} has no prompt_features.npy; re-run the run with this balpm")
+    # the header's shape against the snapshot's prompt ids and the file's size, before a byte is loaded
+    return npy_files.load(path, f"prompt_features.npy of snapshot {data_hash}", rows=snapshot_prompt_count(folder))
+
+
+def snapshot_prompt_count(folder: Path) -> int:
+    """How many prompt ids the snapshot ``folder`` lists (``prompt_ids.json``): the rows its features must have."""
+    path = folder / "prompt_ids.json"
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise FeatureError(f"{path.name} of snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:120]})") from None
+        _inside(folder, path)
+        ids = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FeatureError(f"prompt_ids.json of snapshot {folder.name} unreadable "
+                           f"({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(ids, list):
+        raise FeatureError(f"prompt_ids.json of snapshot {folder.name} is not a list of prompt ids")
+    return len(ids)
 
 
 def snapshot_folder(root: str | Path, data_hash: str) -> Path:
@@ -217,14 +231,16 @@ def snapshot_folder(root: str | Path, data_hash: str) -> Path:
 
 def _snapshot_shape(root: str | Path, data_hash: str) -> tuple[int, int] | None:
     """(P, D) of a snapshot's prompt_features.npy from its header (memory-mapped, nothing read)."""
+    from balpm import npy_files
+
     folder = snapshot_folder(root, data_hash)
     path = folder / "prompt_features.npy"
     try:
         _inside(folder, path)
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        header = npy_files.check_header(npy_files.read_header(path), path.name, rows=snapshot_prompt_count(folder))
     except (OSError, ValueError, BalpmError):
         return None
-    return (int(arr.shape[0]), int(arr.shape[1])) if arr.ndim == 2 else None
+    return header.shape[0], header.shape[1]
 
 
 def cached_projection(root: str | Path, data_hash: str, prompts_P_D: np.ndarray | None = None, *,

@@ -797,11 +797,17 @@ class Run:
         data_hash = self._meta.get("data_hash")
         if not data_hash:
             raise BalpmError(f"run {self.run_id!r} has no data_hash in config.yaml; re-run it with this balpm")
+        from balpm import npy_files
+
         folder = safe_path(self.root, Path(DATASETS_DIR) / str(data_hash))
         try:
-            table = pd.read_parquet(folder / "table.parquet")
             ids = json.loads((folder / "prompt_ids.json").read_text())
-            prompts = np.load(folder / "prompt_features.npy", allow_pickle=False)
+            if not isinstance(ids, list):
+                raise ValueError("prompt_ids.json is not a list")
+            # the header's shape against the prompt ids (and the file's size) before a byte is loaded
+            prompts = npy_files.load(safe_path(self.root, folder / "prompt_features.npy"),
+                                     f"prompt_features.npy of snapshot {data_hash}", rows=len(ids))
+            table = pd.read_parquet(safe_path(self.root, folder / "table.parquet"))
         except (OSError, ValueError) as exc:
             raise BalpmError(f"dataset snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:160]})") from None
         return table, [str(i) for i in ids], prompts

@@ -89,6 +89,7 @@ def write_features(root: str | Path, data_hash: str, table: pd.DataFrame, featur
 
 def load_inputs(root: str | Path, data_hash: str, feature_hash: str) -> tuple[pd.DataFrame, Any]:
     """``(table, Features)`` of a run from its snapshot alone (pair features memory-mapped, read-only)."""
+    from balpm import npy_files
     from balpm.features.featurize import Features
     from balpm.projection import snapshot_folder
     from balpm.runs import safe_path
@@ -102,10 +103,15 @@ def load_inputs(root: str | Path, data_hash: str, feature_hash: str) -> tuple[pd
         paths = {n: safe_path(folder, n) for n in ("table.parquet", "prompt_ids.json", "prompt_features.npy")}
         table = pd.read_parquet(paths["table.parquet"])
         prompt_ids = np.asarray([str(p) for p in json.loads(paths["prompt_ids.json"].read_text())], dtype=object)
-        prompts = np.load(paths["prompt_features.npy"], allow_pickle=False)
+        # each header's shape against its ids (and the file's size) before a byte is loaded or mapped
+        prompts = npy_files.load(paths["prompt_features.npy"], f"prompt_features.npy of snapshot {data_hash}",
+                                 rows=len(prompt_ids))
         info = json.loads(safe_path(ffolder, "features.json").read_text())
         pair_ids = json.loads(safe_path(ffolder, "pair_ids.json").read_text())
-        pairs = np.load(safe_path(ffolder, "pairs.npy"), mmap_mode="r", allow_pickle=False)
+        if not isinstance(pair_ids, list):
+            raise ValueError("pair_ids.json is not a list")
+        pairs = npy_files.load(safe_path(ffolder, "pairs.npy"), f"pairs.npy of snapshot {data_hash}",
+                               rows=len(pair_ids), ndim=(2, 3), mmap=True)
     except (OSError, ValueError) as exc:
         raise BalpmError(f"dataset snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:160]})") from None
     if pairs.shape[0] != len(pair_ids) or info.get("hash") != str(feature_hash):

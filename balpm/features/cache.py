@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -81,16 +82,29 @@ class FeatureCache:
             raise FeatureError(f"cannot write the feature cache at {self.root} ({exc.strerror or exc}); "
                                "pass --cache-dir with a writable folder") from None
 
-    def load(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
-        """The cached array and manifest, or None when absent or damaged (a damaged entry is logged)."""
+    def load(self, key: str, rows: int | None = None) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The cached array and manifest, or None when absent or damaged (a damaged entry is logged).
+
+        ``rows``: the number of texts the entry holds vectors for (the product of all but the last
+        dimension: ``(T, D)`` or ``(N, 2, D)`` with ``2N = T``). The ``.npy`` header's shape is checked
+        against it, the manifest and the file's size before the array is mapped (a header that claims
+        500,000 x 1,024 beside a small table is a damaged entry, not gigabytes to page in).
+        """
+        from balpm import npy_files
+
         npy, manifest_path = self.paths(key)
         if not manifest_path.is_file():
             return None
         try:
             manifest = json.loads(manifest_path.read_text())
+            header = npy_files.check_header(npy_files.read_header(npy), npy.name, ndim=(2, 3))
+            if rows is not None and math.prod(header.shape[:-1]) != rows:
+                raise ValueError(f"header shape {list(header.shape)} does not hold {rows} texts")
+            if list(header.shape) != list(manifest.get("shape", [])):
+                raise ValueError(f"header shape {list(header.shape)} differs from the manifest's {manifest.get('shape')}")
             # memory-mapped, read-only: a 1M-pair x 4,096 entry (33 GB) is paged in as it is read, never copied
             array = np.load(npy, allow_pickle=False, mmap_mode="r")
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError, AttributeError, FeatureError) as exc:
             log.warning("feature cache entry %s is unreadable (%s); recomputing", key[:12], exc)
             return None
         problem = None

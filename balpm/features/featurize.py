@@ -204,7 +204,7 @@ def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress
     # backend ray: one Ray session (started on the first part computed) serves both parts, then stops
     with contextlib.ExitStack() as ray_session:
         for part, texts in parts.items():
-            found = cache.load(keys[part])
+            found = cache.load(keys[part], rows=len(texts))  # the header's shape checked before mapping
             if found is not None:
                 arrays[part], manifests[part] = found
                 hits[part] = True
