@@ -6,6 +6,7 @@ Every error is printed as one line ``error: ...`` on stderr (:func:`main`): exit
 """
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -15,7 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
-from balpm.errors import BalpmError
+from balpm.errors import BalpmError, printable
 
 
 def click_modules() -> list:
@@ -91,23 +92,25 @@ def debug_enabled() -> bool:
     return _DEBUG or os.environ.get("BALPM_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def printable(text: object) -> str:
-    """``text`` safe to print on a terminal: control characters (ESC, NUL, ...), lone surrogates and other
-    unprintable characters written as Python escapes (``\\x1b``, ``\\ud800``); bytes decoded with escapes."""
-    if isinstance(text, (bytes, bytearray)):
-        text = bytes(text).decode("utf-8", "backslashreplace")
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(text))
+_OS_HINTS = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "the disk quota is full; free some space or write elsewhere",
+    errno.EROFS: "the filesystem is read-only; write elsewhere",
+    errno.EACCES: "check the permissions, or write elsewhere",
+    errno.EPERM: "check the permissions, or write elsewhere",
+    errno.ENOENT: "check the path",
+    errno.EEXIST: "a file is in the way of a folder; check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a folder; check the path",
+}
 
 
 def _os_error_line(exc: OSError) -> str:
     """One line for an OSError: its strerror (or text), the path(s) made printable, and what to do."""
     what = exc.strerror or " ".join(str(exc).split()) or type(exc).__name__
     paths = [p for p in (exc.filename, exc.filename2) if p is not None]
-    where = " -> ".join(repr(printable(os.fsdecode(p) if isinstance(p, (bytes, os.PathLike)) else p)) for p in paths)
-    hint = {28: "free some space or write elsewhere", 30: "the filesystem is read-only; write elsewhere",
-            13: "check the permissions, or write elsewhere", 2: "check the path", 122: "the disk quota is full; "
-            "free some space or write elsewhere"}.get(exc.errno or -1, "an environment problem (disk, permissions, "
-                                                                       "files); rerun with --debug for the traceback")
+    where = " -> ".join("'" + printable(os.fsdecode(p) if isinstance(p, (bytes, os.PathLike)) else p) + "'" for p in paths)
+    hint = _OS_HINTS.get(exc.errno or -1, "an environment problem (disk, permissions, files); rerun with --debug "
+                                          "for the traceback")
     return f"{what}{': ' + where if where else ''} ({hint})"
 
 
