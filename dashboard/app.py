@@ -9,7 +9,7 @@ from __future__ import annotations
 import streamlit as st
 
 # the package balpm_dashboard is this folder (pyproject maps dashboard/ to that name; installed or editable)
-from balpm_dashboard import state
+from balpm_dashboard import state, untrusted
 
 # no :material/...: icons: Streamlit would fetch the page favicon from fonts.gstatic.com (no network here)
 st.set_page_config(page_title="balpm dashboard", page_icon="📈", layout="wide")
@@ -30,7 +30,7 @@ infos = state.run_infos(root)
 state.start_projections(root, infos)  # maps not fitted by a sweep are fitted in the background now
 with st.sidebar:
     st.markdown("**balpm** · Bayesian active learning for preference models")
-    st.caption(f"runs folder: {state.code(root)}")
+    st.caption(f"runs folder: {untrusted.code(root)}")
     n_ok = len(state.usable(infos))
     n_cmp = len(state.compared(infos))
     st.caption(f"{len(infos)} run folder(s), {n_ok} readable, {n_cmp} compared")

@@ -3,6 +3,11 @@
 Maps use WebGL (``go.Scattergl``) and numpy arrays, which plotly serialises as typed binary arrays:
 a 92k-point map is a few MB and redraws smoothly. Every point of a map carries its ``pool_index`` as
 ``customdata`` so a selection (click, box, lasso) names pool items.
+
+Plotly renders a subset of HTML in every string it draws, so every string that may come from a runs
+folder or the data (titles, which name runs; trace names and hover texts, which carry policy labels
+and prompt ids; subplot titles, which name metric columns) passes through
+:func:`balpm_dashboard.untrusted.plot` here: callers hand over plain text.
 """
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from balpm_dashboard.frames import METRICS, SCORE_LABELS
+from balpm_dashboard.untrusted import plot as inert
+from balpm_dashboard.untrusted import plots as inert_all
 
 BASE_COLORS = {
     "random": "#7f7f7f", "bald": "#1f77b4", "balpm": "#d62728", "softmax_bald": "#9467bd",
@@ -47,7 +54,7 @@ def _layout(fig: go.Figure, *, title: str | None = None, height: int = 420, lege
     top = (34 if title else 8) + (30 if legend else 0) + 24
     fig.update_layout(
         template="plotly_white", font=FONT, height=height, margin=dict(l=55, r=20, t=top, b=50),
-        title=dict(text=title, x=0.0, xanchor="left", xref="container", y=1.0, yref="container", yanchor="top",
+        title=dict(text=inert(title), x=0.0, xanchor="left", xref="container", y=1.0, yref="container", yanchor="top",
                    pad=dict(t=10, l=8), font=dict(size=15)) if title else None,
         showlegend=legend,
         legend=dict(orientation="h", yref="container", y=1.0 - (34 if title else 6) / height, yanchor="top",
@@ -66,7 +73,7 @@ def empty_figure(message: str, height: int = 300) -> go.Figure:
 
 
 def _map_axes(fig: go.Figure, ranges: tuple[list[float], list[float]] | None, method: str) -> None:
-    name = {"umap": "UMAP", "pca": "PC", "raw": "feature"}.get(method, method)
+    name = {"umap": "UMAP", "pca": "PC", "raw": "feature"}.get(method, inert(method))
     fig.update_xaxes(title=f"{name} 1", showgrid=False, zeroline=False, range=ranges[0] if ranges else None)
     fig.update_yaxes(title=f"{name} 2", showgrid=False, zeroline=False, range=ranges[1] if ranges else None,
                      scaleanchor="x" if method == "raw" else None)
@@ -75,16 +82,8 @@ def _map_axes(fig: go.Figure, ranges: tuple[list[float], list[float]] | None, me
         fig.update_yaxes(constrain="domain")
 
 
-def plain(values: Any) -> np.ndarray:
-    """Strings from the data (prompt ids, run names) made inert for plotly's HTML-like text (``<a>``,
-    ``<img>``-like tags and entities are shown as typed)."""
-    import html
-
-    return np.array([html.escape(str(v), quote=False) for v in np.asarray(values, dtype=object).ravel()], dtype=object)
-
-
 def _hover(prompt_ids: np.ndarray, extra: str = "") -> dict:
-    return dict(text=plain(prompt_ids), hovertemplate="pool %{customdata}<br>prompt %{text}" + extra + "<extra></extra>")
+    return dict(text=inert_all(prompt_ids), hovertemplate="pool %{customdata}<br>prompt %{text}" + extra + "<extra></extra>")
 
 
 def prompt_map(frame: pd.DataFrame, *, title: str = "", method: str = "umap",
@@ -193,13 +192,13 @@ def replay_map(coords: pd.DataFrame, replay: pd.DataFrame, *, color_by: str = "f
     fig.add_trace(go.Scattergl(x=picked["x"].to_numpy(np.float32), y=picked["y"].to_numpy(np.float32), mode="markers",
                                name="picked earlier in this batch", customdata=picked["pool_index"].to_numpy(np.int32),
                                marker=dict(size=point_size + 4, color="#111827", symbol="x"),
-                               text=plain(picked["prompt_id"]),
+                               text=inert_all(picked["prompt_id"]),
                                hovertemplate="picked: pool %{customdata}<br>prompt %{text}<extra></extra>"))
     cur = r[r["status"] == "current"]
     fig.add_trace(go.Scattergl(x=cur["x"].to_numpy(np.float32), y=cur["y"].to_numpy(np.float32), mode="markers",
                                name="current pick", customdata=cur["pool_index"].to_numpy(np.int32),
                                marker=dict(size=24, color="#dc2626", symbol="circle-open", line=dict(width=3.5)),
-                               text=plain(cur["prompt_id"]),
+                               text=inert_all(cur["prompt_id"]),
                                hovertemplate="current pick: pool %{customdata}<br>prompt %{text}<extra></extra>"))
     _map_axes(fig, ranges, method)
     fig.update_layout(dragmode="zoom", uirevision="replay")
@@ -247,9 +246,9 @@ def ratio_figure(ratios: dict[str, pd.DataFrame], colors: dict[str, str] | None 
     for label, df in ratios.items():
         if not len(df):
             continue
-        fig.add_trace(go.Scatter(x=df["round"], y=df["median"], name=f"{label} median", mode="lines+markers",
+        fig.add_trace(go.Scatter(x=df["round"], y=df["median"], name=f"{inert(label)} median", mode="lines+markers",
                                  line=dict(color=colors[label])))
-        fig.add_trace(go.Scatter(x=df["round"], y=df["max"], name=f"{label} max", mode="lines",
+        fig.add_trace(go.Scatter(x=df["round"], y=df["max"], name=f"{inert(label)} max", mode="lines",
                                  line=dict(color=colors[label], dash="dash")))
     fig.update_xaxes(title="round")
     values = np.concatenate([np.r_[df["median"].to_numpy(float), df["max"].to_numpy(float)] for df in ratios.values()
@@ -292,7 +291,7 @@ def redundancy_figure(frames: dict[str, pd.DataFrame], colors: dict[str, str] | 
                 continue
             g = df.groupby("round")[col]
             mean = g.mean()
-            fig.add_trace(go.Scatter(x=mean.index, y=mean.to_numpy(float), name=label, legendgroup=label,
+            fig.add_trace(go.Scatter(x=mean.index, y=mean.to_numpy(float), name=inert(label), legendgroup=label,
                                      showlegend=i == 0, mode="lines+markers", line=dict(color=colors[label])),
                           row=row + 1, col=cc + 1)
         fig.update_xaxes(title="round", row=row + 1, col=cc + 1)
@@ -318,7 +317,7 @@ def learning_curves_figure(stats: dict[str, pd.DataFrame], colors: dict[str, str
     colors = colors or policy_colors(labels)
     cols = 2 if len(metrics) > 1 else 1
     rows = (len(metrics) + cols - 1) // cols
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[METRICS.get(m, m) for m in metrics],
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[inert(METRICS.get(m, m)) for m in metrics],
                         horizontal_spacing=0.09, vertical_spacing=0.14)
     for i, m in enumerate(metrics):
         r, c = divmod(i, cols)
@@ -335,9 +334,10 @@ def learning_curves_figure(stats: dict[str, pd.DataFrame], colors: dict[str, str
                                      showlegend=False, legendgroup=label), row=r + 1, col=c + 1)
             seeds = int(d["seeds"].max())
             fig.add_trace(go.Scatter(x=x, y=d["mean"].to_numpy(float), mode="lines+markers", marker=dict(size=4),
-                                     line=dict(color=color, width=2), name=f"{label} ({seeds} seed{'s' * (seeds != 1)})",
+                                     line=dict(color=color, width=2),
+                                     name=f"{inert(label)} ({seeds} seed{'s' * (seeds != 1)})",
                                      legendgroup=label, showlegend=i == 0,
-                                     hovertemplate=f"{label}<br>labels %{{x}}<br>%{{y:.4f}}<extra></extra>"),
+                                     hovertemplate=f"{inert(label)}<br>labels %{{x}}<br>%{{y:.4f}}<extra></extra>"),
                           row=r + 1, col=c + 1)
         b = (brackets or {}).get(m)
         if b and np.isfinite(b.get("target", np.nan)):
@@ -350,7 +350,7 @@ def learning_curves_figure(stats: dict[str, pd.DataFrame], colors: dict[str, str
         ce = (ceilings or {}).get(m)
         if ce is not None and ce.get("y") is not None:
             fig.add_hline(y=float(ce["y"]), line=dict(color="#111827", dash="dash", width=1.5), row=r + 1, col=c + 1,
-                          annotation=dict(text=ce.get("text", "ceiling"), font=dict(size=11, color="#111827")),
+                          annotation=dict(text=inert(ce.get("text", "ceiling")), font=dict(size=11, color="#111827")),
                           annotation_position="top left")
         fig.update_xaxes(title="labelled comparisons", row=r + 1, col=c + 1)
     return _layout(fig, title=title, height=380 * rows + 40)
@@ -366,7 +366,7 @@ def _bracket(fig: go.Figure, b: dict, row: int, col: int) -> None:
                              line=dict(color="#111827", width=2.5), marker=dict(symbol="line-ns-open", size=14,
                                                                                   line=dict(width=2.5)),
                              hoverinfo="skip"), row=row, col=col)
-    fig.add_annotation(x=(x0 + x1) / 2, y=y, text=b.get("text", ""), showarrow=False, yshift=14,
+    fig.add_annotation(x=(x0 + x1) / 2, y=y, text=inert(b.get("text", "")), showarrow=False, yshift=14,
                        font=dict(size=12, color="#111827"), bgcolor="rgba(255,255,255,0.8)", row=row, col=col)
 
 

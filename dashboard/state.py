@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import string
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,33 +22,12 @@ import streamlit as st
 from balpm import runs
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
-from balpm_dashboard import frames
+from balpm_dashboard import frames, untrusted
 
 T = TypeVar("T")
 ENV = "BALPM_RUNS_DIR"
 COMPARE = "compare_runs"        # session key: run ids picked on the Runs page
 SELECTION = "inspect_selection"  # session key: list of {"run": run_id, "pool_index": i} picked on any map
-
-
-# ---- untrusted text ---------------------------------------------------------------------------
-_PUNCT = frozenset(string.punctuation)
-
-
-def esc(text: Any, limit: int = 2000) -> str:
-    """``text`` from a run folder (a run id, an error, a prompt) made inert for ``st.markdown`` and every
-    element that renders markdown (``st.error``, ``st.caption``, labels): one line, every ASCII
-    punctuation character backslash-escaped, so no link, image, HTML tag, ``:colour[...]`` directive,
-    emoji shortcode or LaTeX survives. Longer text belongs in ``st.text``/``st.code`` (always plain)."""
-    one = " ".join(str(text).split())
-    if len(one) > limit:
-        one = one[:limit] + "..."
-    return "".join("\\" + ch if ch in _PUNCT else ch for ch in one)
-
-
-def code(text: Any) -> str:
-    """``text`` as inline code for markdown (plain, backticks inside it cannot close the span)."""
-    one = " ".join(str(text).split()).replace("`", "'")
-    return f"`` {one} ``"
 
 
 def config_for_display(text: str) -> str:
@@ -117,8 +95,13 @@ RUN_FILES = ("config.yaml", "status.json", "rounds.parquet", "acquisitions.parqu
 
 
 def refusal(root: Path, run_id: str) -> str | None:
-    """Why the folder ``root/run_id`` must not be read (a symlinked run folder, or a file of it that leads
-    outside the runs folder), or None. Every dashboard read of a run goes through this check."""
+    """Why the folder ``root/run_id`` must not be read (a symlinked run folder, a file of it that leads
+    outside the runs folder, or a folder name that is not a run id, which ``balpm.runs`` cannot open), or
+    None. Every dashboard read of a run goes through this check."""
+    try:
+        runs.check_run_id(run_id)
+    except BalpmError:  # a renamed folder (markup, spaces): listed, never read
+        return "refused: the folder name is not a run id (letters, digits and -_.=+ only); rename the folder"
     folder = Path(root) / run_id
     try:
         if folder.is_symlink():
@@ -354,9 +337,9 @@ def attempt(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
     try:
         return fn(*args, **kwargs)
     except BalpmError as exc:
-        st.warning(esc(f"{what + ': ' if what else ''}{exc}"))  # run ids and messages come from run folders
+        st.warning(untrusted.md(f"{what + ': ' if what else ''}{exc}"))  # run ids and messages come from run folders
     except Exception as exc:  # noqa: BLE001 - unreadable files of a run being written
-        st.warning(esc(f"{what + ': ' if what else ''}could not read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"))
+        st.warning(untrusted.md(f"{what + ': ' if what else ''}could not read ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})"))
     return None
 
 

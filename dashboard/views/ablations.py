@@ -10,7 +10,7 @@ import streamlit as st
 from balpm import runs
 from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES
 from balpm.errors import BalpmError
-from balpm_dashboard import frames, jobs, plots, state
+from balpm_dashboard import frames, jobs, plots, state, untrusted
 
 VARIANT = "abl_variant"
 root, infos, ok = state.page_runs(
@@ -65,7 +65,7 @@ if go_btn:
             found = runs.find_run(root, variant_cfg)
             if found is not None:
                 st.session_state[VARIANT] = {"base": base_id, "variant": found.run_id, "job": None}
-                st.success(f"reusing {state.esc(found.run_id)} (same config hash {variant_cfg.hash()[:8]})")
+                st.success(f"reusing {untrusted.md(found.run_id)} (same config hash {variant_cfg.hash()[:8]})")
             else:
                 running = next((j for j in state.jobs_for(root) if runs.default_run_id(variant_cfg) in j.run_ids
                                 and not j.finished), None)
@@ -74,9 +74,9 @@ if go_btn:
                 state.job_registry()[job.job_id] = job
                 st.session_state[VARIANT] = {"base": base_id, "variant": runs.default_run_id(variant_cfg),
                                              "job": job.job_id}
-                st.success(f"started {state.esc(job.title)} in the background")
+                st.success(f"started {untrusted.md(job.title)} in the background")
     except BalpmError as exc:
-        st.error(state.esc(exc))
+        st.error(untrusted.md(exc))
 
 # ---- variants of this base already on disk ------------------------------------------------------
 base_info = next(i for i in ok if i.run_id == base_id)
@@ -110,9 +110,9 @@ def variant_progress() -> None:
         return
     p = jobs.progress(job)
     if not p["finished"]:
-        st.progress(p["fraction"], text=f"{job.title}: {p['done_rounds']}/{p['total_rounds']} rounds")
+        st.progress(p["fraction"], text=f"{untrusted.md(job.title)}: {p['done_rounds']}/{p['total_rounds']} rounds")
     elif p["returncode"] != 0:
-        st.error(f"{state.esc(job.title)} exited with code {p['returncode']}")
+        st.error(f"{untrusted.md(job.title)} exited with code {p['returncode']}")
         st.code(jobs.log_tail(job), language="text")
     elif st.session_state.get("abl_done_job") != job.job_id:
         st.session_state["abl_done_job"] = job.job_id
@@ -124,15 +124,15 @@ variant_progress()
 vid = cur["variant"]
 vinfo = next((i for i in state.run_infos(root) if i.run_id == vid), None)
 if vinfo is None or vinfo.state == "broken" or vinfo.last_round < 0:
-    st.caption(f"waiting for {state.code(vid)} to complete its first round...")
+    st.caption(f"waiting for {untrusted.code(vid)} to complete its first round...")
     st.stop()
 
 vcfg, _ = state.config(root, vid)
 diff = {f.name: (getattr(a, f.name), getattr(vcfg.acquisition, f.name)) for f in dataclasses.fields(a)
         if getattr(a, f.name) != getattr(vcfg.acquisition, f.name)}
-st.subheader(f"{base_info.label}  →  {vinfo.label}")
-st.caption("changed: " + ", ".join(f"**{k}** {v0} → {v1}" for k, (v0, v1) in diff.items())
-           + f" · seed {base_info.seed} · variant {state.code(vid)} ({vinfo.state}, {vinfo.last_round + 1}/{vinfo.rounds} rounds)")
+st.subheader(f"{untrusted.md(base_info.label)}  →  {untrusted.md(vinfo.label)}")
+st.caption("changed: " + ", ".join(f"**{k}** {untrusted.md(v0)} → {untrusted.md(v1)}" for k, (v0, v1) in diff.items())
+           + f" · seed {base_info.seed} · variant {untrusted.code(vid)} ({vinfo.state}, {vinfo.last_round + 1}/{vinfo.rounds} rounds)")
 
 curves = [("base: " + base_info.label, base_info.seed, state.rounds(root, base_id)),
           ("variant: " + vinfo.label, vinfo.seed, state.rounds(root, vid))]

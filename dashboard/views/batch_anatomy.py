@@ -4,7 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from balpm_dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state, untrusted
 
 root, infos, runs_cmp = state.page_runs("Anatomy of a batch")
 
@@ -16,7 +16,7 @@ rid = c[0].selectbox("run", list(names), index=list(names).index(pref), format_f
 acq = state.attempt(state.acquisitions, root, rid, what=rid)
 cfg, _ = state.config(root, rid)
 if acq is None or not len(acq):
-    st.info(f"{names[rid]} has no acquisitions yet (a batch is acquired after each round but the last).")
+    st.info(f"{untrusted.md(names[rid])} has no acquisitions yet (a batch is acquired after each round but the last).")
 else:
     rounds_avail = sorted(acq["round"].unique().tolist())
     if len(rounds_avail) > 1:
@@ -44,7 +44,7 @@ else:
                                                    f"({beta_txt}, d={a.d:g}, k={a.k})"),
                     key="ba_bars", config={"displaylogo": False}, theme=None)
     if cfg.acquisition.policy != "balpm":
-        st.caption(f"{cfg.acquisition.policy} has no entropy term: the bars are its uncertainty alone.")
+        st.caption(f"{untrusted.md(cfg.acquisition.policy)} has no entropy term: the bars are its uncertainty alone.")
     else:
         st.caption(f"Over this batch's picks: median U {frames.fmt_num(anat['u'].median())} "
                    f"(median share {frames.fmt_share(anat['u_share'].median())}), median β·H "

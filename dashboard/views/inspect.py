@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from balpm_dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state, untrusted
 
 root, infos, ok = state.page_runs("Inspect a triple", which="usable",
                                   empty="No readable runs yet: start one on the Runs page.")
@@ -83,7 +83,7 @@ st.download_button("selection (CSV)", rows.to_csv(index=False).encode(), f"selec
                    key="in_csv")
 
 for _, r in rows.head(5).iterrows():
-    title = f"pool {r['pool_index']} · prompt {state.esc(r.get('prompt_id'), 80)}"  # ids come from the data
+    title = f"pool {r['pool_index']} · prompt {untrusted.md(r.get('prompt_id'), 80)}"  # ids come from the data
     if pd.notna(r.get("round_picked")):
         title += " · initial set" if r["round_picked"] == -1 else f" · picked in round {int(r['round_picked'])}, step {int(r['step_picked']) + 1}"
     with st.expander(title, expanded=len(rows) == 1):

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from balpm import stats
-from balpm_dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state, untrusted
 
 root, infos, runs_cmp = state.page_runs("Learning curves")
 
@@ -57,7 +57,7 @@ if len(ev["settings"]) > 1:
                "policy is compared with the baseline of its own setting, as balpm report does.")
 if duplicates:
     st.caption(f"Counted once: {len(duplicates)} run(s) repeating a policy and seed already shown ("
-               + ", ".join(d["run_id"] for d in duplicates[:5]) + ").")
+               + ", ".join(untrusted.code(d["run_id"]) for d in duplicates[:5]) + ").")
 
 entry = next((e for e in ev["policies"] if e["label"] == policy and e["setting"] == main_setting), None)
 brackets = {}
@@ -83,10 +83,10 @@ st.caption("Dotted grey: chance (a coin flip: −log 2, accuracy 0.5, Brier 0.25
 for m in chosen:
     w = (ceilings.get(m) or {}).get("warning")
     if w:
-        st.warning(f"{frames.METRICS.get(m, m)}: {w}")
+        st.warning(untrusted.md(f"{frames.METRICS.get(m, m)}: {w}"))
 
-st.subheader(f"Every policy against {baseline}")
-st.markdown(stats.aa_line(ev["aa_check"].get(main_setting), baseline))
+st.subheader(f"Every policy against {untrusted.md(baseline)}")
+st.markdown(untrusted.md(stats.aa_line(ev["aa_check"].get(main_setting), baseline)))
 table = frames.verdict_frame(ev, chosen)
 table = table[table["setting"] == main_setting] if len(ev["settings"]) > 1 else table
 shown = frames.verdict_display(table)

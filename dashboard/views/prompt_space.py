@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from balpm_dashboard import frames, plots, state
+from balpm_dashboard import frames, plots, state, untrusted
 
 root, infos, runs_cmp = state.page_runs("Prompt space")
 
@@ -56,7 +56,7 @@ else:
         used = maps[0][2]
         st.caption({"raw": "The prompt features are 2-D (the synthetic teaching world): shown as they are.",
                     "umap": "UMAP of the prompt features (fitted once per dataset, cached under _datasets/).",
-                    "pca": "First two principal components of the prompt features."}.get(used, used)
+                    "pca": "First two principal components of the prompt features."}.get(used, untrusted.md(used))
                    + " Light grey: the pool; dark diamonds: the initial set; coloured: acquired, by round. "
                    "Click a point (or pick the box / lasso tool) to inspect it.")
         cols = st.columns(len(maps))
@@ -100,7 +100,7 @@ acq = state.acquisitions(root, rid)
 picks = acq[acq["round"] == rnd].sort_values("step").reset_index(drop=True)
 got = state.attempt(state.coords, root, rid, method, what=rid)
 if scores is None or got is None or not len(picks):
-    st.warning(f"round {rnd} of {state.esc(rid)} has no pool scores or no picks")
+    st.warning(f"round {rnd} of {untrusted.md(rid)} has no pool scores or no picks")
     st.stop()
 xy, used = got
 inc_pos = state.replay_index(root, rid, rnd)
@@ -170,7 +170,7 @@ def replay_panel() -> None:
     rep = frames.replay_step(scores, inc, picks, s, beta=beta_r, d=acfg.d, sign=sign, inc_pos=inc_pos)
     pk = rep.pick
     title = (f"{rnames[rid]} · round {rnd} · pick {s + 1}/{n_steps}: pool {int(pk['pool_index'])} "
-             f"(prompt {plots.plain([pk['prompt_id']])[0]})")
+             f"(prompt {untrusted.one_line(pk['prompt_id'], 60)})")  # plain text: plots escapes titles
     fig = plots.replay_map(xy, rep.frame, color_by=color_by, title=title, method=used, ranges=ranges,
                            labelled=lab_before)
     event = st.plotly_chart(fig, on_select="rerun", selection_mode=("points", "box", "lasso"), key="rp_map",

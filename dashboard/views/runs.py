@@ -8,13 +8,13 @@ import streamlit as st
 from balpm import runs
 from balpm.config import POLICIES, RunConfig
 from balpm.errors import BalpmError
-from balpm_dashboard import frames, jobs, state
+from balpm_dashboard import frames, jobs, state, untrusted
 
 root = state.runs_root()
 infos = state.run_infos(root)
 
 st.title("Runs")
-st.caption(f"Every run folder in {state.code(root)}, read through `balpm.runs`. "
+st.caption(f"Every run folder in {untrusted.code(root)}, read through `balpm.runs`. "
            "Pick the runs the other pages compare, or start new ones in the background.")
 
 # ---- overview --------------------------------------------------------------------------------
@@ -25,8 +25,8 @@ for col, s in zip(c[1:], ("complete", "running", "failed", "broken")):
     col.metric(s, counts[s])
 
 if not infos:
-    st.info(f"No runs in {state.code(root)} yet. Start one below, or from a terminal: "
-            f"`balpm demo` or {state.code(f'balpm run --runs-dir {root}')}.")
+    st.info(f"No runs in {untrusted.code(root)} yet. Start one below, or from a terminal: "
+            f"`balpm demo` or {untrusted.code(f'balpm run --runs-dir {root}')}.")
 else:
     table = frames.runs_frame(infos)
     # "2026-12-01T17:31:22+0000" -> "2026-12-01 17:31:22" (the zone is the server's; the full text was cut)
@@ -54,12 +54,12 @@ else:
             for i in bad:
                 # run ids and error texts come from the run folders: escaped, never rendered as markdown
                 if i.state == "broken":
-                    st.warning(f"**{state.esc(i.run_id)}** is broken: {state.esc(i.reason)}")
+                    st.warning(f"**{untrusted.md(i.run_id)}** is broken: {untrusted.md(i.reason)}")
                 elif i.state == "failed":
-                    st.error(f"**{state.esc(i.run_id)}** failed after round {i.last_round}: {state.esc(i.error)}")
+                    st.error(f"**{untrusted.md(i.run_id)}** failed after round {i.last_round}: {untrusted.md(i.error)}")
                 else:
-                    st.warning(f"**{state.esc(i.run_id)}** stopped at round {i.last_round} (process gone): "
-                               + state.code(f"balpm run --resume --run-id {i.run_id} --runs-dir {root}"))
+                    st.warning(f"**{untrusted.md(i.run_id)}** stopped at round {i.last_round} (process gone): "
+                               + untrusted.code(f"balpm run --resume --run-id {i.run_id} --runs-dir {root}"))
 
 # ---- what to compare -------------------------------------------------------------------------
 st.subheader("Compare")
@@ -97,25 +97,25 @@ else:
     pick_seeds = cc[1].multiselect("seeds", seeds, default=default_seeds, key="cmp_seeds")
     chosen = [i.run_id for i in group if i.label in pick_labels and i.seed in pick_seeds]
     st.session_state[state.COMPARE] = chosen
-    st.caption(f"{len(chosen)} run(s) compared on the other pages: " + ", ".join(state.code(r) for r in chosen))
+    st.caption(f"{len(chosen)} run(s) compared on the other pages: " + ", ".join(untrusted.code(r) for r in chosen))
 
 # ---- one run in detail -----------------------------------------------------------------------
 if infos:
     st.subheader("Details")
     ids = [i.run_id for i in infos]
-    rid = st.selectbox("run", ids, key="detail_run")
+    rid = st.selectbox("run", ids, key="detail_run", format_func=untrusted.one_line)  # plain text, one line
     info = next(i for i in infos if i.run_id == rid)
     d1, d2 = st.columns(2)
     with d1:
         st.markdown(f"**state** `{info.state}` · **rounds done** {info.last_round + 1}/{info.rounds}")
-        st.markdown(f"**data hash** {state.code(info.data_hash)} · **feature hash** {state.code(info.feature_hash)} · "
-                    f"**config hash** {state.code(info.config_hash)}")
+        st.markdown(f"**data hash** {untrusted.code(info.data_hash)} · **feature hash** {untrusted.code(info.feature_hash)} · "
+                    f"**config hash** {untrusted.code(info.config_hash)}")
         if info.reason or info.error:
-            st.error(state.esc(info.reason or info.error))
+            st.error(untrusted.md(info.reason or info.error))
         try:
             status_text = state.read_text(root, rid, "status.json")
         except BalpmError as exc:
-            st.error(state.esc(exc))
+            st.error(untrusted.md(exc))
         else:
             if status_text is not None:
                 try:
@@ -126,7 +126,7 @@ if infos:
         try:
             cfg_text = state.read_text(root, rid, "config.yaml")
         except BalpmError as exc:
-            st.error(state.esc(exc))
+            st.error(untrusted.md(exc))
         else:
             if cfg_text is not None:
                 st.code(state.config_for_display(cfg_text), language="yaml", height=360)
@@ -140,7 +140,7 @@ if infos:
             try:
                 p = runs.safe_path(root, typed)
             except BalpmError as exc:
-                st.error(state.esc(exc))
+                st.error(untrusted.md(exc))
             else:
                 if p.is_file() and p.suffix in (".json", ".yaml", ".yml", ".txt") and p.stat().st_size < 2_000_000:
                     st.code(p.read_text(errors="replace"))
@@ -209,11 +209,11 @@ if submitted:
         state.job_registry()[job.job_id] = job
         lp = base.loop
         kept = [k for k, v in (("rounds", rounds_n), ("batch size", batch_n), ("initial", initial_n)) if not v]
-        st.success(f"started {state.esc(job.title)} ({len(job.run_ids)} run(s)): rounds {lp.rounds}, batch size "
+        st.success(f"started {untrusted.md(job.title)} ({len(job.run_ids)} run(s)): rounds {lp.rounds}, batch size "
                    f"{lp.batch_size}, initial {lp.initial}" + (f" ({', '.join(kept)} kept from the base)" if kept else "")
                    + (" · inputs from the runs folder's snapshot" if job.inputs.startswith("snapshot") else ""))
     except (BalpmError, ValueError, OSError) as exc:
-        st.error(state.esc(exc))
+        st.error(untrusted.md(exc))
 
 my_jobs = state.jobs_for(root)
 active = any(not j.finished for j in my_jobs)
@@ -228,9 +228,9 @@ def _jobs_panel() -> None:
     for j in js[:8]:
         p = jobs.progress(j)
         label = jobs.status_text(j, p)
-        st.progress(p["fraction"], text=f"{state.esc(j.title)}: {label} · {p['done_rounds']}/{p['total_rounds']} rounds")
+        st.progress(p["fraction"], text=f"{untrusted.md(j.title)}: {untrusted.md(label)} · {p['done_rounds']}/{p['total_rounds']} rounds")
         if p["failed"]:
-            st.error(f"{state.esc(j.title)}: {label}")
+            st.error(untrusted.md(f"{j.title}: {label}"))
             st.code(jobs.log_tail(j), language="text")
     if active and all(j.finished for j in js):
         st.rerun()  # refresh the run table once everything is done
