@@ -56,7 +56,7 @@ def test_the_wheel_carries_the_dashboard_and_balpm_dashboard_finds_it_outside_th
                     "-w", str(wheels)], check=True, timeout=600, capture_output=True, cwd=tmp_path)
     (wheel,) = wheels.glob("balpm-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    for want in ("balpm_dashboard/app.py", "balpm_dashboard/state.py", "balpm_dashboard/jobs.py",
+    for want in ("balpm_dashboard/app.py", "balpm_dashboard/asgi_app.py", "balpm_dashboard/state.py", "balpm_dashboard/jobs.py",
                  "balpm_dashboard/views/runs.py", "balpm_dashboard/views/prompt_space.py", "balpm/snapshot.py"):
         assert want in names, want
     assert not any(n.startswith("dashboard/") for n in names), "no top-level `dashboard` package"
@@ -72,7 +72,7 @@ from balpm.cli.dashboard import dashboard_app_path, streamlit_command
 app = dashboard_app_path()
 assert str(app).startswith({str(site)!r}), app
 assert balpm.__file__.startswith({str(site)!r}), balpm.__file__
-assert streamlit_command({str(runs_dir)!r})[4] == str(app)
+assert streamlit_command({str(runs_dir)!r})[4] == str(app.with_name('asgi_app.py'))
 from streamlit.testing.v1 import AppTest
 at = AppTest.from_file(str(app), default_timeout=120)
 at.run()

@@ -6,6 +6,11 @@ by ``pyproject.toml``, in a wheel and in an editable install alike) and is found
 127.0.0.1 by default, with the runs folder passed both as ``BALPM_RUNS_DIR`` and as a script argument.
 The server has no authentication: anyone who can reach the port reads every run in the folder, so
 keep it on 127.0.0.1 and use an SSH tunnel (``ssh -L 8501:127.0.0.1:8501 host``) for remote use.
+
+What Streamlit serves is ``asgi_app.py``: the app behind a Host-header check
+(:mod:`balpm_dashboard.host_guard`), so a web page using DNS rebinding cannot drive it: only
+``localhost``, ``127.0.0.1``, ``[::1]``, the bound address and ``--allow-host`` names get in (403
+otherwise). Binding anywhere but loopback prints a warning paragraph to stderr.
 """
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -39,6 +45,41 @@ def dashboard_app_path() -> Path:
     return Path(str(app))
 
 
+def served_app_path() -> Path:
+    """``asgi_app.py`` beside :func:`dashboard_app_path`: the app behind the Host-header check, which
+    ``streamlit run`` serves."""
+    return dashboard_app_path().with_name("asgi_app.py")
+
+
+def check_allowed_hosts(names: Sequence[str]) -> list[str]:
+    """``--allow-host`` names, normalised (lower case, IPv6 in brackets); a one-line ConfigError for a
+    name that is not a host name or an IP address (a port, a URL, a wildcard)."""
+    from balpm_dashboard.host_guard import normalize
+
+    out = []
+    for name in names:
+        norm = normalize(name)
+        if norm is None:
+            raise ConfigError(f"--allow-host {name!r} is not a host name or an IP address; give the bare name the "
+                              "browser uses (e.g. --allow-host myhost.lan, no port, scheme or wildcard)")
+        out.append(norm)
+    return out
+
+
+def exposure_warning(host: str, allow_hosts: Sequence[str] = ()) -> str | None:
+    """The paragraph printed to stderr when ``host`` is not a loopback address, else None."""
+    from balpm_dashboard.host_guard import is_loopback
+
+    if is_loopback(host):
+        return None
+    names = ", ".join(allow_hosts) or "none"
+    return (f"WARNING: balpm dashboard is binding to {host}, which is reachable from other machines. The dashboard "
+            "has NO authentication: anyone who can reach this port can read every run in the runs folder and start "
+            "runs and sweeps on this machine. Only requests whose Host header is localhost, 127.0.0.1, [::1], the "
+            f"bound address or an --allow-host name are answered (allowed extra names: {names}); anything else gets "
+            "403. Prefer --host 127.0.0.1 with an SSH tunnel (ssh -L 8501:127.0.0.1:8501 this-host) for remote use.")
+
+
 def port_free(host: str, port: int) -> bool:
     """True when nothing listens on ``host:port`` (so Streamlit can bind it)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -61,21 +102,24 @@ APP_SETTINGS: dict[str, str] = {
 
 
 def streamlit_command(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1",
-                      open_browser: bool = False, allow_outside_data: bool = False) -> list[str]:
-    """The ``python -m streamlit run .../app.py ...`` command line :func:`serve` executes.
+                      open_browser: bool = False, allow_outside_data: bool = False,
+                      allow_hosts: Sequence[str] = ()) -> list[str]:
+    """The ``python -m streamlit run .../asgi_app.py ...`` command line :func:`serve` executes.
 
     The security settings are passed as flags too (an installed wheel has no ``.streamlit/config.toml``):
-    XSRF protection on, CORS on (no cross-origin requests), no usage statistics.
+    XSRF protection on, CORS on (no cross-origin requests), no usage statistics. ``allow_hosts``: extra
+    names the Host-header check lets in (``--allow-host NAME`` after ``--``).
     """
     runs = str(Path(runs_dir).expanduser().resolve())
     return [
-        sys.executable, "-m", "streamlit", "run", str(dashboard_app_path()),
+        sys.executable, "-m", "streamlit", "run", str(served_app_path()),
         "--server.port", str(int(port)), "--server.address", host,
         "--server.headless", "false" if open_browser else "true",
         "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         *[part for key, value in APP_SETTINGS.items() for part in (f"--{key}", value)],
-        "--", "--runs", runs, *(["--allow-outside-data"] if allow_outside_data else []),
+        "--", *[part for name in allow_hosts for part in ("--allow-host", name)], "--runs", runs,
+        *(["--allow-outside-data"] if allow_outside_data else []),
     ]
 
 
@@ -108,14 +152,19 @@ def _check(runs_dir: str | Path, port: int, host: str, create: bool = False) -> 
 
 
 def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_browser: bool = False,
-          create: bool = False, allow_outside_data: bool = False) -> int:
+          create: bool = False, allow_outside_data: bool = False, allow_hosts: Sequence[str] = ()) -> int:
     """Run the dashboard on ``runs_dir`` until it is stopped (Ctrl-C); return Streamlit's exit code.
 
     ``create``: make a missing runs folder (else it is an error). ``allow_outside_data``: let configs
     typed into the app read data and caches outside the runs folder (relative paths then resolve
-    against the folder this command was started in)."""
+    against the folder this command was started in). ``allow_hosts``: names besides the loopback ones
+    and the bound address that the Host-header check lets in."""
+    names = check_allowed_hosts(allow_hosts)
     runs = _check(runs_dir, port, host, create)
-    cmd = streamlit_command(runs, port, host, open_browser, allow_outside_data)
+    warning = exposure_warning(host, names)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
+    cmd = streamlit_command(runs, port, host, open_browser, allow_outside_data, names)
     env = {**os.environ, "BALPM_RUNS_DIR": str(runs), "BALPM_LAUNCH_DIR": os.getcwd()}
     env.pop("BALPM_ALLOW_OUTSIDE_DATA", None)  # only the flag allows it
     if allow_outside_data:
@@ -182,9 +231,13 @@ def register(app: typer.Typer) -> None:
         allow_outside_data: bool = typer.Option(False, "--allow-outside-data",
                                                 help="let configs typed into the app read data files and feature "
                                                      "caches outside the runs folder"),
+        allow_host: list[str] = typer.Option([], "--allow-host", metavar="NAME",
+                                             help="also answer requests for this host name (repeatable; by default "
+                                                  "only localhost, 127.0.0.1, [::1] and the bound address: others "
+                                                  "get 403, which stops DNS-rebinding pages)"),
     ) -> None:
         """Serve the Streamlit dashboard on a runs folder (http://127.0.0.1:8501 by default; no authentication)."""
         code = serve(runs, port=port, host=host, open_browser=open_browser, create=create,
-                     allow_outside_data=allow_outside_data)
+                     allow_outside_data=allow_outside_data, allow_hosts=allow_host)
         if code not in (0, -2, 130):
             raise typer.Exit(code)
