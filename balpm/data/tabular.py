@@ -40,6 +40,10 @@ ROLES: tuple[str, ...] = ("prompt", "chosen", "rejected", "split", "id", "prompt
 REQUIRED_ROLES: tuple[str, ...] = ("prompt", "chosen", "rejected")
 COLUMNS: tuple[str, ...] = ("prompt", "chosen", "rejected", "source", "orig_split", "user_pair_id", "user_prompt_id", "file", "line")
 TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".tsv", ".jsonl", ".json", ".parquet", ".arrow", ".gz")
+#: truth columns of a table with known truth (a planted world, ``balpm plant``), kept when the file has them:
+#: ``true_prob`` (probability that the chosen answer wins, in [0, 1]) and ``noisy`` (the prompt lies in a
+#: coin-flip region; true/false)
+TRUTH_COLUMNS: tuple[str, ...] = ("true_prob", "noisy")
 
 
 def resolve_columns(columns: Mapping[str, str | None] | None) -> dict[str, str]:
@@ -281,6 +285,28 @@ def check_text(rec: dict[str, Any], role: str, col: str, allow_empty: bool = Fal
     return value
 
 
+def check_truth(rec: dict[str, Any], col: str) -> float | bool:
+    """The value of truth column ``col`` (see :data:`TRUTH_COLUMNS`) or raise :class:`RowProblem`."""
+    value = rec.get(col)
+    if value is None or (isinstance(value, float) and value != value):
+        raise RowProblem("missing_field", f"no {col!r} (the file has a {col} column; every row needs a value)")
+    if col == "noisy":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0"):
+            return value.strip().lower() in ("true", "1")
+        raise RowProblem("bad_type", f"noisy must be true or false, got {short(value)}")
+    try:
+        number = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:
+        raise RowProblem("bad_type", f"true_prob must be a probability in [0, 1], got {short(value)}")
+    return number
+
+
 def _opt(rec: dict[str, Any], col: str | None) -> str | None:
     if not col or rec.get(col) is None:
         return None
@@ -303,7 +329,8 @@ def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None
     cols = resolve_columns(columns)
     split_col = cols.get("split", "split")
     default_split = default_split if default_split is not None else split_from_name(path)
-    buf = RowBuffer(COLUMNS)
+    buf = RowBuffer(COLUMNS + TRUTH_COLUMNS)
+    truth: tuple[str, ...] | None = None  # the truth columns of this file, decided by its first good record
     name = str(path)
     fixed_columns = file_kind(path) in ("csv", "tsv", "parquet", "arrow")
     checked_header = False
@@ -331,6 +358,9 @@ def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None
             texts = [check_text(rec, role, cols[role], allow_empty=role != "prompt") for role in REQUIRED_ROLES]
             if not is_text(texts[1]) and not is_text(texts[2]):
                 raise RowProblem("empty_text", f"both {cols['chosen']} and {cols['rejected']}")
+            if truth is None:
+                truth = tuple(c for c in TRUTH_COLUMNS if c in rec)
+            truth_values = {c: check_truth(rec, c) for c in truth}
         except RowProblem as problem:
             bad.add(name, number, problem.reason, problem.detail, unit=unit)
             continue
@@ -341,7 +371,7 @@ def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None
             orig_split=split or default_split,
             user_pair_id=_opt(rec, cols.get("id")),
             user_prompt_id=_opt(rec, cols.get("prompt_id")),
-            file=name, line=number,
+            file=name, line=number, **truth_values,
         )
     if lacking:
         _columns_not_found(name, cols, lacking)
@@ -349,4 +379,9 @@ def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None
     for col in ("user_pair_id", "user_prompt_id"):
         if frame[col].isna().all():
             frame = frame.drop(columns=col)
+    frame = frame.drop(columns=[c for c in TRUTH_COLUMNS if c not in (truth or ())])
+    if "true_prob" in frame.columns:
+        frame["true_prob"] = frame["true_prob"].astype("float64")
+    if "noisy" in frame.columns:
+        frame["noisy"] = frame["noisy"].astype(bool)
     return frame
