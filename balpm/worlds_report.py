@@ -368,10 +368,12 @@ def _share(v: Any) -> str:
 
 
 def _html(text: Any) -> str:
-    """Untrusted text (file names, labels) for plotly's HTML-like hover and tick labels."""
+    """Untrusted text (file names, labels) for plotly's HTML-like titles, hovers and tick labels: no tag,
+    entity, ``%{field}`` or ``$`` LaTeX (as dashboard/untrusted.plot)."""
     import html
 
-    return html.escape(str(text), quote=False)
+    one = " ".join(str(text).split())
+    return html.escape(one, quote=False).replace("$", "&#36;").replace("{", "&#123;")
 
 
 def to_json(summary: Mapping[str, Any]) -> str:

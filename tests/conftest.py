@@ -90,3 +90,30 @@ def tldr_table(comparisons_dir: Path):
         return pd.DataFrame(rows)
 
     return make
+
+
+#: the tiny worlds of the shared worlds sweep (tests/test_worlds_report.py, tests/test_dashboard_worlds.py)
+TINY_WORLDS = ("n_prompts=60,cpp=2,noisy_share=0.2,contrast_ratio=1",
+               "n_prompts=60,cpp=2,noisy_share=0.5,contrast_ratio=12,test=pool",
+               "n_prompts=60,cpp=2,noisy_share=0.3,contrast_ratio=20,noisy_flip=0.5",
+               "n_prompts=60,cpp=2,noisy_share=0.4,contrast_ratio=4,test=ood",
+               "n_prompts=60,cpp=2,noisy_share=0.1,contrast_ratio=0.5")
+
+
+@pytest.fixture(scope="session")
+def worlds_sweep(tmp_path_factory) -> Path:
+    """A real worlds sweep at a tiny scale: the five :data:`TINY_WORLDS` (``data.world``) x random, bald,
+    balpm x seeds 0-2, each a 3-round loop (10 + 10 + 10 labels) of a 3-member (8,) ensemble; ~45 runs."""
+    from balpm import sweep
+    from balpm.config import RunConfig
+
+    root = tmp_path_factory.mktemp("worlds")
+    cfgs = []
+    for spec in TINY_WORLDS:
+        base = RunConfig().replace(data={"world": spec}, model={"hidden": (8,), "ensemble_size": 3, "max_epochs": 3,
+                                                                "lr": 1e-2, "batch_size": 16, "device": "cpu"},
+                                   loop={"initial": 10, "batch_size": 10, "rounds": 3})
+        cfgs += sweep.expand(base, ["random", "bald", "balpm"], [0, 1, 2])
+    results = sweep.sweep(cfgs, root, workers=1, progress=False)
+    assert all(r.state == "complete" for r in results), [r for r in results if r.state != "complete"]
+    return root
