@@ -20,6 +20,7 @@ PAGES = [
     st.Page("views/batch_anatomy.py", title="Anatomy of a batch"),
     st.Page("views/learning_curves.py", title="Learning curves"),
     st.Page("views/ablations.py", title="Ablations"),
+    st.Page("views/worlds.py", title="Worlds"),
     st.Page("views/inspect.py", title="Inspect a triple"),
 ]
 
