@@ -262,7 +262,8 @@ def run_command(
 def sweep_command(
     flags: ConfigFlags = None,  # type: ignore[assignment]  (filled by config_options)
     policies: str = typer.Option("random,bald,balpm", "--policies", metavar="P1,P2", help="comma-separated policies"),
-    seeds: str = typer.Option("0-2", "--seeds", metavar="SEEDS", help="seeds: 0-9 or 0,1,2"),
+    seeds: str = typer.Option("0-15", "--seeds", metavar="SEEDS", help="seeds: 0-9 or 0,1,2 (default 16 seeds, the "
+                               "number claims use: 8-seed verdicts flipped between seed sets, issue 13)"),
     grid: Optional[list[str]] = typer.Option(None, "--grid", metavar="NAME=V1,V2", help="name=v1,v2 (repeatable), e.g. beta=0.01,0.1"),
     workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-j", metavar="INTEGER", help="parallel processes"),
     backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="local (processes) or ray"),
