@@ -2,7 +2,8 @@
 
 Both fields are full transcripts ``"\\n\\nHuman: ...\\n\\nAssistant: ..."`` that share everything up to
 the last assistant turn. The prompt is that shared prefix, up to and including the final
-``"\\n\\nAssistant:"``; chosen and rejected are the two final assistant turns (whitespace-stripped).
+``"\\n\\nAssistant:"``; chosen and rejected are the two final assistant turns (whitespace-stripped), each
+ending at the next ``"\\n\\nHuman:"`` turn when a transcript goes on after it.
 A pair whose transcripts differ before the last assistant turn (a few rows of the hub's
 harmless-base test file) is split at the longest common prefix that ends on a turn boundary (TRL's
 convention) and counted (``hh_split_early`` in the load report); only transcripts without an assistant turn
@@ -52,7 +53,10 @@ def split_hh(chosen: str, rejected: str) -> tuple[str, str, str, bool]:
             raise RowProblem("prefix_mismatch", f"the transcripts differ at character {common}, before their first "
                                                 "shared assistant turn")
         prompt = chosen[: ends[-1]]
-    answer_c, answer_r = chosen[len(prompt):].strip(), rejected[len(prompt):].strip()
+    answer_c, answer_r = chosen[len(prompt):], rejected[len(prompt):]
+    if not split_early:  # an answer is one assistant turn: it ends where the next human turn starts
+        answer_c, answer_r = answer_c.split(HUMAN, 1)[0], answer_r.split(HUMAN, 1)[0]
+    answer_c, answer_r = answer_c.strip(), answer_r.strip()
     if not is_text(answer_c) and not is_text(answer_r):
         raise RowProblem("empty_text", "both final assistant turns")
     return prompt, answer_c, answer_r, split_early
@@ -74,10 +78,10 @@ def load_hh(path: Path, bad: BadRows) -> pd.DataFrame:
         try:
             prompt, chosen, rejected, split_early = split_hh(check_text(rec, "chosen", "chosen"),
                                                              check_text(rec, "rejected", "rejected"))
+            buf.append(prompt=prompt, chosen=chosen, rejected=rejected, source=SOURCE, orig_split=split, file=name, line=number)
         except RowProblem as problem:
             bad.add(name, number, problem.reason, problem.detail, unit=unit)
             continue
-        buf.append(prompt=prompt, chosen=chosen, rejected=rejected, source=SOURCE, orig_split=split, file=name, line=number)
         early.append(split_early)
     frame = buf.frame().drop(columns=["user_pair_id", "user_prompt_id"])
     frame["_hh_split_early"] = pd.Series(early, index=frame.index, dtype=bool)

@@ -18,20 +18,61 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from balpm.data import limits
+from balpm.data.limits import human_bytes
 from balpm.data.openai_json import COLUMNS, RowProblem, parse_comparison
 from balpm.data.rows import BadRows, RowBuffer, split_from_name
-from balpm.errors import DataError
+from balpm.errors import DataError, printable
 
 HUB_REPO = "openai/summarize_from_feedback"
 HUB_CONFIG = "comparisons"
 _BATCH_ROWS = 4096
 
 
+def check_parquet_size(path: Path, metadata: pq.FileMetaData) -> None:
+    """One-line :class:`DataError` when a parquet file's row groups claim more uncompressed bytes than
+    ``BALPM_MAX_PARQUET_BYTES`` (a small file that expands without bound), before any row is read."""
+    total = sum(max(0, metadata.row_group(i).total_byte_size) for i in range(metadata.num_row_groups))
+    if total > limits.MAX_PARQUET_BYTES.value:
+        raise DataError(limits.MAX_PARQUET_BYTES.message(
+            printable(path), f"its row groups hold {human_bytes(total)} uncompressed", "check that it is the file you meant"))
+
+
+def check_unique_names(path: Path, names: list[str]) -> list[str]:
+    """``names``, or one-line :class:`DataError` when a column name occurs twice (pandas and ``to_pylist``
+    would silently keep only the last column of that name)."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(names, start=1):
+        if name in seen:
+            raise DataError(f"{printable(path)}: the column {printable(repr(name))} occurs twice (columns {seen[name]} and {i}); "
+                            "rename one so that every column name is unique")
+        seen[name] = i
+    return names
+
+
 def iter_record_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """Stream the record batches of a parquet or Arrow (IPC stream or file) file."""
+    """Stream the record batches of a parquet or Arrow (IPC stream or file) file (column names checked unique)."""
+    for batch in _record_batches(path):
+        check_unique_names(path, batch.schema.names)
+        yield batch
+
+
+def batch_records(path: Path | str, batch: pa.RecordBatch) -> list[dict]:
+    """The rows of one record batch as dicts (one-line :class:`DataError` when its values cannot become Python
+    values, e.g. a string column that is not UTF-8 or a corrupt buffer)."""
     try:
-        if path.suffix == ".parquet":
-            yield from pq.ParquetFile(path).iter_batches(batch_size=_BATCH_ROWS)
+        return batch.to_pylist()
+    except (pa.ArrowException, UnicodeDecodeError, ValueError, OverflowError, IndexError) as exc:
+        raise DataError(f"{printable(path)}: cannot read its rows ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]}); check or re-create the file") from None
+
+
+def _record_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    try:
+        if path.suffix.lower() == ".parquet":
+            parquet = pq.ParquetFile(path)
+            check_parquet_size(path, parquet.metadata)
+            yield from parquet.iter_batches(batch_size=_BATCH_ROWS)
             return
         with pa.memory_map(str(path)) as source:
             try:
@@ -47,15 +88,15 @@ def iter_record_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 
 def read_schema_names(path: Path) -> list[str]:
-    """Column names of a parquet or Arrow file, without reading its rows."""
+    """Column names of a parquet or Arrow file, without reading its rows (one-line error when one occurs twice)."""
     try:
-        if path.suffix == ".parquet":
-            return list(pq.read_schema(path).names)
+        if path.suffix.lower() == ".parquet":
+            return check_unique_names(path, list(pq.read_schema(path).names))
         with pa.memory_map(str(path)) as source:
             try:
-                return list(pa.ipc.open_stream(source).schema.names)
+                return check_unique_names(path, list(pa.ipc.open_stream(source).schema.names))
             except pa.ArrowInvalid:
-                return list(pa.ipc.open_file(source).schema.names)
+                return check_unique_names(path, list(pa.ipc.open_file(source).schema.names))
     except (pa.ArrowException, OSError) as exc:
         raise DataError(f"{path}: cannot read its schema ({' '.join(str(exc).split())[:200]}); check the file") from None
 
@@ -65,7 +106,7 @@ def hub_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     base = path / HUB_CONFIG if (path / HUB_CONFIG).is_dir() else path
-    files = sorted(p for p in base.rglob("*") if p.suffix in (".parquet", ".arrow") and p.is_file())
+    files = sorted(p for p in base.rglob("*") if p.suffix.lower() in (".parquet", ".arrow") and p.is_file())
     if not files:
         raise DataError(f"{path}: no .parquet or .arrow files found; point at the folder holding comparisons/*.parquet")
     return files
@@ -79,16 +120,14 @@ def parse_batches(batches: Iterator[pa.RecordBatch], name: str, bad: BadRows, de
         missing = {"info", "summaries", "choice"} - set(batch.schema.names)
         if missing:
             raise DataError(f"{name}: missing column(s) {sorted(missing)}; this is not the hub's comparisons layout (use --format carper or table)")
-        for obj in batch.to_pylist():
+        for obj in batch_records(name, batch):
             row_no += 1
             if obj.get("split") is None and default_split is not None:
                 obj["split"] = default_split
             try:
-                row = parse_comparison(obj)
+                buf.append_values(parse_comparison(obj) + (name, row_no))
             except RowProblem as problem:
                 bad.add(name, row_no, problem.reason, problem.detail, unit="row")
-                continue
-            buf.append_values(row + (name, row_no))
     return buf.frame()
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from balpm.data.load import load_table
 from balpm.data.schema import SPLITS
+from balpm.errors import printable
 
 
 def inspect_data(paths: Iterable[str | Path], *, format: str = "auto", ood_paths: Iterable[str | Path] = (),
@@ -42,7 +43,7 @@ def format_report(report: dict[str, Any]) -> str:
     if report["rows"]:
         rows = []
         for src, by_split in report["per_source_split"].items():
-            rows.append([src] + [f"{by_split.get(s, 0):,}" for s in splits]
+            rows.append([printable(src)] + [f"{by_split.get(s, 0):,}" for s in splits]
                         + [f"{report['per_source'][src]:,}", f"{report['prompts_per_source'].get(src, 0):,}"])
         rows.append(["all"] + [f"{report['per_split'].get(s, 0):,}" for s in splits] + [f"{report['rows']:,}", f"{report['prompts']:,}"])
         rows.append(["prompts"] + [f"{report['prompts_per_split'].get(s, 0):,}" for s in splits] + ["", ""])
@@ -50,17 +51,17 @@ def format_report(report: dict[str, Any]) -> str:
     if report.get("files"):
         out += [""] + _grid(
             ["file", "format", "ood", "rows read", "bad", "duplicates", "identical"],
-            [[f["path"], f["format"], "yes" if f["ood"] else "", f"{f['rows_read']:,}", str(f["bad_rows"]),
+            [[printable(f["path"]), f["format"], "yes" if f["ood"] else "", f"{f['rows_read']:,}", str(f["bad_rows"]),
               str(f.get("duplicates_dropped", 0)), str(f.get("identical_answers_dropped", 0))]
              for f in report["files"]],
         )
     if report.get("bad_reasons"):
         out += ["", "bad rows by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(report["bad_reasons"].items()))]
-        out += [f"  e.g. {m}" for m in report.get("bad_examples", [])[:3]]
+        out += [f"  e.g. {printable(m)}" for m in report.get("bad_examples", [])[:3]]
     split = report.get("split", {})
     if split.get("method") == "seeded":
         out += ["", f"split: seeded prompt-grouped, ratios {split['ratios']}, seed {split['seed']}"]
     elif split.get("method") == "original":
         out += ["", f"split: the source's own splits ({split.get('prompts_moved', 0)} prompts moved to avoid leakage)"]
-    out += [f"note: {n}" for n in report.get("notes", [])]
+    out += [f"note: {printable(n)}" for n in report.get("notes", [])]
     return "\n".join(out)

@@ -36,7 +36,8 @@ from balpm.data.carper import is_save_to_disk, load_carper
 from balpm.data.hh import load_hh, looks_like_hh
 from balpm.data.hub import HUB_REPO, hub_files, is_hub_id, load_hub
 from balpm.data.openai_json import load_openai_json, looks_like_openai
-from balpm.data.rows import BAD_REASONS, META_COLUMNS, BadRows, content_hash
+from balpm.data import limits
+from balpm.data.rows import BAD_REASONS, META_COLUMNS, BadRows, ProbeExhausted, content_hash, probing
 from balpm.data.schema import REQUIRED_COLUMNS, SPLITS, validate_table
 from balpm.data.splits import assign_splits, check_ratios, original_splits
 from balpm.data.tabular import (
@@ -78,13 +79,25 @@ _DETECT_RECORDS = 20
 
 
 def _first_records(path: Path, n: int = _DETECT_RECORDS) -> tuple[list[dict[str, Any]], BadRows]:
-    """Up to ``n`` parseable records from the start of a file (malformed lines skipped and counted)."""
+    """Up to ``n`` parseable records from the start of a file (malformed lines skipped and counted), reading at
+    most ``BALPM_DETECT_MAX_BYTES`` / ``BALPM_DETECT_MAX_LINES``: a file with no record in that much (billions of
+    blank or malformed lines) is a one-line :class:`DataError` naming the cap, not an endless read."""
     probe = BadRows(skip_bad=True)
     out: list[dict[str, Any]] = []
-    for _, _, rec in iter_records(path, probe):
-        out.append(rec)
-        if len(out) >= n:
-            break
+    try:
+        with probing(limits.DETECT_MAX_BYTES.value, limits.DETECT_MAX_LINES.value):
+            for _, _, rec in iter_records(path, probe):
+                out.append(rec)
+                if len(out) >= n:
+                    break
+    except ProbeExhausted:
+        if not out:
+            seen = f", {probe.total} malformed line(s)" if probe.total else ""
+            raise DataError(
+                f"{path}: no record found in the first {limits.DETECT_MAX_BYTES.show()} / "
+                f"{limits.DETECT_MAX_LINES.show()} lines read to detect its format{seen} (the caps "
+                f"{limits.DETECT_MAX_BYTES.env} and {limits.DETECT_MAX_LINES.env}); check the file, pass --format "
+                f"(and the column names) to read it without detection, or raise the caps") from None
     return out, probe
 
 

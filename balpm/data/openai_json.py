@@ -121,11 +121,9 @@ def load_openai_json(path: Path, bad: BadRows) -> pd.DataFrame:
     name = str(path)
     for line_no, obj in iter_json_lines(path, bad):
         try:
-            row = parse_comparison(obj)
+            buf.append_values(parse_comparison(obj) + (name, line_no))
         except RowProblem as problem:
             bad.add(name, line_no, problem.reason, problem.detail)
-            continue
-        buf.append_values(row + (name, line_no))
     return buf.frame()
 
 

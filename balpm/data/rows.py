@@ -6,19 +6,25 @@ removal and splits are added afterwards by :mod:`balpm.data.load`, the same way 
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import gzip
 import hashlib
 import json
 import math
+import re
+import unicodedata
 import zlib
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from balpm.errors import DataError
+from balpm.data import limits
+from balpm.errors import DataError, printable
 
 #: reason code -> what is wrong (used in the one-line error and in report["bad_reasons"])
 BAD_REASONS: dict[str, str] = {
@@ -187,7 +193,7 @@ class BadRows:
     def add(self, file: str, line: int, reason: str, detail: str = "", unit: str = "line") -> None:
         """Record one malformed row at ``file`` ``unit`` ``line``; raise unless skipping bad rows."""
         what = BAD_REASONS.get(reason, reason)
-        message = f"{file}: {unit} {line}: {what}" + (f" ({detail})" if detail else "")
+        message = printable(f"{file}: {unit} {line}: {what}" + (f" ({detail})" if detail else ""))
         if not self.skip_bad:
             raise DataError(f"{message}; fix the row or pass --skip-bad (skip_bad=True) to skip such rows")
         self.counts[reason] += 1
@@ -196,9 +202,14 @@ class BadRows:
             self.examples.append(message)
 
 
+def is_gzip(path: Path) -> bool:
+    """True for a ``.gz`` file name (any letter case: ``.json.GZ`` too)."""
+    return path.suffix.lower() == ".gz"
+
+
 def open_binary(path: Path):
     """Open a file for binary reading, transparently un-gzipping ``.gz`` files."""
-    if path.suffix == ".gz":
+    if is_gzip(path):
         return gzip.open(path, "rb")
     return open(path, "rb")
 
@@ -275,60 +286,149 @@ class Truncated(Exception):
         self.detail = detail
 
 
-def _plain_lines(path: Path) -> Iterator[bytes]:
+_CHUNK = 1 << 20
+#: a run of blank lines (spaces, tabs, CR allowed) at the start of a line: skipped in C, not line by line
+_BLANK_RUN = re.compile(rb"(?:[ \t\r]*\n)+")
+
+
+@dataclass
+class ReadProbe:
+    """A read budget for format detection: reading stops with :class:`ProbeExhausted` after ``max_bytes``
+    bytes or ``max_lines`` lines (blank ones included)."""
+
+    max_bytes: int
+    max_lines: int
+
+
+class ProbeExhausted(Exception):
+    """Format detection read its whole budget (see :class:`ReadProbe`) without finding what it looked for."""
+
+
+#: the budget of the format detection running in this context (None: read everything)
+_PROBE: contextvars.ContextVar[ReadProbe | None] = contextvars.ContextVar("balpm_read_probe", default=None)
+
+
+@contextlib.contextmanager
+def probing(max_bytes: int, max_lines: int) -> Iterator[ReadProbe]:
+    """Within the block, every line reader stops with :class:`ProbeExhausted` after ``max_bytes`` / ``max_lines``."""
+    probe = ReadProbe(max_bytes, max_lines)
+    token = _PROBE.set(probe)
+    try:
+        yield probe
+    finally:
+        _PROBE.reset(token)
+
+
+def _plain_chunks(path: Path) -> Iterator[bytes]:
     with open(path, "rb") as fh:
-        yield from fh
+        while chunk := fh.read(_CHUNK):
+            yield chunk
 
 
-def _gzip_lines(path: Path, chunk_size: int = 1 << 16) -> Iterator[bytes]:
-    """Lines of a (multi-member) gzip file; every complete line before a truncation is yielded, then
-    ``EOFError`` (where :mod:`gzip` would lose the lines of its last buffer)."""
+def _gzip_chunks(path: Path) -> Iterator[bytes]:
+    """Un-gzipped chunks (at most ``_CHUNK`` bytes each) of a (multi-member) gzip file; ``EOFError`` when it
+    ends before its end marker (after every byte before the cut), one-line :class:`DataError` past
+    ``BALPM_MAX_DECOMPRESSED_BYTES``."""
+    cap = limits.MAX_DECOMPRESSED_BYTES.value
+    total = 0
     with open(path, "rb") as fh:
         dec = zlib.decompressobj(wbits=31)
         started = False
-        pending = b""
         while True:
-            chunk = fh.read(chunk_size)
-            if not chunk:
+            data = fh.read(1 << 16)
+            if not data:
                 break
-            out = []
-            while chunk:
+            while data:
                 started = True
-                out.append(dec.decompress(chunk))
+                out = dec.decompress(data, _CHUNK)
+                data = dec.unconsumed_tail
+                if out:
+                    total += len(out)
+                    if total > cap:
+                        raise DataError(limits.MAX_DECOMPRESSED_BYTES.message(
+                            printable(path), f"un-gzips to more than {limits.MAX_DECOMPRESSED_BYTES.show()}",
+                            "check that it is the file you meant (a small .gz that expands this much is a decompression bomb)"))
+                    yield out
                 if dec.eof:
-                    chunk = dec.unused_data.lstrip(b"\x00")
+                    data = dec.unused_data.lstrip(b"\x00")
                     dec = zlib.decompressobj(wbits=31)
                     started = False
-                else:
-                    chunk = b""
-            pending += b"".join(out)
-            if b"\n" in pending:
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    yield line + b"\n"
         if started:
             raise EOFError("compressed file ended before the end-of-stream marker was reached")
-        if pending:
-            yield pending
 
 
-def iter_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """``(line_no, bytes)`` of a (possibly gzipped) file, the UTF-8 byte-order mark removed.
+def _split_lines(path: Path, chunks: Iterator[bytes], blank: str) -> Iterator[tuple[int, bytes]]:
+    """``(line_no, line)`` of a byte stream, each line at most ``BALPM_MAX_LINE_BYTES`` (one-line
+    :class:`DataError` otherwise), memory bounded by that cap whatever the file holds.
+
+    ``blank``: ``"skip"`` drops runs of blank lines (counted, never yielded), ``"merge"`` yields each run as one
+    item numbered by its last line (the CSV reader: a run inside a quoted field is kept whole), ``"keep"`` yields
+    them one by one. A format-detection budget (:func:`probing`) stops the stream with :class:`ProbeExhausted`.
+    """
+    cap = limits.MAX_LINE_BYTES.value
+    probe = _PROBE.get()
+    line_no = 0
+    consumed = 0
+    parts: list[bytes] = []
+    held = 0
+
+    def too_long() -> DataError:
+        return DataError(limits.MAX_LINE_BYTES.message(
+            f"{printable(path)}: line {line_no + 1}", f"the line is longer than {limits.MAX_LINE_BYTES.show()}",
+            "a JSON-lines or CSV file holds one record per line: check the file (binary data, or no line breaks?)"))
+
+    for chunk in chunks:
+        consumed += len(chunk)
+        start, size = 0, len(chunk)
+        while start < size:
+            if not parts and blank != "keep":
+                run = _BLANK_RUN.match(chunk, start)
+                if run is not None:
+                    line_no += chunk.count(b"\n", start, run.end())
+                    if blank == "merge":
+                        yield line_no, chunk[start:run.end()]
+                    start = run.end()
+                    continue
+            nl = chunk.find(b"\n", start)
+            if nl < 0:
+                held += size - start
+                if held > cap:
+                    raise too_long()
+                parts.append(chunk[start:])
+                break
+            if held + nl + 1 - start > cap + 1:
+                raise too_long()
+            line = b"".join(parts) + chunk[start:nl + 1] if parts else chunk[start:nl + 1]
+            parts, held = [], 0
+            line_no += 1
+            yield line_no, line
+            start = nl + 1
+        if probe is not None and (consumed > probe.max_bytes or line_no > probe.max_lines):
+            raise ProbeExhausted()
+    if parts:
+        yield line_no + 1, b"".join(parts)
+
+
+def iter_raw_lines(path: Path, blank: str = "keep") -> Iterator[tuple[int, bytes]]:
+    """``(line_no, bytes)`` of a (possibly gzipped) file, the UTF-8 byte-order mark removed; memory stays
+    bounded by ``BALPM_MAX_LINE_BYTES`` (and ``BALPM_MAX_DECOMPRESSED_BYTES`` for ``.gz``). ``blank``: see
+    :func:`_split_lines`.
 
     A wide-encoding file (UTF-16/32) raises :class:`DataError`; a file that ends early (truncated gzip) raises
     :class:`Truncated` after its last complete line; other read errors raise :class:`DataError`.
     """
     check_readable_text(path)
     line_no = 0
+    chunks = _gzip_chunks(path) if is_gzip(path) else _plain_chunks(path)
     try:
-        for line_no, raw in enumerate(_gzip_lines(path) if path.suffix == ".gz" else _plain_lines(path), start=1):
+        for line_no, raw in _split_lines(path, chunks, blank):
             if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             yield line_no, raw
     except EOFError as exc:
         raise Truncated(line_no + 1, one_line(str(exc)) or "unexpected end of file") from None
     except (OSError, zlib.error) as exc:
-        raise DataError(f"{path}: cannot read the file ({one_line(str(exc))}); check that it is a complete text or .gz file") from None
+        raise DataError(f"{printable(path)}: cannot read the file ({one_line(str(exc))}); check that it is a complete text or .gz file") from None
 
 
 def iter_lines(path: Path, bad: "BadRows | None" = None) -> Iterator[tuple[int, str | None, str]]:
@@ -339,7 +439,7 @@ def iter_lines(path: Path, bad: "BadRows | None" = None) -> Iterator[tuple[int, 
     (``truncated``) in ``bad`` (which raises or counts it); without ``bad`` it raises :class:`DataError`.
     """
     try:
-        for line_no, raw in iter_raw_lines(path):
+        for line_no, raw in iter_raw_lines(path, blank="skip"):
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -399,8 +499,32 @@ def split_from_name(path: Path) -> str | None:
 
 
 def is_text(value: Any) -> bool:
-    """True for a string with at least one non-space character."""
-    return isinstance(value, str) and bool(value.strip())
+    """True for a string with at least one character that is neither whitespace nor an invisible format
+    character (Unicode category Cf: zero-width space U+200B, byte-order mark U+FEFF, joiners, bidi marks)."""
+    if not isinstance(value, str):
+        return False
+    for ch in value.strip():
+        if not (ch.isspace() or unicodedata.category(ch) == "Cf"):
+            return True
+    return False
+
+
+_BOM = "\ufeff"
+
+
+def clean_text(value: str) -> str:
+    """Text as it enters the table: a byte-order mark at its start removed, NFC-normalised (so that
+    Unicode-equivalent prompts get one prompt id). Raises :class:`RowProblem` for a lone surrogate
+    (``"\\ud800"`` from a JSON escape), which no UTF-8 file or parquet column can hold."""
+    if value.isascii():
+        return value
+    if value.startswith(_BOM):
+        value = value.lstrip(_BOM)
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RowProblem("bad_encoding", f"a lone surrogate {value[exc.start]!a} at character {exc.start}") from None
+    return value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
 
 
 class RowBuffer:
@@ -419,12 +543,31 @@ class RowBuffer:
         """Number of rows appended."""
         return len(self._rows)
 
+    @staticmethod
+    def _clean(column: str, value: str) -> str:
+        if column == "file":
+            return printable(value)
+        if column.startswith("_"):
+            return value
+        try:
+            return clean_text(value)
+        except RowProblem as problem:
+            raise RowProblem(problem.reason, f"{column}: {problem.detail}") from None
+
     def append(self, **values: Any) -> None:
         """Append one row given by column name; missing columns are ``None``."""
         self.append_values(tuple(values.get(c) for c in self.columns))
 
     def append_values(self, row: tuple[Any, ...]) -> None:
-        """Append one row given as a tuple in ``columns`` order (the fast path)."""
+        """Append one row given as a tuple in ``columns`` order (the fast path).
+
+        Every text field goes through :func:`clean_text` (BOM, NFC; a lone surrogate raises :class:`RowProblem`
+        naming the column, and nothing is appended); the ``file`` column is made printable instead.
+        """
+        for value in row:
+            if type(value) is str and not value.isascii():
+                row = tuple(self._clean(c, v) if isinstance(v, str) and not v.isascii() else v for c, v in zip(self.columns, row))
+                break
         at = self._prompt_at
         if at >= 0 and isinstance(row[at], str):
             prompt = self._intern.setdefault(row[at], row[at])

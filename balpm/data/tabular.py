@@ -8,13 +8,15 @@ called ``prompt``, ``chosen``, ``rejected`` (and ``split`` when present). ``id``
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from balpm.data.hub import iter_record_batches, read_schema_names
+from balpm.data import limits
+from balpm.data.hub import batch_records, iter_record_batches, read_schema_names
 from balpm.data.rows import (
     BAD_REASONS,
     SKIPPED,
@@ -25,6 +27,7 @@ from balpm.data.rows import (
     is_text,
     iter_json_lines,
     iter_lines,
+    is_gzip,
     iter_raw_lines,
     json_error,
     norm_split,
@@ -77,7 +80,7 @@ def _first_char(path: Path) -> str:
         for _, text, _err in iter_lines(path):
             return (text or "").lstrip()[:1]
     except DataError:
-        if not path.suffix == ".gz":
+        if not is_gzip(path):
             raise
     return ""
 
@@ -93,7 +96,7 @@ def iter_records(path: Path, bad: BadRows) -> Iterator[tuple[int, str, dict[str,
     if kind in ("parquet", "arrow"):
         row_no = 0
         for batch in iter_record_batches(path):
-            for rec in batch.to_pylist():
+            for rec in batch_records(path, batch):
                 row_no += 1
                 yield row_no, "row", rec
     elif kind == "jsonl" and _first_char(path) == "[":
@@ -114,7 +117,13 @@ def _iter_json_array(path: Path, bad: BadRows) -> Iterator[tuple[int, str, dict[
     name = str(path)
     lines: list[tuple[int, str]] = []
     undecodable: tuple[int, str] | None = None
+    held, cap = 0, limits.MAX_JSON_ARRAY_BYTES.value
     for line_no, text, err in iter_lines(path, bad):
+        held += len(text or "")
+        if held > cap:
+            raise DataError(limits.MAX_JSON_ARRAY_BYTES.message(
+                f"{path}: line {line_no}", f"the JSON array is longer than {limits.MAX_JSON_ARRAY_BYTES.show()}",
+                "convert it to JSON lines (one object per line), which are read one line at a time"))
         if text is None:
             undecodable = undecodable or (line_no, err)
             lines.append((line_no, ""))
@@ -172,8 +181,8 @@ def _json_lines_from(lines: list[tuple[int, str]], path: Path, bad: BadRows,
         yield line_no, "line", rec
 
 
-#: the largest CSV field read (the csv module's default, 128 KiB, is below some real articles)
-CSV_FIELD_LIMIT = 64 << 20
+#: the largest CSV field read is the line cap, ``BALPM_MAX_LINE_BYTES`` (the csv module's default, 128 KiB,
+#: is below some real articles)
 
 
 def _iter_csv(path: Path, bad: BadRows, delimiter: str) -> Iterator[tuple[int, str, dict[str, Any]]]:
@@ -186,17 +195,19 @@ def _iter_csv(path: Path, bad: BadRows, delimiter: str) -> Iterator[tuple[int, s
     state = {"line": 0}
     name = str(path)
 
+    field_bom = re.compile("(?:^|(?<=" + re.escape(delimiter) + "))\ufeff+")
+
     def lines() -> Iterator[str]:
-        for line_no, raw in iter_raw_lines(path):
+        for line_no, raw in iter_raw_lines(path, blank="merge"):
             state["line"] = line_no
             try:
-                yield raw.decode("utf-8")
+                text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 bad_lines[line_no] = f"byte {exc.start}: {raw[exc.start:exc.start + 4]!r}; re-save the file as UTF-8"
-                yield raw.decode("utf-8", "replace")
+                text = raw.decode("utf-8", "replace")
+            yield field_bom.sub("", text) if "\ufeff" in text else text  # a BOM before a (quoted) field
 
-    if csv.field_size_limit() < CSV_FIELD_LIMIT:
-        csv.field_size_limit(CSV_FIELD_LIMIT)
+    csv.field_size_limit(limits.MAX_LINE_BYTES.value)
     reader = csv.reader(lines(), delimiter=delimiter, strict=True)
     what = "TSV" if delimiter == "\t" else "CSV"
     try:
@@ -231,6 +242,10 @@ def _iter_csv(path: Path, bad: BadRows, delimiter: str) -> Iterator[tuple[int, s
             return
         except csv.Error as exc:
             detail = one_line(str(exc))
+            if "field larger than field limit" in detail:
+                raise DataError(limits.MAX_LINE_BYTES.message(
+                    f"{path}: line {start}", f"a field (read to line {state['line']}) is longer than "
+                    f"{limits.MAX_LINE_BYTES.show()}", "check the file (an unclosed quote?)")) from None
             if "unexpected end of data" in detail:
                 detail = (f"a quoted field opened here is never closed; lines {start}-{state['line']} were read into it "
                           "(close the quote or escape it as \"\")")
@@ -365,14 +380,17 @@ def load_prompt_table(path: Path, bad: BadRows, columns: Mapping[str, str | None
             bad.add(name, number, problem.reason, problem.detail, unit=unit)
             continue
         split = norm_split(rec.get(split_col)) if split_col in rec else None
-        buf.append(
-            prompt=texts[0], chosen=texts[1], rejected=texts[2],
-            source=_opt(rec, cols.get("source")) or source,
-            orig_split=split or default_split,
-            user_pair_id=_opt(rec, cols.get("id")),
-            user_prompt_id=_opt(rec, cols.get("prompt_id")),
-            file=name, line=number, **truth_values,
-        )
+        try:
+            buf.append(
+                prompt=texts[0], chosen=texts[1], rejected=texts[2],
+                source=_opt(rec, cols.get("source")) or source,
+                orig_split=split or default_split,
+                user_pair_id=_opt(rec, cols.get("id")),
+                user_prompt_id=_opt(rec, cols.get("prompt_id")),
+                file=name, line=number, **truth_values,
+            )
+        except RowProblem as problem:  # a lone surrogate in any field (see rows.clean_text)
+            bad.add(name, number, problem.reason, problem.detail, unit=unit)
     if lacking:
         _columns_not_found(name, cols, lacking)
     frame = buf.frame()
