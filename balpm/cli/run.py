@@ -226,6 +226,20 @@ def resume_base(runs_dir: Path, run_id: str) -> RunConfig:
         raise ConfigError(f"run {run_id!r}: its config.yaml is not usable ({exc})") from None
 
 
+def load_checked_table(cfg: RunConfig) -> Any:
+    """The table of a run on data files, its splits checked against the loop sizes BEFORE any featurizing
+    (a one-row table fails here in a second, with nothing written); None for a synthetic world (no paths),
+    which ``loop.run`` draws with its features."""
+    if not cfg.data.paths and not cfg.data.ood_paths:
+        return None
+    from balpm.data import load_for_config
+    from balpm.data.splits import check_run_sizes
+
+    table = load_for_config(cfg.data).table
+    check_run_sizes(table["split"].to_numpy(), cfg.loop, cfg.acquisition)
+    return table
+
+
 @config_options(policy_and_seed=True)
 def run_command(
     flags: ConfigFlags = None,  # type: ignore[assignment]  (filled by config_options)
@@ -245,7 +259,8 @@ def run_command(
     if print_config:
         typer.echo(cfg.to_yaml(), nl=False)
         return
-    path = loop.run(cfg, runs_dir, resume=resume, progress=not quiet, run_id=run_id)
+    table = load_checked_table(cfg)
+    path = loop.run(cfg, runs_dir, resume=resume, progress=not quiet, run_id=run_id, table=table)
     run = runs.open_run(runs_dir, path.name)
     rounds_df = run.rounds()
     last = rounds_df.iloc[-1] if len(rounds_df) else None

@@ -16,6 +16,7 @@ Rows whose split is ``ood`` are never touched.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -107,3 +108,32 @@ def original_splits(table: pd.DataFrame, ratios: Sequence[float] = (0.7, 0.1, 0.
     split_N[is_ood_N] = "ood"
     out["split"] = split_N.astype(str)
     return out, moved
+
+
+def check_run_sizes(split_N: Sequence[str] | np.ndarray, loop: Any, acquisition: Any) -> None:
+    """One-line :class:`ConfigError` when a table's splits cannot hold a run of this loop/acquisition config:
+    no test rows, a pool larger than the train split, ``initial`` not below the pool, batches that do not fit,
+    ``k`` not below the smallest pool BAL-PM sees. Needs only the split labels, so ``balpm run`` calls it
+    before featurizing (nothing computed or written for a table that cannot run); the checks and messages
+    are those of :func:`balpm.loop.prepare`."""
+    split_N = np.asarray(split_N, dtype=object)
+    if not (split_N == "test").any():
+        raise ConfigError("the table has no test rows; give split ratios with a test fraction or a file with a test split")
+    n_train = int((split_N == "train").sum())
+    pool_size = loop.pool_size or n_train
+    if pool_size > n_train:
+        raise ConfigError(f"pool_size {pool_size} exceeds the {n_train} train comparisons; lower --pool-size (0 takes all)")
+    if loop.initial >= pool_size:
+        raise ConfigError(f"initial {loop.initial} must be below the pool size {pool_size}; lower --initial")
+    remaining0 = pool_size - loop.initial
+    if loop.rounds > 1 and loop.batch_size > remaining0:
+        raise ConfigError(f"batch size {loop.batch_size} is larger than the pool ({remaining0} items after the initial "
+                          f"{loop.initial}); lower --batch-size or raise --pool-size")
+    need = loop.initial + loop.batch_size * (loop.rounds - 1)
+    if need > pool_size:
+        raise ConfigError(f"initial + batch_size * (rounds - 1) = {need} exceeds the pool size {pool_size}; "
+                          "lower --rounds or --batch-size")
+    if acquisition.policy == "balpm" and loop.rounds > 1:
+        smallest = pool_size - loop.initial - loop.batch_size * (loop.rounds - 2)
+        if acquisition.k >= smallest:
+            raise ConfigError(f"k {acquisition.k} is not below the smallest pool the policy sees ({smallest} items); lower --k")

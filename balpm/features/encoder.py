@@ -335,34 +335,67 @@ def _fit_slow(tokenizer: Any, text: Text, max_length: int) -> list[int] | None:
     return best
 
 
+#: characters kept per token of ``max_length`` before tokenizing (see :func:`cap_chars`)
+CHARS_PER_TOKEN_CAP = 64
+
+
+def cap_chars(text: Text, max_length: int) -> Text:
+    """``text`` with its prompt and its tail (answer) each cut to ``CHARS_PER_TOKEN_CAP * max_length`` characters
+    (16,384 at the default 256 tokens) before tokenizing, so that a 50 MB row costs what a long real one costs.
+
+    The cap is many times what ``max_length`` tokens hold (English averages ~4 characters a token; the longest
+    real TL;DR / CNN/DM text here is ~10,000 characters), and the tokenizer keeps the START of an over-long prompt
+    or answer, so the token ids do not change for any text whose first ``cap`` characters hold ``max_length``
+    tokens - every real one. Only pathological text (e.g. thousands of spaces per word) can differ.
+    """
+    cap = CHARS_PER_TOKEN_CAP * max_length
+    if len(text.prompt) <= cap and len(text.tail) <= cap:
+        return text
+    return Text(text.head, text.prompt[:cap], text.tail[:cap])
+
+
 def tokenize_texts(tokenizer: Any, texts: Sequence[Text], max_length: int) -> Tokenized:
     """Token ids of each text within ``max_length``: the prompt is cut from its end, the answer kept whole.
 
     Only when the template and answer alone exceed ``max_length`` is the text cut from its end (counted in
-    ``answers_truncated`` and logged as a warning).
+    ``answers_truncated`` and logged as a warning). Texts are first capped by characters (:func:`cap_chars`).
     """
     fast = bool(getattr(tokenizer, "is_fast", False))
-    enc = tokenizer([t.full for t in texts], add_special_tokens=True, truncation=False,
-                    return_offsets_mapping=fast, verbose=False)
-    out = Tokenized(ids=[list(x) for x in enc["input_ids"]], prompt_cut=[False] * len(texts), answer_cut=[False] * len(texts))
-    for i, text in enumerate(texts):
-        if len(out.ids[i]) <= max_length:
-            continue
-        fitted = (_fit_fast(tokenizer, text, out.ids[i], [tuple(o) for o in enc["offset_mapping"][i]], max_length)
-                  if fast else _fit_slow(tokenizer, text, max_length))
-        if fitted is None:
-            no_prompt = text.head + text.tail
-            fitted = list(tokenizer(no_prompt, add_special_tokens=True, truncation=True, max_length=max_length,
-                                    verbose=False)["input_ids"])
-            out.answers_truncated += 1
-            out.answer_cut[i] = True
-        out.prompts_truncated += 1
-        out.prompt_cut[i] = True
-        out.ids[i] = fitted
+    out = Tokenized(ids=[], prompt_cut=[False] * len(texts), answer_cut=[False] * len(texts))
+    for start in range(0, len(texts), _TOKENIZE_BLOCK):  # blocks: the offsets of 10^6 texts are never all in memory
+        block = [cap_chars(t, max_length) for t in texts[start:start + _TOKENIZE_BLOCK]]
+        enc = tokenizer([t.full for t in block], add_special_tokens=True, truncation=False,
+                        return_offsets_mapping=fast, verbose=False)
+        out.ids.extend(list(ids) for ids in enc["input_ids"])
+        for j, text in enumerate(block):
+            i = start + j
+            if len(out.ids[i]) > max_length:
+                _fit(tokenizer, out, i, text, [tuple(o) for o in enc["offset_mapping"][j]] if fast else None, max_length)
+        del enc
     if out.answers_truncated:
         log.warning("%d text(s) are longer than max_length %d even without their prompt; their answers were cut "
                     "(raise --max-length to keep them whole)", out.answers_truncated, max_length)
     return out
+
+
+#: texts tokenized per tokenizer call in :func:`tokenize_texts`
+_TOKENIZE_BLOCK = 4096
+
+
+def _fit(tokenizer: Any, out: Tokenized, i: int, text: Text, offsets: list[tuple[int, int]] | None,
+         max_length: int) -> None:
+    """Shorten over-long text ``i`` of ``out`` (its prompt, else its end); ``offsets`` from a fast tokenizer."""
+    fitted = (_fit_fast(tokenizer, text, out.ids[i], offsets, max_length) if offsets is not None
+              else _fit_slow(tokenizer, text, max_length))
+    if fitted is None:
+        no_prompt = text.head + text.tail
+        fitted = list(tokenizer(no_prompt, add_special_tokens=True, truncation=True, max_length=max_length,
+                                verbose=False)["input_ids"])
+        out.answers_truncated += 1
+        out.answer_cut[i] = True
+    out.prompts_truncated += 1
+    out.prompt_cut[i] = True
+    out.ids[i] = fitted
 
 
 # ---------------------------------------------------------------------------------------------
