@@ -143,7 +143,12 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
          "verdict_shares": {comparison: {n_worlds, raw: {verdict: count}, holm: {verdict: count}}},
          "distribution": {comparison: {median, q25, q75, n, y}},
          "regime": {comparison: {y, knobs: {knob: {kind: spearman|levels|constant, ...}}}},
-         "knobs": [names], "runs", "skipped"}
+         "knobs": [names], "runs", "skipped",
+         "aa_pooled": {worlds, splits, calls, false_positive_rate, fp_ci, per_world_rates}}
+
+    Each world also carries ``aa``: the A/A check (:func:`balpm.stats.aa_check`) on random's seeds;
+    ``aa_pooled`` adds its false calls over all worlds (the Clopper-Pearson interval treats the splits
+    as independent, which splits of one world's seeds are not).
     """
     if not loaded:
         raise BalpmError("no complete runs to compare; run a worlds sweep first (balpm worlds, balpm sweep)")
@@ -176,8 +181,11 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
         headroom = ceiling - base_aulc if ceiling is not None and base_aulc is not None else None
         truth = [getattr(r, "truth", None) or {} for r in (base or group)]
         noisy_pool = _mean([t["noisy_share_pool"] for t in truth if isinstance(t.get("noisy_share_pool"), (int, float))])
+        aa = stats.aa_check({METRIC: aulcs[main[BASELINE]][1]} if base else {}, level=level, n_boot=n_boot, seed=seed)
         world = {"setting": setting, "world": name, "knobs": knobs, "ceiling": ceiling, "ceiling_source": source,
                  "baseline_aulc": base_aulc, "headroom": headroom, "noisy_pool": noisy_pool,
+                 "aa": {k: aa.get(k) for k in ("splits", "possible_splits", "n_seeds", "calls", "false_positive_rate",
+                                               "fp_ci", "noise")},
                  "policies": {lab: {**_policy_frame(g), "aulc": _mean(list(aulcs[lab][1].values()))}
                               for lab, g in sorted(labels.items())}}
         worlds.append(world)
@@ -213,6 +221,12 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
                                       f"family-wise error <= {1.0 - level:.2f})"},
         "verdict_shares": {}, "distribution": {}, "regime": {},
     }
+    aa_worlds = [w["aa"] for w in worlds if w["aa"].get("splits")]
+    splits, calls = sum(a["splits"] for a in aa_worlds), sum(a["calls"] for a in aa_worlds)
+    out["aa_pooled"] = {"worlds": len(aa_worlds), "splits": splits, "calls": calls,
+                        "false_positive_rate": calls / splits if splits else None,
+                        "fp_ci": stats.fp_interval(calls, splits, level),
+                        "per_world_rates": [a["false_positive_rate"] for a in aa_worlds]}
     for comp in comps:
         rows = [r for r in table if r["comparison"] == comp]
         out["verdict_shares"][comp] = {
@@ -301,7 +315,15 @@ def format_text(summary: Mapping[str, Any]) -> str:
          f"multiplicity: {summary['multiplicity']['statement']}; 'verdict' is per comparison, 'Holm' family-wise",
          "power: MDE = (t_(1-a/2,df) + t_(0.8,df)) x SE, the smallest AULC difference each comparison detects with 80% "
          "power; share = value / headroom (Bayes-optimal test LL from truth.json, else the full runs, minus random's AULC)",
-         "", "share of worlds with each verdict (raw / Holm):"]
+         ]
+    aa = summary.get("aa_pooled") or {}
+    if aa.get("splits"):
+        rates = [r for r in aa["per_world_rates"] if r is not None]
+        L.append(f"A/A check (random's seeds split in halves, per world, pooled over {aa['worlds']} worlds): "
+                 f"{aa['calls']}/{aa['splits']} splits called a difference (false-positive rate "
+                 f"{aa['false_positive_rate']:.3f}, 95% CI [{aa['fp_ci'][0]:.3f}, {aa['fp_ci'][1]:.3f}]; per world "
+                 f"{min(rates):.2f} to {max(rates):.2f})")
+    L += ["", "share of worlds with each verdict (raw / Holm):"]
     for comp, vs in summary["verdict_shares"].items():
         n = vs["n_worlds"]
         parts = [f"{v} {vs['raw'][v]}/{n} / {vs['holm'][v]}/{n}" for v in stats.VERDICTS]
@@ -342,11 +364,11 @@ def format_text(summary: Mapping[str, Any]) -> str:
                 L.append(f"    {k:<16} rho {_f(s['rho'], 2, True)} [{_f(ci[0], 2, True)}, {_f(ci[1], 2, True)}]  "
                          f"(n={s['n']} worlds)")
             elif s["kind"] == "levels":
-                lv = ", ".join(f"{_knob(v)}: {_pct(x['median']) if reg['y'] == 'effect_share' else _f(x['median'], 4, True)} "
+                lv = ", ".join(f"{knob_text(v)}: {_pct(x['median']) if reg['y'] == 'effect_share' else _f(x['median'], 4, True)} "
                                f"(n={x['n']})" for v, x in s["levels"].items())
                 L.append(f"    {k:<16} median by value: {lv}")
             else:
-                L.append(f"    {k:<16} constant over the worlds ({', '.join(_knob(v) for v in s.get('values', []))})")
+                L.append(f"    {k:<16} constant over the worlds ({', '.join(knob_text(v) for v in s.get('values', []))})")
     if summary["skipped"]:
         L.append("")
         L.append(f"skipped {len(summary['skipped'])} run(s): "
@@ -354,7 +376,7 @@ def format_text(summary: Mapping[str, Any]) -> str:
     return "\n".join(L)
 
 
-def _knob(v: Any) -> str:
+def knob_text(v: Any) -> str:
     """A knob value for text: numbers with 3 significant digits."""
     try:
         return f"{float(v):.3g}"
@@ -441,6 +463,9 @@ def regime_figure(summary: Mapping[str, Any], comparisons: Sequence[str] | None 
     fig = make_subplots(rows=len(comps), cols=len(knobs), subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.02, vertical_spacing=0.12 if len(comps) < 4 else 0.06)
     by_world = {w["setting"]: w for w in summary["worlds"]}
+    from balpm.data.worlds import PRIOR
+
+    log_knobs = {k for k, rule in PRIOR.items() if str(rule.get("dist", "")).startswith("loguniform")}  # as sampled
     for i, c in enumerate(comps, start=1):
         y = summary["regime"][c]["y"]
         rows = [r for r in summary["table"] if r["comparison"] == c and r.get(y) is not None]
@@ -453,6 +478,8 @@ def regime_figure(summary: Mapping[str, Any], comparisons: Sequence[str] | None 
                 showlegend=False, text=[_html(world_short(r["world"], 80)) for r in rows], hovertemplate="%{text}<br>%{x}: %{y:.3g}<extra></extra>"),
                 row=i, col=j)
             fig.add_hline(y=0, line={"color": "#9ca3af", "dash": "dot", "width": 1}, row=i, col=j)
+            if k in log_knobs:
+                fig.update_xaxes(type="log", row=i, col=j)
         fig.update_yaxes(title_text=f"{_html(c)}<br>{'% of headroom' if y == 'effect_share' else 'effect'}", row=i, col=1)
     fig.update_annotations(font_size=11)
     fig.update_layout(template="plotly_white", height=max(320, 260 * len(comps)), margin={"l": 70, "r": 10, "t": 60, "b": 40},

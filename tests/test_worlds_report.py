@@ -44,6 +44,8 @@ def test_worlds_are_the_sweeps_data_world_with_their_knobs(summary, worlds_sweep
                                                                          for p in w["policies"].values())
     assert summary["runs"] == 45 and summary["comparisons"] == ["balpm - random", "bald - random", "balpm - bald"]
     assert len(summary["table"]) == 15
+    # 3 seeds of random per world: no A/A check (it needs 6), so nothing pooled
+    assert all(w["aa"]["splits"] == 0 for w in summary["worlds"]) and summary["aa_pooled"]["splits"] == 0
 
 
 def test_effects_headroom_and_power_recomputed_from_the_run_folders(summary, worlds_sweep):

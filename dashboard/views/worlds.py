@@ -51,6 +51,12 @@ st.caption(untrusted.md(summary["multiplicity"]["statement"]) + ". Power: MDE = 
            "smallest AULC difference each comparison detects with 80% power. Headroom: the Bayes-optimal test "
            "log-likelihood of the world's planted truth (truth.json) minus random's AULC (else the full runs').")
 
+aa = summary.get("aa_pooled") or {}
+if aa.get("splits"):
+    st.caption(f"A/A check (random's seeds split into halves, the same rule, per world; pooled over {aa['worlds']} "
+               f"worlds): {aa['calls']}/{aa['splits']} splits called a difference, false-positive rate "
+               f"{aa['false_positive_rate']:.3f} (95% CI {aa['fp_ci'][0]:.3f} to {aa['fp_ci'][1]:.3f}, splits taken as "
+               "independent).")
 st.subheader("Share of worlds with each verdict")
 rows = []
 for comp, vs in summary["verdict_shares"].items():
@@ -87,9 +93,10 @@ for comp in chosen:
                     f"{stats.fmt_value(ci[1], 2, True)}]")
         elif s["kind"] == "levels":
             scale = 100 if summary["regime"][comp]["y"] == "effect_share" else 1
-            text = "; ".join(f"{v}: median {x['median'] * scale:+.3g} (n={x['n']})" for v, x in s["levels"].items())
+            text = "; ".join(f"{worlds_report.knob_text(v)}: median {x['median'] * scale:+.3g} (n={x['n']})"
+                             for v, x in s["levels"].items())
         else:
-            text = "constant: " + ", ".join(map(str, s.get("values", [])))
+            text = "constant: " + ", ".join(worlds_report.knob_text(v) for v in s.get("values", []))
         reg_rows.append({"comparison": comp, "knob": knob, "summary": text, "worlds": s["n"]})
 if reg_rows:
     st.dataframe(pd.DataFrame(reg_rows), hide_index=True, width="stretch")
