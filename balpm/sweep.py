@@ -133,7 +133,13 @@ def _threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
 
-def _init_worker(threads: int) -> None:
+def _init_worker(threads: int, parent_pid: int | None = None) -> None:
+    """Initializer of a local worker process: its torch/faiss threads, and (``parent_pid``, the driver) its
+    life tied to the driver's, so a killed driver leaves no worker behind (:mod:`balpm.parent_death`)."""
+    if parent_pid is not None:
+        from balpm.parent_death import die_with_parent
+
+        die_with_parent(parent_pid)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
 
@@ -263,7 +269,7 @@ def _run_all(configs: Sequence[RunConfig], root: str | Path, workers: int, backe
         else:
             ctx = mp.get_context("spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                     initargs=(threads,)) as pool:
+                                     initargs=(threads, os.getpid())) as pool:
                 futures = {pool.submit(run_one, d, str(root), None, table, features): i for i, d in enumerate(dicts)}
                 for fut in as_completed(futures):
                     done(futures[fut], fut.result())

@@ -91,17 +91,26 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         return
     if address:
         check_address(address)
+    watchdog = None
+    if not address:  # a local Ray: torn down by a watchdog if this process is killed (balpm.ray_watchdog)
+        from balpm.ray_watchdog import start
+
+        watchdog = start()
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
-        msg = " ".join(str(exc).split())[:200]
-        raise ConfigError(f"cannot start or reach {where} ({msg}); check the address that `ray start --head` printed, "
-                          "or drop --address for a local Ray") from None
-    try:
-        yield
+        try:
+            ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+            msg = " ".join(str(exc).split())[:200]
+            raise ConfigError(f"cannot start or reach {where} ({msg}); check the address that `ray start --head` "
+                              "printed, or drop --address for a local Ray") from None
+        try:
+            yield
+        finally:
+            ray.shutdown()
     finally:
-        ray.shutdown()
+        if watchdog is not None:
+            watchdog.stop()
 
 
 # ---- planning (driver) --------------------------------------------------------------------------
