@@ -24,7 +24,9 @@ Definitions (all on the headline metric, test log-likelihood; ``balpm.stats`` fo
   some world has no headroom). A numeric knob with >= 4 distinct values: Spearman's rho with a 95%
   interval from Fisher's z with the Bonett-Wright standard error ``sqrt((1 + rho^2 / 2) / (n - 3))``
   (n >= 5 worlds); a knob with fewer values (or text, e.g. ``test``): the median of ``y`` and the
-  count per value. A knob constant over the worlds is reported as such.
+  count per value. A knob constant over the worlds is reported as such. The same summary sets the
+  effect against each mechanism measure (:data:`MECHANISMS`: the policy's and the reference's noisy
+  share of acquired labels minus the pool's, unique prompts per batch, the beta*H / U spread).
 * **Mechanism** per world and policy (means over seeds): ``noisy_labels`` = share of the ACQUIRED
   labels (after the initial set) in the noisy region, from rounds.parquet's ``noisy_share`` (round 0
   and last: ``(s_T N_T - s_0 N_0) / (N_T - N_0)``), next to the pool's share (truth.json
@@ -142,7 +144,8 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
                     p_value, p_holm, verdict, holm_verdict, mde, mde_share, headroom}],
          "verdict_shares": {comparison: {n_worlds, raw: {verdict: count}, holm: {verdict: count}}},
          "distribution": {comparison: {median, q25, q75, n, y}},
-         "regime": {comparison: {y, knobs: {knob: {kind: spearman|levels|constant, ...}}}},
+         "regime": {comparison: {y, knobs: {knob: {kind: spearman|levels|constant, ...}},
+                                 mechanism: {measure: {...}}}},
          "knobs": [names], "runs", "skipped",
          "aa_pooled": {worlds, splits, calls, false_positive_rate, fp_ci, per_world_rates}}
 
@@ -244,8 +247,26 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
         by_world = {w["setting"]: w for w in worlds}
         out["regime"][comp] = {"y": ykey, "knobs": {
             k: regime_summary([by_world[s]["knobs"].get(k) for s in knob_rows], [knob_rows[s][ykey] for s in knob_rows])
-            for k in knob_names}}
+            for k in knob_names}, "mechanism": {
+            name: regime_summary([fn(by_world[s], r) for s, r in knob_rows.items()], [r[ykey] for r in knob_rows.values()])
+            for name, fn in MECHANISMS.items()}}
     return out
+
+
+def _excess_noisy(world: Mapping[str, Any], label: str) -> float | None:
+    p = world["policies"].get(label) or {}
+    if p.get("noisy_labels") is None or world.get("noisy_pool") is None:
+        return None
+    return float(p["noisy_labels"] - world["noisy_pool"])
+
+
+#: mechanism measures set against each comparison's effect over worlds (the "why" of the regime map)
+MECHANISMS = {
+    "noisy labels - pool share (policy)": lambda w, r: _excess_noisy(w, r["policy"]),
+    "noisy labels - pool share (reference)": lambda w, r: _excess_noisy(w, r["reference"]),
+    "unique prompts/batch (policy)": lambda w, r: (w["policies"].get(r["policy"]) or {}).get("unique_prompts"),
+    "beta*H / U spread (policy)": lambda w, r: (w["policies"].get(r["policy"]) or {}).get("beta_h_to_u"),
+}
 
 
 def fisher_interval(rho: float, n: int, level: float = stats.LEVEL) -> list[float | None]:
@@ -358,7 +379,8 @@ def format_text(summary: Mapping[str, Any]) -> str:
               "per value):"]
     for comp, reg in summary["regime"].items():
         L.append(f"  {comp}:")
-        for k, s in reg["knobs"].items():
+        for k, s in list(reg["knobs"].items()) + [(f"mechanism: {m}", v) for m, v in reg.get("mechanism", {}).items()
+                                                   if v["kind"] != "constant"]:
             if s["kind"] == "spearman":
                 ci = s["ci"]
                 L.append(f"    {k:<16} rho {_f(s['rho'], 2, True)} [{_f(ci[0], 2, True)}, {_f(ci[1], 2, True)}]  "

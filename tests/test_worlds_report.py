@@ -132,6 +132,13 @@ def test_mechanism_per_world_matches_the_acquired_rows(summary, worlds_sweep):
         pool_share = np.mean([json.loads((r.path / "truth.json").read_text())["noisy_share_pool"]
                               for r in by[w["world"]]["random"].values()])
         assert w["noisy_pool"] == pytest.approx(pool_share)
+    # the regime map's "why": the effect against the policy's excess noisy share (acquired minus pool), by Spearman
+    by_world = {w["setting"]: w for w in summary["worlds"]}
+    rows = [r for r in summary["table"] if r["comparison"] == "bald - random"]
+    x = [by_world[r["setting"]]["policies"]["bald"]["noisy_labels"] - by_world[r["setting"]]["noisy_pool"] for r in rows]
+    got = summary["regime"]["bald - random"]["mechanism"]["noisy labels - pool share (policy)"]
+    assert got["kind"] == "spearman" and got["rho"] == pytest.approx(sps.spearmanr(x, [r["effect_share"] for r in rows]).statistic)
+    assert summary["regime"]["bald - random"]["mechanism"]["beta*H / U spread (policy)"]["kind"] == "constant"  # no H
 
 
 def test_cli_report_worlds_text_json_html(summary, worlds_sweep, tmp_path, capsys):

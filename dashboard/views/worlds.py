@@ -86,7 +86,8 @@ if chosen:
                     theme=None)
 reg_rows = []
 for comp in chosen:
-    for knob, s in summary["regime"][comp]["knobs"].items():
+    mech = {f"mechanism: {k}": v for k, v in summary["regime"][comp].get("mechanism", {}).items() if v["kind"] != "constant"}
+    for knob, s in {**summary["regime"][comp]["knobs"], **mech}.items():
         if s["kind"] == "spearman":
             ci = s["ci"]
             text = (f"ρ {stats.fmt_value(s['rho'], 2, True)} [{stats.fmt_value(ci[0], 2, True)}, "
@@ -102,7 +103,8 @@ if reg_rows:
     st.dataframe(pd.DataFrame(reg_rows), hide_index=True, width="stretch")
 st.caption("Per knob over the worlds: Spearman's ρ between the knob and the effect share with a 95% interval (Fisher's z, "
            "Bonett-Wright SE) when the knob takes at least 4 values over at least 5 worlds; else the median effect "
-           "share per knob value (% of headroom).")
+           "share per knob value (% of headroom). Mechanism rows: the same against a measure of what the policy did "
+           "(its noisy share of acquired labels minus the pool's, unique prompts per batch, the β·H / U spread).")
 
 st.subheader("Per world")
 index = {w["setting"]: i for i, w in enumerate(worlds)}
