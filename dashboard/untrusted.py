@@ -5,7 +5,7 @@ path, error messages from status.json, config values, prompts and answers, promp
 metric names (parquet column names). A hostile runs folder must not make the browser fetch a URL, show
 a link, colour text or typeset LaTeX.
 
-Three outlets, three functions:
+Four outlets:
 
 - :func:`md`: inline text for anything Streamlit renders as Markdown (``st.markdown``, ``st.caption``,
   ``st.error``/``warning``/``info``/``success``, ``st.subheader``, widget labels, expander labels,
@@ -19,9 +19,12 @@ Three outlets, three functions:
   of HTML (``<a href>``, ``<b>``, ``<br>``, ``<span style>``) and entities, substitutes ``%{...}`` in
   hover templates and hands ``$...$`` to MathJax; all of those are neutralised.
 
-All three put the text on one line, show control and bidirectional-override characters as visible
-``\\xNN``/``\\uNNNN`` escapes, and cut it to ``limit`` characters. Longer untrusted text (a prompt, a
-log) belongs in ``st.text``/``st.code``/``st.dataframe`` cells, which never render markup.
+- :func:`text` and :func:`frame`: longer text (a prompt, an answer) for ``st.text``/``st.code`` and
+  the string cells of a table for ``st.dataframe``, which never render markup but would still pass
+  control characters and right-to-left overrides (which make text read backwards) to the screen.
+
+All of them show control and bidirectional-override characters as visible ``\\xNN``/``\\uNNNN``
+escapes; the first three also put the text on one line and cut it to ``limit`` characters.
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 JOINER = "\u2060"  # WORD JOINER: invisible, no line break; breaks shortcodes and autolinks apart
 _PUNCT = frozenset(string.punctuation)
@@ -47,6 +51,11 @@ def _visible(ch: str) -> str:
     return f"\\x{code_point:02x}" if code_point < 0x100 else f"\\u{code_point:04x}"
 
 
+def _controls_visible(text: str, keep: str = "") -> str:
+    return "".join(_visible(ch) if ch not in keep and (ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs"))
+                   else ch for ch in text)
+
+
 def one_line(text: Any, limit: int = 2000) -> str:
     """``text`` as one line: whitespace runs become one space, control characters (C0, DEL, C1, lone
     surrogates) and bidirectional overrides become visible escapes (``\\x1b``, ``\\u202e``), and text
@@ -54,7 +63,23 @@ def one_line(text: Any, limit: int = 2000) -> str:
     one = " ".join(str(text).split())
     if len(one) > limit:
         one = one[:limit] + "..."
-    return "".join(_visible(ch) if ch in _BIDI or unicodedata.category(ch) in ("Cc", "Cs") else ch for ch in one)
+    return _controls_visible(one)
+
+
+def text(value: Any) -> str:
+    """``value`` for ``st.text``/``st.code`` or a table cell: line breaks and tabs kept, other control
+    characters and bidirectional overrides shown as visible escapes."""
+    return _controls_visible(str(value).replace("\r\n", "\n"), keep="\n\t")
+
+
+def frame(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy of ``df`` for ``st.dataframe`` with every string cell passed through :func:`text` (numbers
+    untouched; downloads should keep using ``df`` itself)."""
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object or pd.api.types.is_string_dtype(out[col].dtype):
+            out[col] = pd.Series([text(v) if isinstance(v, str) else v for v in out[col]], index=out.index, dtype=object)
+    return out
 
 
 def md(text: Any, limit: int = 2000) -> str:

@@ -90,7 +90,7 @@ if siblings:
     sib = pd.DataFrame([{"run": i.run_id, "state": i.state, "rounds done": i.last_round + 1, "differs in": _diff(i)}
                         for i in siblings])
     with st.expander(f"{len(siblings)} variant(s) of this base on disk (same seed and setting)"):
-        st.dataframe(sib, hide_index=True, width="stretch")
+        st.dataframe(untrusted.frame(sib), hide_index=True, width="stretch")
         pick = st.selectbox("compare with", ["—"] + sib["run"].tolist(), key="abl_pick")
         if pick != "—":
             st.session_state[VARIANT] = {"base": base_id, "variant": pick, "job": None}
@@ -113,7 +113,7 @@ def variant_progress() -> None:
         st.progress(p["fraction"], text=f"{untrusted.md(job.title)}: {p['done_rounds']}/{p['total_rounds']} rounds")
     elif p["returncode"] != 0:
         st.error(f"{untrusted.md(job.title)} exited with code {p['returncode']}")
-        st.code(jobs.log_tail(job), language="text")
+        st.code(untrusted.text(jobs.log_tail(job)), language="text")
     elif st.session_state.get("abl_done_job") != job.job_id:
         st.session_state["abl_done_job"] = job.job_id
         st.rerun()
@@ -162,6 +162,6 @@ show = st.radio("show", ["entered", "left", "shared"], horizontal=True, key="abl
 shown = detail[detail["change"] == show].copy()
 for col in ("base_round", "variant_round"):  # "-" where the run never acquired the prompt (not "None")
     shown[col] = [("-" if pd.isna(r) else str(int(r))) for r in shown[col]]
-st.dataframe(shown, hide_index=True, width="stretch")
+st.dataframe(untrusted.frame(shown), hide_index=True, width="stretch")
 st.download_button("picks diff (CSV)", detail.to_csv(index=False).encode(), f"diff-{base_id}-{vid}.csv", "text/csv",
                    key="abl_csv")

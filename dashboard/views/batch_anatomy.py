@@ -52,7 +52,7 @@ else:
                    "tiny U stays visible.")
     with st.expander("the numbers behind the bars"):
         num = st.column_config.NumberColumn
-        st.dataframe(anat, hide_index=True, width="stretch", column_config={
+        st.dataframe(untrusted.frame(anat), hide_index=True, width="stretch", column_config={
             **{c: num(c, format="%.3e") for c in ("u", "dist", "count", "beta_h", "score")},
             **{c: num(c, format="percent") for c in ("u_share", "dist_share", "count_share")}})
 

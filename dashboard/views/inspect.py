@@ -75,7 +75,7 @@ TEXTS = [c for c in ("prompt", "chosen", "rejected") if c in rows.columns]
 COUNTS = ("round_picked", "step_picked", "scores_from_round", "n", "n0")
 num_cfg = {c: st.column_config.NumberColumn(c, format="%d" if c in COUNTS else "%.4f", width="small")
            for c in rows.columns if c not in TEXTS and rows[c].dtype.kind in "fi"}
-st.dataframe(rows, hide_index=True, width="stretch", height=min(38 + 35 * max(len(rows), 1), 640),
+st.dataframe(untrusted.frame(rows), hide_index=True, width="stretch", height=min(38 + 35 * max(len(rows), 1), 640),
              column_order=[c for c in rows.columns if c not in TEXTS] + TEXTS,
              column_config={**num_cfg, **{c: st.column_config.TextColumn(c, width="medium") for c in TEXTS},
                             "pool_index": st.column_config.NumberColumn("pool", width="small")})
@@ -88,12 +88,12 @@ for _, r in rows.head(5).iterrows():
         title += " · initial set" if r["round_picked"] == -1 else f" · picked in round {int(r['round_picked'])}, step {int(r['step_picked']) + 1}"
     with st.expander(title, expanded=len(rows) == 1):
         st.markdown("**prompt**")
-        st.text(str(r.get("prompt", "")))
+        st.text(untrusted.text(r.get("prompt", "")))  # plain; control characters shown as escapes
         a1, a2 = st.columns(2)
         a1.markdown("**chosen** (the human's choice)")
-        a1.text(str(r.get("chosen", "")))
+        a1.text(untrusted.text(r.get("chosen", "")))
         a2.markdown("**rejected**")
-        a2.text(str(r.get("rejected", "")))
+        a2.text(untrusted.text(r.get("rejected", "")))
         probs = [r[k] for k in r.index if k[:1] == "p" and k[1:].isdigit() and pd.notna(r[k])]
         if probs:
             st.markdown("member probabilities that the human's choice wins: "

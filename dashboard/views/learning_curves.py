@@ -91,7 +91,7 @@ table = frames.verdict_frame(ev, chosen)
 table = table[table["setting"] == main_setting] if len(ev["settings"]) > 1 else table
 shown = frames.verdict_display(table)
 # every row visible: height for all rows (the table used to hide its last rows behind a scroll)
-st.dataframe(shown, hide_index=True, width="stretch", height=38 + 35 * max(1, len(shown)),
+st.dataframe(untrusted.frame(shown), hide_index=True, width="stretch", height=38 + 35 * max(1, len(shown)),
              column_config={"seeds": st.column_config.NumberColumn(width="small"),
                             "policy": st.column_config.TextColumn(pinned=True)})
 st.caption("Per seed: AULC (trapezoid of the unsmoothed curve over labelled-set size / its range) and final value; "

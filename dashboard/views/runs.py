@@ -32,7 +32,7 @@ else:
     # "2026-12-01T17:31:22+0000" -> "2026-12-01 17:31:22" (the zone is the server's; the full text was cut)
     table["updated"] = table["updated"].astype(str).str.slice(0, 19).str.replace("T", " ", regex=False)
     st.dataframe(
-        table, hide_index=True, width="stretch",
+        untrusted.frame(table), hide_index=True, width="stretch",
         # what a reader scans first, then the hashes (which may scroll): "updated" was cut off at the right
         column_order=("run", "state", "policy", "seed", "rounds done", "progress", "updated", "problem", "data",
                       "features", "config"),
@@ -129,7 +129,7 @@ if infos:
             st.error(untrusted.md(exc))
         else:
             if cfg_text is not None:
-                st.code(state.config_for_display(cfg_text), language="yaml", height=360)
+                st.code(untrusted.text(state.config_for_display(cfg_text)), language="yaml", height=360)
             else:
                 st.warning("config.yaml missing")
 
@@ -143,9 +143,9 @@ if infos:
                 st.error(untrusted.md(exc))
             else:
                 if p.is_file() and p.suffix in (".json", ".yaml", ".yml", ".txt") and p.stat().st_size < 2_000_000:
-                    st.code(p.read_text(errors="replace"))
+                    st.code(untrusted.text(p.read_text(errors="replace")))
                 elif p.is_dir():
-                    st.code("\n".join(sorted(x.name for x in p.iterdir())[:200]), language="text")
+                    st.code(untrusted.text("\n".join(sorted(x.name for x in p.iterdir())[:200])), language="text")
                 else:
                     st.info("not a readable text file (json, yaml, txt) inside the runs folder")
 
@@ -231,7 +231,7 @@ def _jobs_panel() -> None:
         st.progress(p["fraction"], text=f"{untrusted.md(j.title)}: {untrusted.md(label)} · {p['done_rounds']}/{p['total_rounds']} rounds")
         if p["failed"]:
             st.error(untrusted.md(f"{j.title}: {label}"))
-            st.code(jobs.log_tail(j), language="text")
+            st.code(untrusted.text(jobs.log_tail(j)), language="text")
     if active and all(j.finished for j in js):
         st.rerun()  # refresh the run table once everything is done
 
