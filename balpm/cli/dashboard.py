@@ -174,6 +174,8 @@ def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_
           "keep it on 127.0.0.1, use an SSH tunnel for remote use)", flush=True)
     # cwd = the folder above the app (the checkout), so Streamlit also reads .streamlit/config.toml there
     proc = subprocess.Popen(cmd, env=env, cwd=str(dashboard_app_path().parents[1]))
+    if open_browser:  # Streamlit opens no tab for an st.App: open it once the server answers
+        _open_when_up(proc, host, port)
     terminated: list[float] = []
     previous = _forward_sigterm(proc, terminated)
     try:
@@ -191,6 +193,33 @@ def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_
             _stop(proc)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _open_when_up(proc: subprocess.Popen, host: str, port: int, timeout: float = 120.0) -> None:
+    """In a daemon thread: poll the server's health endpoint, then open a browser tab on it."""
+    import threading
+    import urllib.request
+    import webbrowser
+
+    from balpm_dashboard.host_guard import normalize
+
+    name = normalize(host) or host
+    name = "127.0.0.1" if name in ("0.0.0.0", "[::]") else name  # what the browser may ask for
+    url = f"http://{name}:{port}"
+
+    def poll() -> None:
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            try:
+                with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        webbrowser.open(url)
+                        return
+            except OSError:
+                pass
+            time.sleep(0.5)
+
+    threading.Thread(target=poll, name="balpm-dashboard-open", daemon=True).start()
 
 
 def _stop(proc: subprocess.Popen) -> int:
