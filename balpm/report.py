@@ -198,7 +198,7 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
                  "(better / worse when it excludes 0 on that side), Holm: the same under Holm's step-down over every "
                  "AULC comparison of the report (adjusted p < 0.05). fewer labels: secondary, only behind 'better'; "
                  "exact (interpolated) / paper (round-based), on 3-round averages, [95% bootstrap CI over seeds].")
-    lines.append(f"power: each comparison can detect an AULC difference of at least MDE = (t_(1-a/2,df) + t_(0.8,df)) x SE "
+    lines.append("power: each comparison can detect an AULC difference of at least MDE = (t_(1-a/2,df) + t_(0.8,df)) x SE "
                  "(80% power, two-sided paired t at a = 0.05); a 'no detectable difference' means no effect larger "
                  "than its MDE. Share of headroom: MDE / (ceiling - baseline's AULC), the ceiling from truth.json "
                  "(Bayes-optimal) when the runs have it, else the full runs.")

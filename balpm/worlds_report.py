@@ -330,13 +330,13 @@ def world_short(name: str, width: int = 60) -> str:
 
 def format_text(summary: Mapping[str, Any]) -> str:
     """The plain-text many-worlds report (``balpm report --worlds``)."""
-    L = [f"worlds: {len(summary['worlds'])}   runs: {summary['runs']}   metric: AULC of "
-         f"{stats.METRIC_NAMES.get(summary['metric'], summary['metric'])} (paired by seed, "
-         f"{summary['level']:.0%} Student-t)",
+    L = [(f"worlds: {len(summary['worlds'])}   runs: {summary['runs']}   metric: AULC of "
+          f"{stats.METRIC_NAMES.get(summary['metric'], summary['metric'])} (paired by seed, "
+          f"{summary['level']:.0%} Student-t)"),
          f"multiplicity: {summary['multiplicity']['statement']}; 'verdict' is per comparison, 'Holm' family-wise",
-         "power: MDE = (t_(1-a/2,df) + t_(0.8,df)) x SE, the smallest AULC difference each comparison detects with 80% "
-         "power; share = value / headroom (Bayes-optimal test LL from truth.json, else the full runs, minus random's AULC)",
-         ]
+         ("power: MDE = (t_(1-a/2,df) + t_(0.8,df)) x SE, the smallest AULC difference each comparison detects with "
+          "80% power; share = value / headroom (Bayes-optimal test LL from truth.json, else the full runs, minus "
+          "random's AULC)")]
     aa = summary.get("aa_pooled") or {}
     if aa.get("splits"):
         rates = [r for r in aa["per_world_rates"] if r is not None]
@@ -375,8 +375,8 @@ def format_text(summary: Mapping[str, Any]) -> str:
             L.append(f"  w{i:<5}{r['comparison']:<24} {r['n']:>5}  {eff:>28}  {_pct(r['effect_share']):>7}  "
                      f"{_f(r['p_value'], 3):>7}  {_f(r.get('p_holm'), 3):>7}  {r['verdict']:<24}  "
                      f"{r.get('holm_verdict') or '-':<24}  {mde}")
-    L += ["", "regime map (effect share against each world knob; Spearman rho [95% CI, Fisher z] or the median "
-              "per value):"]
+    L += ["", ("regime map (effect share against each world knob; Spearman rho [95% CI, Fisher z] or the median "
+               "per value):")]
     for comp, reg in summary["regime"].items():
         L.append(f"  {comp}:")
         for k, s in list(reg["knobs"].items()) + [(f"mechanism: {m}", v) for m, v in reg.get("mechanism", {}).items()

@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from balpm import worlds_report  # noqa: E402
+from balpm import worlds_report
 
 APP = REPO / "dashboard" / "app.py"
 

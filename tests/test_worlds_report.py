@@ -117,7 +117,7 @@ def test_mechanism_per_world_matches_the_acquired_rows(summary, worlds_sweep):
     for w in summary["worlds"]:
         for label, mech in w["policies"].items():
             noisy, unique = [], []
-            for s, run in by[w["world"]][label].items():
+            for run in by[w["world"]][label].values():
                 table = run.dataset()[0].set_index("pair_id")
                 acq = run.acquisitions()
                 noisy.append(float((table.loc[acq["pair_id"], "cluster"] == 0).mean()))  # cluster 0: the noisy region

@@ -68,7 +68,7 @@ for comp, vs in summary["verdict_shares"].items():
     for v in stats.VERDICTS:
         row[f"{v} (raw)"] = f"{vs['raw'][v]}/{vs['n_worlds']}"
     unit = "% of headroom" if d["y"] == "effect_share" else "AULC"
-    row[f"median effect [IQR]"] = (f"{d['median'] * scale:+.3g} [{d['q25'] * scale:+.3g}, {d['q75'] * scale:+.3g}] {unit}"
+    row["median effect [IQR]"] = (f"{d['median'] * scale:+.3g} [{d['q25'] * scale:+.3g}, {d['q75'] * scale:+.3g}] {unit}"
                                    if d["median"] is not None else "-")
     rows.append(row)
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
