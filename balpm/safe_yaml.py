@@ -55,7 +55,7 @@ def _line(event: Any) -> str:
     return f" at line {mark.line + 1}" if mark is not None else ""
 
 
-def check_events(text: str, where: str = "YAML", *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> None:
+def check_events(text: str, where: str = "the YAML text", *, max_depth: int = MAX_DEPTH, max_nodes: int = MAX_NODES) -> None:
     """Scan ``text``'s parser events; a one-line ConfigError on an alias, too deep nesting or too many nodes.
 
     Syntax errors are left to the load that follows (this scan stops at them silently).
@@ -85,7 +85,7 @@ def check_events(text: str, where: str = "YAML", *, max_depth: int = MAX_DEPTH, 
         return  # a syntax error: reported, with its position, by the load that follows
 
 
-def load_text(text: str, where: str = "YAML", *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
+def load_text(text: str, where: str = "the YAML text", *, max_bytes: int = MAX_BYTES, max_depth: int = MAX_DEPTH,
               max_nodes: int = MAX_NODES) -> Any:
     """The document in ``text`` (safe types only), or a one-line ConfigError naming ``where`` and the cap hit."""
     text = str(text)

@@ -206,4 +206,6 @@ def main(argv: list[str] | None = None) -> None:
         _print_error(line)
         sys.exit(status)
     if isinstance(code, int) and not isinstance(code, bool) and code != 0:
+        if code == 130:  # typer turns a KeyboardInterrupt into Exit(130): the same one line as above
+            _print_error(error_line(KeyboardInterrupt())[0])
         sys.exit(code)
