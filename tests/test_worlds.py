@@ -73,7 +73,7 @@ def test_noisy_flip_moves_the_noisy_region_from_coin_flips_to_a_taste():
     chat_taste = taste.loc[taste["cluster"] == 0, "true_prob"].to_numpy()
     chat_half = half.loc[half["cluster"] == 0, "true_prob"].to_numpy()
     topics = coin.loc[coin["cluster"] > 0, "true_prob"].to_numpy()
-    agree = lambda p: np.maximum(p, 1 - p).mean()  # noqa: E731
+    agree = lambda p: np.maximum(p, 1 - p).mean()
     # the region's taste is as clear as a typical topic's; half the noise halves the distance from 0.5
     assert agree(topics) - 0.05 < agree(chat_taste) < agree(topics) + 0.08
     assert agree(chat_half) - 0.5 == pytest.approx((agree(chat_taste) - 0.5) / 2, rel=0.05)

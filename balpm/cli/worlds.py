@@ -13,7 +13,7 @@ loop sizes) before any run starts; each run's config carries its world in ``data
 report groups the runs of one world into one setting. Each world runs at the teaching preset
 (balpm/presets.py: model and beta chosen on the classic world, never on these) with the loop sizes its
 pool and budget imply (:func:`balpm.data.worlds.loop_settings`). The runs go through
-:func:`balpm.sweep.sweep` a few worlds at a time (only those worlds' inputs are held in memory);
+:func:`balpm.sweep.sweep` (local processes, or ``--backend ray`` as ``balpm sweep``) a few worlds at a time (only those worlds' inputs are held in memory);
 re-issuing the command skips complete runs and resumes partial ones.
 """
 from __future__ import annotations
@@ -100,6 +100,9 @@ def worlds_command(
     ceiling: bool = typer.Option(False, "--ceiling", metavar="", help="also the ceiling 'full' per world and seed"),
     workers: int = typer.Option(max(1, os.cpu_count() or 1), "--workers", "-j", metavar="INTEGER",
                                 help="parallel processes"),
+    backend: str = typer.Option("local", "--backend", metavar="[local|ray]", help="local (processes) or ray, as balpm sweep"),
+    address: Optional[str] = typer.Option(None, "--address", help="--backend ray: the cluster's address (none: a "
+                                          "local Ray for this command)"),
     sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help="a config knob for every run "
                                              "(repeatable), e.g. --set acquisition.beta=0.01"),
     runs_dir: Path = typer.Option(Path("runs/worlds"), "--runs-dir", metavar="DIR", help="runs root folder"),
@@ -121,6 +124,8 @@ def worlds_command(
     else:
         specs = sample_worlds(n, seed)
         prior, draw_seed = PRIOR, int(seed)
+    if backend not in ("local", "ray"):
+        raise ConfigError(f"unknown backend {backend!r}; choose local or ray")
     pol = sweep.parse_policies(policies)
     sds = sweep.parse_seeds(seeds)
     sets = list(sets or [])
@@ -139,7 +144,7 @@ def worlds_command(
     total = 0
     for start in range(0, len(specs), WORLDS_PER_SWEEP):
         group = [c for cfgs in per_world[start:start + WORLDS_PER_SWEEP] for c in cfgs]
-        results = sweep.sweep(group, runs_dir, workers=workers, progress=not quiet)
+        results = sweep.sweep(group, runs_dir, workers=workers, backend=backend, address=address, progress=not quiet)
         total += len(results)
         failed += [r for r in results if r.state != "complete"]
         end = min(start + WORLDS_PER_SWEEP, len(specs))
