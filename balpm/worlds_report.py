@@ -480,10 +480,10 @@ def regime_figure(summary: Mapping[str, Any], comparisons: Sequence[str] | None 
     for c in comps:
         for k in knobs:
             s = summary["regime"][c]["knobs"].get(k, {})
-            extra = f" ρ {s['rho']:+.2f}" if s.get("kind") == "spearman" and s.get("rho") is not None else ""
+            extra = f"<br>ρ {s['rho']:+.2f}" if s.get("kind") == "spearman" and s.get("rho") is not None else "<br> "
             titles.append(f"{k}{extra}")
     fig = make_subplots(rows=len(comps), cols=len(knobs), subplot_titles=titles, shared_yaxes=True,
-                        horizontal_spacing=0.02, vertical_spacing=0.12 if len(comps) < 4 else 0.06)
+                        horizontal_spacing=0.025, vertical_spacing=0.16 if len(comps) < 4 else 0.08)
     by_world = {w["setting"]: w for w in summary["worlds"]}
     from balpm.data.worlds import PRIOR
 
@@ -501,10 +501,13 @@ def regime_figure(summary: Mapping[str, Any], comparisons: Sequence[str] | None 
                 row=i, col=j)
             fig.add_hline(y=0, line={"color": "#9ca3af", "dash": "dot", "width": 1}, row=i, col=j)
             if k in log_knobs:
-                fig.update_xaxes(type="log", row=i, col=j)
+                fig.update_xaxes(type="log", dtick="D2", row=i, col=j)
+            else:
+                fig.update_xaxes(nticks=4, row=i, col=j)
         fig.update_yaxes(title_text=f"{_html(c)}<br>{'% of headroom' if y == 'effect_share' else 'effect'}", row=i, col=1)
     fig.update_annotations(font_size=11)
-    fig.update_layout(template="plotly_white", height=max(320, 260 * len(comps)), margin={"l": 70, "r": 10, "t": 60, "b": 40},
+    fig.update_xaxes(tickfont_size=10, tickangle=0)
+    fig.update_layout(template="plotly_white", height=max(340, 290 * len(comps)), margin={"l": 70, "r": 10, "t": 80, "b": 40},
                       title="Regime map: effect against each world knob (a point per world; ▲/▼ called by Holm)")
     return fig
 
