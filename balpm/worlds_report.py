@@ -26,7 +26,9 @@ Definitions (all on the headline metric, test log-likelihood; ``balpm.stats`` fo
   (n >= 5 worlds); a knob with fewer values (or text, e.g. ``test``): the median of ``y`` and the
   count per value. A knob constant over the worlds is reported as such. The same summary sets the
   effect against each mechanism measure (:data:`MECHANISMS`: the policy's and the reference's noisy
-  share of acquired labels minus the pool's, unique prompts per batch, the beta*H / U spread).
+  share of acquired labels minus the pool's, unique prompts per batch, the beta*H / U spread). The map
+  is exploratory: each rho's interval is per cell; ``p_holm`` adjusts the knob correlations' p-values
+  (scipy's) over the whole map with Holm.
 * **Mechanism** per world and policy (means over seeds): ``noisy_labels`` = share of the ACQUIRED
   labels (after the initial set) in the noisy region, from rounds.parquet's ``noisy_share`` (round 0
   and last: ``(s_T N_T - s_0 N_0) / (N_T - N_0)``), next to the pool's share (truth.json
@@ -250,6 +252,11 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
             for k in knob_names}, "mechanism": {
             name: regime_summary([fn(by_world[s], r) for s, r in knob_rows.items()], [r[ykey] for r in knob_rows.values()])
             for name, fn in MECHANISMS.items()}}
+    cells = [x for reg in out["regime"].values() for x in reg["knobs"].values() if x["kind"] == "spearman"]
+    for x, ph in zip(cells, stats.holm([x.get("p_value") for x in cells])):
+        x["p_holm"] = ph  # Holm over the regime map's knob correlations (exploratory: the rho intervals are per cell)
+    out["regime_multiplicity"] = {"method": "holm", "m": sum(x.get("p_value") is not None for x in cells),
+                                  "family": "every Spearman correlation of a knob with an effect in the regime map"}
     return out
 
 
@@ -375,16 +382,18 @@ def format_text(summary: Mapping[str, Any]) -> str:
             L.append(f"  w{i:<5}{r['comparison']:<24} {r['n']:>5}  {eff:>28}  {_pct(r['effect_share']):>7}  "
                      f"{_f(r['p_value'], 3):>7}  {_f(r.get('p_holm'), 3):>7}  {r['verdict']:<24}  "
                      f"{r.get('holm_verdict') or '-':<24}  {mde}")
-    L += ["", ("regime map (effect share against each world knob; Spearman rho [95% CI, Fisher z] or the median "
-               "per value):")]
+    rm = summary.get("regime_multiplicity") or {}
+    L += ["", ("regime map (effect share against each world knob; Spearman rho [95% CI, Fisher z, per cell] or the "
+               f"median per value; p Holm over the map's {rm.get('m', 0)} knob correlations):")]
     for comp, reg in summary["regime"].items():
         L.append(f"  {comp}:")
         for k, s in list(reg["knobs"].items()) + [(f"mechanism: {m}", v) for m, v in reg.get("mechanism", {}).items()
                                                    if v["kind"] != "constant"]:
             if s["kind"] == "spearman":
                 ci = s["ci"]
+                ph = f", p Holm {s['p_holm']:.3f}" if s.get("p_holm") is not None else ""
                 L.append(f"    {k:<16} rho {_f(s['rho'], 2, True)} [{_f(ci[0], 2, True)}, {_f(ci[1], 2, True)}]  "
-                         f"(n={s['n']} worlds)")
+                         f"(n={s['n']} worlds{ph})")
             elif s["kind"] == "levels":
                 lv = ", ".join(f"{knob_text(v)}: {_pct(x['median']) if reg['y'] == 'effect_share' else _f(x['median'], 4, True)} "
                                f"(n={x['n']})" for v, x in s["levels"].items())

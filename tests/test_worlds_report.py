@@ -108,6 +108,9 @@ def test_regime_map_spearman_and_levels(summary):
         topics = [r["effect_share"] for r in rows if by_world[r["setting"]]["knobs"]["test"] == "topics"]
         assert t["levels"]["topics"] == {"median": pytest.approx(np.median(topics)), "n": 3}
         assert reg["knobs"]["cpp"] == {"kind": "constant", "n": 5, "values": [2]}
+    cells = [x for c in summary["comparisons"] for x in summary["regime"][c]["knobs"].values() if x["kind"] == "spearman"]
+    assert summary["regime_multiplicity"]["m"] == len(cells)  # Holm over the map's knob correlations
+    assert [x["p_holm"] for x in cells] == pytest.approx(stats.holm([x["p_value"] for x in cells]))
     assert worlds_report.regime_summary([1, 2, 3], [0.1, None, 0.3])["kind"] == "levels"
     assert worlds_report.fisher_interval(1.0, 10) == [None, None]
 

@@ -91,7 +91,8 @@ for comp in chosen:
         if s["kind"] == "spearman":
             ci = s["ci"]
             text = (f"ρ {stats.fmt_value(s['rho'], 2, True)} [{stats.fmt_value(ci[0], 2, True)}, "
-                    f"{stats.fmt_value(ci[1], 2, True)}]")
+                    f"{stats.fmt_value(ci[1], 2, True)}]"
+                    + (f", p Holm {s['p_holm']:.3f}" if s.get("p_holm") is not None else ""))
         elif s["kind"] == "levels":
             scale = 100 if summary["regime"][comp]["y"] == "effect_share" else 1
             text = "; ".join(f"{worlds_report.knob_text(v)}: median {x['median'] * scale:+.3g} (n={x['n']})"
