@@ -808,6 +808,8 @@ class Run:
             prompts = npy_files.load(safe_path(self.root, folder / "prompt_features.npy"),
                                      f"prompt_features.npy of snapshot {data_hash}", rows=len(ids))
             table = pd.read_parquet(safe_path(self.root, folder / "table.parquet"))
+        except BalpmError:  # already one line (a refused .npy header)
+            raise
         except (OSError, ValueError) as exc:
             raise BalpmError(f"dataset snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:160]})") from None
         return table, [str(i) for i in ids], prompts

@@ -112,6 +112,8 @@ def load_inputs(root: str | Path, data_hash: str, feature_hash: str) -> tuple[pd
             raise ValueError("pair_ids.json is not a list")
         pairs = npy_files.load(safe_path(ffolder, "pairs.npy"), f"pairs.npy of snapshot {data_hash}",
                                rows=len(pair_ids), ndim=(2, 3), mmap=True)
+    except BalpmError:  # already one line (a refused .npy header)
+        raise
     except (OSError, ValueError) as exc:
         raise BalpmError(f"dataset snapshot {data_hash} unreadable ({' '.join(str(exc).split())[:160]})") from None
     if pairs.shape[0] != len(pair_ids) or info.get("hash") != str(feature_hash):
