@@ -56,14 +56,13 @@ def _worlds_doc(worlds: list[Any], *, prior: Any, seed: int | None, policies: li
 
 def _record(runs_dir: Path, doc: dict[str, Any]) -> None:
     """Write ``worlds.yaml``; an existing one must list the same worlds first (a larger --n extends it)."""
-    import yaml
-
+    from balpm import safe_yaml
     from balpm.runs import atomic_write_text
 
     path = runs_dir / WORLDS_FILE
     if path.is_file():
         try:
-            old = yaml.safe_load(path.read_text()) or {}
+            old = safe_yaml.load_file(path, str(path)) or {}  # bounded, no aliases
             old_specs = [w["spec"] for w in old.get("worlds", [])]
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same one-line error
             raise ConfigError(f"{path} is unreadable ({' '.join(str(exc).split())[:120]}); delete it or choose another "
@@ -75,19 +74,18 @@ def _record(runs_dir: Path, doc: dict[str, Any]) -> None:
         if len(old_specs) > len(new_specs):
             return  # a smaller --n re-runs the first worlds: the record of the larger set stays
     runs_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False))
+    atomic_write_text(path, safe_yaml.dump(doc))  # never anchors/aliases: read back by safe_yaml
 
 
 def _print_knobs() -> None:
-    import yaml
-
+    from balpm import safe_yaml
     from balpm.data.worlds import PRIOR, world_knobs_help
 
     typer.echo(f"{'knob':<15} {'classic':<20} {'bounds':<22} help")
     for name, default, bounds, help in world_knobs_help():
         typer.echo(f"{name:<15} {default:<20} {bounds:<22} {help}")
     typer.echo("\nprior (balpm.data.worlds.PRIOR):")
-    typer.echo(yaml.safe_dump(PRIOR, sort_keys=False, default_flow_style=None).rstrip())
+    typer.echo(safe_yaml.dump(PRIOR, default_flow_style=None).rstrip())
 
 
 def worlds_command(

@@ -47,8 +47,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
+from balpm import safe_yaml
 from balpm.errors import ConfigError, DataError
 
 #: spawn keys of the seed streams (never renumber: it would change every planted world)
@@ -134,10 +134,7 @@ def shipped_recipes() -> list[str]:
 def load_recipe(name_or_path: str, **changes: Any) -> tuple[Recipe, Path]:
     """``(recipe, its file)``: the YAML's ``source`` / ``plant`` / ``run`` sections, then ``changes`` (None: unchanged)."""
     path = recipe_path(name_or_path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"recipe {str(path)!r} is unreadable ({' '.join(str(exc).split())[:160]})") from None
+    raw = safe_yaml.load_file(path, f"recipe {str(path)!r}") or {}  # bounded, no aliases; one-line errors
     if not isinstance(raw, dict):
         raise ConfigError(f"recipe {str(path)!r} must be a mapping with sections source, plant, run")
     unknown = sorted(set(map(str, raw)) - {"source", "plant", "run"})
