@@ -157,9 +157,13 @@ def _versions() -> dict[str, str]:
 
 
 def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress: bool = True,
-              backend: str = "local", address: str | None = None) -> Features:
+              backend: str = "local", address: str | None = None,
+              on_compute: Callable[[str, int, int], None] | None = None) -> Features:
     """Prompt and prompt+answer features of a preference table (cache hit, no model load, when identical).
 
+    ``on_compute(part, distinct_texts, texts)`` is called just before a part that is not in the cache is
+    computed, never for a cache hit (``balpm demo`` says there that it is the first time; the time it takes
+    follows from the first batch, see :meth:`Encoder.encode_ids`).
     Raises one-line :class:`FeatureError`/:class:`ConfigError` for a bad table or options, before any work.
     ``backend="ray"``: parts not in the cache are computed by a Ray actor pool (``address``: a cluster;
     None: a local Ray), same cache entries, resumable by shards (see :mod:`balpm.features.distributed`).
@@ -211,6 +215,8 @@ def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress
                 log.info("%s features: cache hit %s", part, cache.paths(keys[part])[0])
                 continue
             hits[part] = False
+            if on_compute is not None:
+                on_compute(part, len(set(texts)), len(texts))
             ray_opts = {"spec": spec, "address": address, "session": ray_session} if backend == "ray" else None
             arrays[part], manifests[part] = _compute_part(part, texts, keys[part], identity, templates, cfg, cache,
                                                           get_encoder, progress, ray_opts=ray_opts)
