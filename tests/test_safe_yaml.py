@@ -153,3 +153,18 @@ def test_dashboard_config_display_survives_bombs():
         assert state.config_for_display(text) == text  # shown as written, never expanded
     shown = state.config_for_display("data:\n  paths: [a.jsonl]\n  synthetic: teaching\nloop: {rounds: 2}\n")
     assert "synthetic: teaching" not in shown and "a.jsonl" in shown
+
+
+def test_no_yaml_is_read_past_the_safe_loader():
+    """Every YAML read in balpm/ and dashboard/ goes through balpm.safe_yaml (a bare yaml.safe_load would
+    bring back the alias bomb and the RecursionError)."""
+    import re
+
+    repo = Path(__file__).resolve().parents[1]
+    bare = re.compile(r"(?<![\w.])yaml\.(safe_load|load|full_load|unsafe_load|load_all|safe_load_all|compose|"
+                      r"safe_dump|dump)\(")
+    offenders = [f"{path.relative_to(repo)}: {m.group(0)}" for folder in ("balpm", "dashboard")
+                 for path in sorted((repo / folder).rglob("*.py")) if path.name != "safe_yaml.py"
+                 for m in bare.finditer(path.read_text(encoding="utf-8"))]
+    assert not offenders, offenders
+    assert bare.search("raw = yaml.safe_load(text)") and not bare.search("safe_yaml.dump(doc)")
