@@ -117,3 +117,12 @@ def worlds_sweep(tmp_path_factory) -> Path:
     results = sweep.sweep(cfgs, root, workers=1, progress=False)
     assert all(r.state == "complete" for r in results), [r for r in results if r.state != "complete"]
     return root
+
+
+@pytest.fixture(scope="session")
+def hostile_runs_root(tmp_path_factory) -> Path:
+    """The hostile runs folder of :mod:`hostile_runs` (markup in every untrusted string), built once for
+    the AppTest and the Chromium tests of the dashboard; read-only for them."""
+    import hostile_runs
+
+    return hostile_runs.build(tmp_path_factory.mktemp("hostile"))

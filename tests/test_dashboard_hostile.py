@@ -52,12 +52,7 @@ def raw_markup(body: str) -> list[str]:
     return [token for token in hostile_runs.RAW_MARKUP if re.search(r"(?<!\\)" + re.escape(token), outside_code)]
 
 
-# ---- (1) every page in AppTest ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def hostile_root(tmp_path_factory) -> Path:
-    return hostile_runs.build(tmp_path_factory.mktemp("hostile"))
-
-
+# ---- (1) every page in AppTest (hostile_runs_root: tests/conftest.py) --------------------------
 def _markdown_bodies(at) -> list[str]:
     out = []
     for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "header", "title"):
@@ -71,12 +66,12 @@ def test_app_pages_lists_every_view():
     assert [p for p, _ in pages][0] == "views/runs.py" and len(pages) == len(list((REPO / "dashboard" / "views").glob("*.py")))
 
 
-def test_every_page_shows_hostile_text_escaped(hostile_root, monkeypatch):
+def test_every_page_shows_hostile_text_escaped(hostile_runs_root, monkeypatch):
     from streamlit.testing.v1 import AppTest
 
     from balpm_dashboard import untrusted
 
-    monkeypatch.setenv("BALPM_RUNS_DIR", str(hostile_root))
+    monkeypatch.setenv("BALPM_RUNS_DIR", str(hostile_runs_root))
     at = AppTest.from_file(str(APP), default_timeout=180)
     at.run()
     seen: dict[str, list[str]] = {}
@@ -104,7 +99,7 @@ def test_every_page_shows_hostile_text_escaped(hostile_root, monkeypatch):
     assert untrusted.md(hostile_runs.FOLDER) in runs_page and "is not a run id" in runs_page
     assert untrusted.md(hostile_runs.HOSTILE)[:100] in runs_page.replace(untrusted.md(f"RuntimeError: {hostile_runs.HOSTILE}"), "")
     # the runs folder (sidebar, every page) as a code span
-    assert all(any(untrusted.code(hostile_root) in b for b in bodies) for bodies in seen.values())
+    assert all(any(untrusted.code(hostile_runs_root) in b for b in bodies) for bodies in seen.values())
     # Inspect: the expanders are titled with the hostile prompt ids, escaped
     assert any(untrusted.md(hostile_runs.HOSTILE, 80)[:60] in b for b in seen["views/inspect.py"])
     # plotly: hover texts carry the prompt ids HTML-escaped, never a raw tag or a hover-template field

@@ -77,8 +77,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    root = hostile_runs.build(tmp_path_factory.mktemp("hostile-browser"))
+def server(hostile_runs_root, tmp_path_factory):
+    root = hostile_runs_root  # tests/conftest.py
     port = _free_port()
     log_path = tmp_path_factory.mktemp("dashboard-log") / "balpm-dashboard.log"
     with open(log_path, "wb") as log:

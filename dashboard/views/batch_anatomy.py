@@ -23,7 +23,7 @@ else:
         rnd = c[1].select_slider("round", rounds_avail, value=rounds_avail[0], key="ba_round")
     else:
         rnd = rounds_avail[0]
-        c[1].markdown(f"round **{rnd}**")
+        c[1].markdown(f"round **{untrusted.md(rnd)}**")
     picks = acq[acq["round"] == rnd]
     a = cfg.acquisition
     rounds_df = state.attempt(state.rounds, root, rid, what=rid)

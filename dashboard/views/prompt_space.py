@@ -90,7 +90,7 @@ if len(score_rounds) > 1:
     rnd = rc[1].select_slider("round", score_rounds, value=score_rounds[0], key="rp_round")
 else:
     rnd = score_rounds[0]
-    rc[1].markdown(f"round **{rnd}**")
+    rc[1].markdown(f"round **{untrusted.md(rnd)}**")
 color_by = rc[2].radio("colour the pool by", frames.SCORE_CHOICES, format_func=lambda s: frames.SCORE_LABELS[s],
                        horizontal=True, key="rp_color")
 
