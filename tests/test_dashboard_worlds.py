@@ -33,9 +33,10 @@ def test_worlds_page_shows_verdict_shares_distributions_regime_map_and_per_world
     assert metrics == {"worlds": "5", "runs": "45", "comparisons": "15", "Holm family (m)": "15"}
     shares = at.dataframe[0].value.set_index("comparison")
     for comp, vs in summary["verdict_shares"].items():
-        for v in ("better", "worse", "no detectable difference"):
-            assert shares.loc[comp, f"{v} (Holm)"] == f"{vs['holm'][v]}/5"
-            assert shares.loc[comp, f"{v} (raw)"] == f"{vs['raw'][v]}/5"
+        verdicts = ("better", "worse", "no detectable difference")
+        assert shares.loc[comp, "Holm: better / worse / none"] == " / ".join(str(vs["holm"][v]) for v in verdicts)
+        assert shares.loc[comp, "per comparison: better / worse / none"] == " / ".join(str(vs["raw"][v]) for v in verdicts)
+        assert shares.loc[comp, "worlds"] == 5
     assert len(at.get("plotly_chart")) == 2  # the distributions and the regime map
     regime = at.dataframe[1].value
     rho = summary["regime"]["balpm - random"]["knobs"]["noisy_share"]["rho"]

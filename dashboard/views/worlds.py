@@ -62,11 +62,9 @@ rows = []
 for comp, vs in summary["verdict_shares"].items():
     d = summary["distribution"][comp]
     scale = 100 if d["y"] == "effect_share" else 1
-    row = {"comparison": comp, "worlds": vs["n_worlds"]}
-    for v in stats.VERDICTS:
-        row[f"{v} (Holm)"] = f"{vs['holm'][v]}/{vs['n_worlds']}"
-    for v in stats.VERDICTS:
-        row[f"{v} (raw)"] = f"{vs['raw'][v]}/{vs['n_worlds']}"
+    row = {"comparison": comp, "worlds": vs["n_worlds"],
+           "Holm: better / worse / none": " / ".join(str(vs["holm"][v]) for v in stats.VERDICTS),
+           "per comparison: better / worse / none": " / ".join(str(vs["raw"][v]) for v in stats.VERDICTS)}
     unit = "% of headroom" if d["y"] == "effect_share" else "AULC"
     row["median effect [IQR]"] = (f"{d['median'] * scale:+.3g} [{d['q25'] * scale:+.3g}, {d['q75'] * scale:+.3g}] {unit}"
                                    if d["median"] is not None else "-")
