@@ -19,8 +19,9 @@ Four outlets:
   of HTML (``<a href>``, ``<b>``, ``<br>``, ``<span style>``) and entities, substitutes ``%{...}`` in
   hover templates and hands ``$...$`` to MathJax; all of those are neutralised.
 
-- :func:`text` and :func:`frame`: longer text (a prompt, an answer) for ``st.text``/``st.code`` and
-  the string cells of a table for ``st.dataframe``, which never render markup but would still pass
+- :func:`text`, :func:`frame` and :func:`tree`: longer text (a prompt, an answer) for
+  ``st.text``/``st.code``, the string cells of a table for ``st.dataframe`` and the strings of a JSON
+  document for ``st.json``, which never render markup but would still pass
   control characters and right-to-left overrides (which make text read backwards) to the screen.
 
 All of them show control and bidirectional-override characters as visible ``\\xNN``/``\\uNNNN``
@@ -70,6 +71,18 @@ def text(value: Any) -> str:
     """``value`` for ``st.text``/``st.code`` or a table cell: line breaks and tabs kept, other control
     characters and bidirectional overrides shown as visible escapes."""
     return _controls_visible(str(value).replace("\r\n", "\n"), keep="\n\t")
+
+
+def tree(value: Any) -> Any:
+    """A parsed JSON document for ``st.json`` with every string in it (keys too) passed through
+    :func:`text`."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        return {tree(k): tree(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [tree(v) for v in value]
+    return value
 
 
 def frame(df: pd.DataFrame) -> pd.DataFrame:

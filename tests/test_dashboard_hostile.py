@@ -53,6 +53,15 @@ def raw_markup(body: str) -> list[str]:
 
 
 # ---- (1) every page in AppTest (hostile_runs_root: tests/conftest.py) --------------------------
+def _strings(doc) -> str:
+    """Every string of a parsed JSON document (keys too), joined."""
+    if isinstance(doc, dict):
+        return " ".join(_strings(k) + " " + _strings(v) for k, v in doc.items())
+    if isinstance(doc, list):
+        return " ".join(_strings(v) for v in doc)
+    return doc if isinstance(doc, str) else ""
+
+
 def _markdown_bodies(at) -> list[str]:
     out = []
     for kind in ("markdown", "caption", "error", "warning", "info", "success", "subheader", "header", "title"):
@@ -79,6 +88,11 @@ def test_every_page_shows_hostile_text_escaped(hostile_runs_root, monkeypatch):
     for path, _ in app_pages():
         at.switch_page(path).run()
         assert not at.exception, (path, [e.message for e in at.exception])
+        if path == "views/runs.py":  # the failed run's status.json, whose error holds ESC and U+202E
+            at.selectbox(key="detail_run").set_value("random-s0-failed-copy").run()
+            assert not at.exception and len(at.json) == 1, [e.message for e in at.exception]
+            error = json.loads(at.json[0].value)["error"]  # as written, with ESC and U+202E made visible
+            assert error == "RuntimeError: " + untrusted.text(hostile_runs.HOSTILE)
         if path == "views/inspect.py":  # two acquired items: their prompt ids title the expanders
             picks = at.multiselect(key="in_typed").options[:2]
             at.multiselect(key="in_typed").set_value([int(p.split()[-1]) for p in picks]).run()
@@ -93,6 +107,8 @@ def test_every_page_shows_hostile_text_escaped(hostile_runs_root, monkeypatch):
         for table in at.dataframe:  # plain cells, but no control character or bidi override reaches the screen
             cells = " ".join(v for col in table.value.columns for v in table.value[col] if isinstance(v, str))
             assert "\x1b" not in cells and "\u202e" not in cells, path
+        documents = " ".join(_strings(json.loads(j.value)) for j in at.json)  # status.json on the Runs page
+        assert "\x1b" not in documents and "\u202e" not in documents, path
     runs_page = " ".join(seen["views/runs.py"])
     # the failed run's error, the renamed folder and the bad config value are shown, escaped
     assert untrusted.md(f"RuntimeError: {hostile_runs.HOSTILE}") in runs_page
@@ -111,7 +127,7 @@ def test_every_page_shows_hostile_text_escaped(hostile_runs_root, monkeypatch):
 
 # ---- (2) the escaping helpers ----------------------------------------------------------------
 def test_markdown_escaping_breaks_every_construct():
-    from balpm_dashboard.untrusted import JOINER, code, frame, md, one_line, plot, text
+    from balpm_dashboard.untrusted import JOINER, code, frame, md, one_line, plot, text, tree
 
     out = md(hostile_runs.HOSTILE)
     assert not raw_markup(out)
@@ -132,6 +148,7 @@ def test_markdown_escaping_breaks_every_construct():
     shown = frame(table)
     assert shown["prompt"][0] == "a\\u202eb" and pd.isna(shown["prompt"][1]) and shown["n"].tolist() == [1, 2]
     assert table["prompt"][0] == "a\u202eb"  # the frame itself (downloads) is untouched
+    assert tree({"error\x1b": ["a\u202eb", 1, None, {"k": "\x9b"}]}) == {"error\\x1b": ["a\\u202eb", 1, None, {"k": "\\x9b"}]}
     assert plot("<a href='http://x'>a & b</a> $x$ %{y}") == "&lt;a href='http://x'&gt;a &amp; b&lt;/a&gt; &#36;x&#36; %&#123;y}"
 
 

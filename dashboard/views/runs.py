@@ -119,7 +119,7 @@ if infos:
         else:
             if status_text is not None:
                 try:
-                    st.json(json.loads(status_text), expanded=False)
+                    st.json(untrusted.tree(json.loads(status_text)), expanded=False)
                 except ValueError:
                     st.warning("status.json is not valid JSON (half-written?)")
     with d2:
