@@ -104,7 +104,7 @@ def test_demo_finds_data_in_order(tmp_path, monkeypatch):
     assert demo.find_data(cwd=cwd).kind == "shared"
     monkeypatch.setattr(demo, "__file__", str(tmp_path / "nowhere" / "a" / "b" / "demo.py"))
     src = demo.find_data(cwd=tmp_path, online=False)
-    assert src.kind == "synthetic" and "SYNTHETIC" in src.note
+    assert src.kind == "synthetic" and "no real sample" in src.note
     assert demo.find_data(cwd=tmp_path, online=True).kind == "hub"
 
 
@@ -115,12 +115,12 @@ def test_demo_end_to_end_on_the_teaching_world(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(presets, "TEACHING_PRESET", tiny)  # the teaching world runs at the teaching preset
     monkeypatch.setattr(demo, "find_data", lambda data=None: demo.DataSource("synthetic", (), "SYNTHETIC world"))
-    summary = demo.run_demo(runs_dir=tmp_path / "demo", seeds=1, progress=False)
+    summary = demo.run_demo(runs_dir=tmp_path / "demo", seeds=1, progress=False)["teaching"]
     out = capsys.readouterr().out
-    assert "SYNTHETIC" in out and "baseline: random" in out
+    assert "The teaching world" in out and "The real sample: skipped" in out
     assert [p["label"] for p in summary["policies"]] == ["random", "bald", "balpm"]
-    assert (tmp_path / "demo" / "learning_curves.html").is_file()
-    assert all(i.state == "complete" for i in runs.list_runs(tmp_path / "demo"))
+    assert (tmp_path / "demo" / "teaching" / "learning_curves.html").is_file()
+    assert all(i.state == "complete" for i in runs.list_runs(tmp_path / "demo" / "teaching"))
     assert isinstance(RunConfig.from_dict({}), RunConfig)
 
 
@@ -219,9 +219,15 @@ def test_help_shows_defaults_and_types_and_version(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "250")
     main(["run", "--help"])
     out = capsys.readouterr().out
-    for text in ("[default: 0.01]", "[default: 75]", "[default: no-skip-bad]", "[default: 2048,256]", "--set",
-                 "SECTION.FIELD=VALUE", "FLOAT", "INTEGER", "[random|bald|"):
+    for text in ("[default: 13]", "[default: no-skip-bad]", "--set", "SECTION.FIELD=VALUE", "FLOAT", "INTEGER",
+                 "[random|bald|"):
         assert text in out, text
+    flat = " ".join(out.replace("│", " ").split())  # the defaults a run really uses: the preset's without --data
+    for text in ("(default: 10 without --data, the teaching world's preset; 75 with --data)",
+                 "(default: 0.1 without --data, the teaching world's preset; 0.01 with --data)",
+                 "(default: 32 without --data, the teaching world's preset; 2048,256 with --data)",
+                 "teaching world at the teaching preset (initial 50, batch 50, 10 rounds, K=8)"):
+        assert text in flat, text
     assert "<bool>" not in out.split("--skip-bad")[1].splitlines()[0]
     main(["sweep", "--help"])
     out = capsys.readouterr().out

@@ -101,17 +101,24 @@ def test_pool_size_featurizes_only_the_rows_the_run_reads(tmp_path, monkeypatch)
     assert asked[-1] == 40 + held_out
 
 
-def test_demo_says_upfront_what_featurizing_costs(comparisons_dir, capsys):
+def test_demo_says_first_time_only_on_a_cache_miss_and_never_guesses_the_time(tmp_path, capsys):
+    """The demo's up-front line comes from featurize's on_compute hook: once per part computed, with the
+    distinct texts; the time comes only from the first batch measured here; a cache hit says nothing up front."""
     from balpm.cli import demo
-    from balpm.data import load_table
 
-    table = load_table([comparisons_dir]).table
-    demo._featurize_note(table)
-    out = capsys.readouterr().out
-    assert "featurizing 2,213 comparisons with the default MiniLM encoder: 3,491 distinct texts (of 5,477)" in out
-    assert "texts/s in fp32: about 3 min in fp32 on" in out
-    demo._featurize_note(table, "bf16")
-    assert "about 1 min in bf16" in capsys.readouterr().out
+    cfg = FeatureConfig(cache_dir=str(tmp_path / "c"), batch_size=1)
+    calls = []
+    hook = demo._first_time_note()
+    featurize(_repeats(), cfg, progress=True, on_compute=lambda *a: (calls.append(a), hook(*a)))
+    out, err = capsys.readouterr()
+    assert calls == [("prompts", 2, 2), ("pairs", 4, 6)]
+    assert "featurizing the pairs with the default MiniLM encoder: 4 distinct texts (of 6), first time only" in out
+    assert " min" not in out and "texts/s" not in out  # no constant-rate guess
+    assert "featurize pairs: about " in err and "first batch" in err  # the estimate measured on the first batch
+    calls.clear()
+    featurize(_repeats(), cfg, progress=True, on_compute=lambda *a: (calls.append(a), hook(*a)))
+    out, err = capsys.readouterr()
+    assert calls == [] and "first time" not in out and "about" not in err
 
 
 def test_a_sweep_featurizes_once_for_all_its_runs_even_with_pool_size(tmp_path, monkeypatch):

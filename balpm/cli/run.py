@@ -53,17 +53,33 @@ def _default(key: str) -> Any:
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
 
 
+def _preset_default(key: str) -> Any:
+    """The teaching preset's value of ``key`` (what a run without ``--data`` really uses), or None."""
+    from balpm.presets import TEACHING_PRESET
+
+    section, _, name = key.partition(".")
+    value = TEACHING_PRESET.get(section, {}).get(name)
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
+
+
 def _option(param: str, key: str) -> tuple[Any, Any]:
     """``(annotation, typer.Option)`` of one config flag: its field's help, type, choices and default.
 
-    The option's default is the field's default (shown in ``--help``); whether a flag was actually
-    given is read from click's parameter source, so a default never overrides the YAML.
+    The option's default is the field's default; whether a flag was actually given is read from click's
+    parameter source, so a default never overrides the YAML. ``--help`` shows the default a run really
+    uses: for a field of the teaching preset both values (without ``--data``: the preset's; with: the field's).
     """
     tp, f = field_info(key)
     flag = CLI_FLAGS[key]
     help_text = f.metadata.get("help", "")
     choices = f.metadata.get("choices")
     default = _default(key)
+    preset = _preset_default(key)
+    if preset is not None and tp is not bool:
+        help_text += f" (default: {preset} without --data, the teaching world's preset; {default} with --data)"
+        return ({int: int, float: float}.get(tp, str),
+                typer.Option(default, flag, help=help_text, show_default=False,
+                             metavar={int: "INTEGER", float: "FLOAT"}.get(tp, "TEXT")))
     if tp is bool:
         decl = f"{flag}/{_NEGATIVE[key]}" if key in _NEGATIVE else flag
         return bool, typer.Option(default, decl, help=help_text, metavar="")
@@ -240,6 +256,34 @@ def load_checked_table(cfg: RunConfig) -> Any:
     return table
 
 
+def world_line(cfg: RunConfig) -> str:
+    """One line: which world or data a run uses and the sizes it runs at (``balpm run`` prints it first)."""
+    from balpm.presets import preset_name
+
+    lp, m = cfg.loop, cfg.model
+    sizes = (f"initial {lp.initial}, batch {lp.batch_size}, {lp.rounds} rounds, K={m.ensemble_size}, "
+             f"hidden {','.join(map(str, m.hidden))}, beta {cfg.acquisition.beta:g}")
+    if cfg.data.paths or cfg.data.ood_paths:
+        return f"data: {', '.join(cfg.data.paths + cfg.data.ood_paths)}; {sizes}"
+    if preset_name(cfg) == "teaching":
+        world = f"the world {cfg.data.world}" if cfg.data.world else "the teaching world"
+        return (f"no --data: {world} (synthetic: a noisy chit-chat blob and five topics) with the teaching preset: "
+                f"{sizes} (flags override; run --help lists both defaults)")
+    return f"no --data: the synthetic {cfg.data.synthetic!r} world; {sizes}"
+
+
+def run_help() -> str:
+    """``balpm run``'s help: what a bare run uses (the teaching preset), and the defaults with ``--data``."""
+    from balpm.presets import TEACHING_PRESET
+
+    lp, ref = TEACHING_PRESET["loop"], RunConfig().loop
+    return ("Run one simulated active-learning run (or --resume a killed one); prints its folder and final metrics. "
+            f"Without --data it runs the synthetic teaching world at the teaching preset (initial {lp['initial']}, "
+            f"batch {lp['batch_size']}, {lp['rounds']} rounds, K={TEACHING_PRESET['model']['ensemble_size']}); with "
+            f"--data, the reference's sizes (initial {ref.initial}, batch {ref.batch_size}, {ref.rounds} rounds). "
+            "Each option below shows both defaults where they differ.")
+
+
 @config_options(policy_and_seed=True)
 def run_command(
     flags: ConfigFlags = None,  # type: ignore[assignment]  (filled by config_options)
@@ -259,6 +303,7 @@ def run_command(
     if print_config:
         typer.echo(cfg.to_yaml(), nl=False)
         return
+    typer.echo(world_line(cfg))
     table = load_checked_table(cfg)
     path = loop.run(cfg, runs_dir, resume=resume, progress=not quiet, run_id=run_id, table=table)
     run = runs.open_run(runs_dir, path.name)
@@ -332,6 +377,6 @@ def runs_command(
 
 def register(app: typer.Typer) -> None:
     """Add ``run``, ``sweep`` and ``runs`` to the app."""
-    app.command("run")(run_command)
+    app.command("run", help=run_help())(run_command)
     app.command("sweep")(sweep_command)
     app.command("runs")(runs_command)
