@@ -288,3 +288,47 @@ def test_background_runs_start_in_the_runs_folder_unless_outside_data_is_allowed
                      cmd=[sys.executable, "-c", "import os; print(os.getcwd())"], log=root / "log.txt")
     jobs._launch(probe, job.cwd).proc.wait(timeout=60)
     assert probe.log.read_text().strip() == str(root.resolve())
+
+
+def test_one_colour_per_policy_and_ablation_whatever_else_the_folder_holds():
+    """A label's colour depends on the label alone: the same in any subset and order of labels (two runs
+    folders), in another process (another hash seed), BAL-PM red on real data and in the teaching world, an
+    ablation one colour whatever its base's knobs."""
+    import itertools
+    import json
+    import subprocess
+
+    from balpm import runs
+    from balpm.config import RunConfig
+    from balpm.presets import apply_preset
+
+    teaching = apply_preset(RunConfig())
+    label = {name: runs.policy_label(cfg) for name, cfg in {
+        "real balpm": RunConfig().replace(data={"paths": ("x.json",)}),
+        "teaching balpm": teaching,
+        "teaching no U": teaching.replace(acquisition={"uncertainty": "none"}),
+        "real no U": RunConfig().replace(acquisition={"uncertainty": "none"}),
+        "teaching minimiser": teaching.replace(acquisition={"minimize_entropy": True}),
+        "teaching beta grid": teaching.replace(acquisition={"beta": 0.2}),
+    }.items()}
+    assert label["teaching balpm"] == "balpm beta=0.1" and label["teaching no U"] == "balpm beta=0.1 uncertainty=none"
+    labels = ["random", "bald", "full", *label.values(), "softmax_bald coldness=3", "my variant"]
+    alone = {lab: plots.policy_colors([lab])[lab] for lab in labels}
+    for r in (2, 3):
+        for subset in itertools.permutations(labels, r):
+            assert plots.policy_colors(list(subset)) == {lab: alone[lab] for lab in subset}
+    assert plots.policy_colors(labels[::-1]) == plots.policy_colors(labels) == alone
+    red = plots.BASE_COLORS["balpm"]
+    assert alone[label["real balpm"]] == red
+    r, g, b = (int(alone[label["teaching balpm"]][i:i + 2], 16) for i in (1, 3, 5))
+    assert r > 2 * max(g, b)  # the teaching world's BAL-PM is red too (darker, so a beta grid keeps both apart)
+    assert alone[label["teaching no U"]] == alone[label["real no U"]] == plots.ABLATION_COLORS["uncertainty=none"]
+    assert alone[label["teaching minimiser"]] == plots.ABLATION_COLORS["minimize_entropy=True"]
+    used = set(plots.BASE_COLORS.values()) | set(plots.ABLATION_COLORS.values())
+    assert alone["my variant"] in plots.EXTRA_COLORS and alone[label["teaching beta grid"]] not in used
+    # another interpreter with another str-hash seed gives the same colours (no order, no salted hash)
+    code = ("import json, sys; sys.path.insert(0, '.'); from balpm_dashboard import plots; "
+            f"print(json.dumps(plots.policy_colors({labels!r})))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                           cwd=Path(__file__).resolve().parents[1], env={**__import__("os").environ, "PYTHONHASHSEED": "7"})
+    assert json.loads(other.stdout) == alone, other.stderr
