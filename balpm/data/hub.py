@@ -59,8 +59,10 @@ def iter_record_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
 def batch_records(path: Path | str, batch: pa.RecordBatch) -> list[dict]:
     """The rows of one record batch as dicts (one-line :class:`DataError` when its values cannot become Python
-    values, e.g. a string column that is not UTF-8 or a corrupt buffer)."""
+    values, e.g. a string column that is not UTF-8 or a corrupt buffer). The batch is fully validated first:
+    a corrupt Arrow IPC file is memory-mapped as is, and converting its offsets unchecked can crash the process."""
     try:
+        batch.validate(full=True)
         return batch.to_pylist()
     except (pa.ArrowException, UnicodeDecodeError, ValueError, OverflowError, IndexError) as exc:
         raise DataError(f"{printable(path)}: cannot read its rows ({type(exc).__name__}: "

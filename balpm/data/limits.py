@@ -1,7 +1,7 @@
 """Caps on what the data loaders read, so that a hostile or broken file cannot take unbounded memory or time.
 
 Every cap has a generous default (far above the full OpenAI comparisons data: ~180k rows, its longest line
-~40 KB, its largest file a few hundred MB) and an environment variable that raises it. Going over a cap is
+~10 KB in the sample here, its largest file a few hundred MB) and an environment variable that raises it. Going over a cap is
 one :class:`~balpm.errors.DataError` line that names the cap and the variable (see :meth:`Limit.message`).
 
 ========================================  ==============================  ==========================================
@@ -9,10 +9,12 @@ cap                                       environment variable            defaul
 ========================================  ==============================  ==========================================
 bytes of one line (and one CSV field)     ``BALPM_MAX_LINE_BYTES``        64 MiB
 bytes un-gzipped from one ``.gz`` file    ``BALPM_MAX_DECOMPRESSED_BYTES`` 8 GiB
+un-gzipped / gzipped bytes (past 256 MiB) ``BALPM_MAX_GZIP_RATIO``        200 (real files: 3.6 TL;DR, 20 CNN/DM)
 bytes of a JSON array file (parsed whole) ``BALPM_MAX_JSON_ARRAY_BYTES``  1 GiB
 uncompressed bytes of a parquet file      ``BALPM_MAX_PARQUET_BYTES``     8 GiB
 bytes read to detect a file's format      ``BALPM_DETECT_MAX_BYTES``      64 MiB
-lines read to detect a file's format      ``BALPM_DETECT_MAX_LINES``      100,000
+lines read to detect a file's format      ``BALPM_DETECT_MAX_LINES``      10,000
+lines of one CSV record (quoted newlines) ``BALPM_MAX_RECORD_LINES``      100,000
 ========================================  ==============================  ==========================================
 
 The featurizer's character cap on texts (``features.max_chars``) lives with the feature config.
@@ -30,10 +32,10 @@ _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def human_bytes(n: int) -> str:
-    """``67108864`` -> ``'64 MiB'`` (exact binary units when they divide, else the plain number of bytes)."""
+    """``67108864`` -> ``'64 MiB'``, ``1234567`` -> ``'1.2 MiB'`` (binary units; exact when they divide)."""
     for unit, size in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= size and n % size == 0:
-            return f"{n // size} {unit}"
+        if n >= size:
+            return f"{n // size} {unit}" if n % size == 0 else f"{n / size:.1f} {unit}"
     return f"{n:,} bytes"
 
 
@@ -84,10 +86,16 @@ class Limit:
 
 MAX_LINE_BYTES = Limit("BALPM_MAX_LINE_BYTES", 64 << 20, "the bytes of one line or CSV field")
 MAX_DECOMPRESSED_BYTES = Limit("BALPM_MAX_DECOMPRESSED_BYTES", 8 << 30, "the bytes un-gzipped from one .gz file")
+MAX_GZIP_RATIO = Limit("BALPM_MAX_GZIP_RATIO", 200, "how many times larger a .gz file un-gzips (checked past 256 MiB)",
+                       in_bytes=False)
+#: a .gz file's expansion ratio is checked once this many bytes came out of it
+GZIP_RATIO_AFTER = 256 << 20
 MAX_JSON_ARRAY_BYTES = Limit("BALPM_MAX_JSON_ARRAY_BYTES", 1 << 30, "the bytes of a JSON array file, which is parsed whole")
 MAX_PARQUET_BYTES = Limit("BALPM_MAX_PARQUET_BYTES", 8 << 30, "the uncompressed bytes of a parquet file")
 DETECT_MAX_BYTES = Limit("BALPM_DETECT_MAX_BYTES", 64 << 20, "the bytes read to detect a file's format")
-DETECT_MAX_LINES = Limit("BALPM_DETECT_MAX_LINES", 100_000, "the lines read to detect a file's format", in_bytes=False)
+DETECT_MAX_LINES = Limit("BALPM_DETECT_MAX_LINES", 10_000, "the lines read to detect a file's format", in_bytes=False)
+MAX_RECORD_LINES = Limit("BALPM_MAX_RECORD_LINES", 100_000, "the lines of one CSV record (quoted fields spanning lines)",
+                         in_bytes=False)
 
-ALL_LIMITS: tuple[Limit, ...] = (MAX_LINE_BYTES, MAX_DECOMPRESSED_BYTES, MAX_JSON_ARRAY_BYTES, MAX_PARQUET_BYTES,
-                                 DETECT_MAX_BYTES, DETECT_MAX_LINES)
+ALL_LIMITS: tuple[Limit, ...] = (MAX_LINE_BYTES, MAX_DECOMPRESSED_BYTES, MAX_GZIP_RATIO, MAX_JSON_ARRAY_BYTES, MAX_PARQUET_BYTES,
+                                 DETECT_MAX_BYTES, DETECT_MAX_LINES, MAX_RECORD_LINES)

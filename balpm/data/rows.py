@@ -24,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from balpm.data import limits
+from balpm.data.limits import human_bytes
 from balpm.errors import DataError, printable
 
 #: reason code -> what is wrong (used in the one-line error and in report["bad_reasons"])
@@ -288,7 +289,7 @@ class Truncated(Exception):
 
 _CHUNK = 1 << 20
 #: a run of blank lines (spaces, tabs, CR allowed) at the start of a line: skipped in C, not line by line
-_BLANK_RUN = re.compile(rb"(?:[ \t\r]*\n)+")
+_BLANK_RUN = re.compile(rb"[ \t\r\n]*\n")
 
 
 @dataclass
@@ -329,8 +330,9 @@ def _gzip_chunks(path: Path) -> Iterator[bytes]:
     """Un-gzipped chunks (at most ``_CHUNK`` bytes each) of a (multi-member) gzip file; ``EOFError`` when it
     ends before its end marker (after every byte before the cut), one-line :class:`DataError` past
     ``BALPM_MAX_DECOMPRESSED_BYTES``."""
-    cap = limits.MAX_DECOMPRESSED_BYTES.value
-    total = 0
+    cap, ratio = limits.MAX_DECOMPRESSED_BYTES.value, limits.MAX_GZIP_RATIO.value
+    total = read = 0
+    bomb = "check that it is the file you meant (a small .gz that expands this much is a decompression bomb)"
     with open(path, "rb") as fh:
         dec = zlib.decompressobj(wbits=31)
         started = False
@@ -338,6 +340,7 @@ def _gzip_chunks(path: Path) -> Iterator[bytes]:
             data = fh.read(1 << 16)
             if not data:
                 break
+            read += len(data)
             while data:
                 started = True
                 out = dec.decompress(data, _CHUNK)
@@ -346,8 +349,11 @@ def _gzip_chunks(path: Path) -> Iterator[bytes]:
                     total += len(out)
                     if total > cap:
                         raise DataError(limits.MAX_DECOMPRESSED_BYTES.message(
-                            printable(path), f"un-gzips to more than {limits.MAX_DECOMPRESSED_BYTES.show()}",
-                            "check that it is the file you meant (a small .gz that expands this much is a decompression bomb)"))
+                            printable(path), f"un-gzips to more than {limits.MAX_DECOMPRESSED_BYTES.show()}", bomb))
+                    if total > limits.GZIP_RATIO_AFTER and total > ratio * read:
+                        raise DataError(limits.MAX_GZIP_RATIO.message(
+                            printable(path), f"{human_bytes(read)} of it un-gzip to {human_bytes(total)}, over "
+                            f"{ratio} times as much", bomb))
                     yield out
                 if dec.eof:
                     data = dec.unused_data.lstrip(b"\x00")
@@ -401,6 +407,8 @@ def _split_lines(path: Path, chunks: Iterator[bytes], blank: str) -> Iterator[tu
             line = b"".join(parts) + chunk[start:nl + 1] if parts else chunk[start:nl + 1]
             parts, held = [], 0
             line_no += 1
+            if probe is not None and line_no > probe.max_lines:
+                raise ProbeExhausted()
             yield line_no, line
             start = nl + 1
         if probe is not None and (consumed > probe.max_bytes or line_no > probe.max_lines):

@@ -192,14 +192,21 @@ def _iter_csv(path: Path, bad: BadRows, delimiter: str) -> Iterator[tuple[int, s
     than the header (e.g. an unquoted comma), a malformed quote or a non-UTF-8 line is a bad row.
     """
     bad_lines: dict[int, str] = {}
-    state = {"line": 0}
+    state = {"line": 0, "items": 0}  # the line read last; the lines (or runs of blank lines) of the record being read
     name = str(path)
 
     field_bom = re.compile("(?:^|(?<=" + re.escape(delimiter) + "))\ufeff+")
 
+    record_cap = limits.MAX_RECORD_LINES.value
+
     def lines() -> Iterator[str]:
         for line_no, raw in iter_raw_lines(path, blank="merge"):
             state["line"] = line_no
+            state["items"] += 1
+            if state["items"] > record_cap:
+                raise DataError(limits.MAX_RECORD_LINES.message(
+                    f"{path}: line {line_no}", f"one record runs over more than {limits.MAX_RECORD_LINES.show()} "
+                    "lines", "check the file (an unclosed quote?)"))
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
@@ -233,6 +240,7 @@ def _iter_csv(path: Path, bad: BadRows, delimiter: str) -> Iterator[tuple[int, s
         seen[h] = i
     start = state["line"] + 1
     while True:
+        state["items"] = 0
         try:
             values = next(reader)
         except StopIteration:
