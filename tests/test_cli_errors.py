@@ -20,7 +20,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
 def _balpm(*args: str | bytes, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "balpm", *args], capture_output=True, timeout=180,
+    return subprocess.run([sys.executable, "-m", "balpm", *args], check=False, capture_output=True, timeout=180,
                           env=env or ENV, **kw)
 
 
@@ -65,7 +65,7 @@ def test_read_only_folder_is_one_line_exit_1(runs_root, tmp_path):
 def test_disk_full_on_stdout_is_one_line_exit_1(runs_root):
     with open("/dev/full", "w") as full:
         proc = subprocess.run([sys.executable, "-m", "balpm", "runs", "--runs-dir", str(runs_root)], stdout=full,
-                              stderr=subprocess.PIPE, timeout=120, env=ENV)
+                              stderr=subprocess.PIPE, timeout=120, env=ENV, check=False)
     assert proc.returncode == 1
     assert "No space left on device" in _one_error_line(proc.stderr)
 

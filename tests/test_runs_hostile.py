@@ -120,7 +120,7 @@ def test_a_lying_pair_features_header_is_refused(base, tmp_path):
     meta = runs.open_run(root, "r0").meta
     ffolder = snapshot.features_folder(root, meta["data_hash"], meta["feature_hash"])
     n_pairs = len(json.loads((ffolder / "pair_ids.json").read_text()))
-    table, feats = snapshot.load_inputs(root, meta["data_hash"], meta["feature_hash"])  # the real one loads
+    _, feats = snapshot.load_inputs(root, meta["data_hash"], meta["feature_hash"])  # the real one loads
     assert feats.pairs_N_2_D.shape[0] == n_pairs
     _lying_npy(ffolder / "pairs.npy", (500_000, 2, 1024))
     with pytest.raises(BalpmError, match=r"pairs.npy .*claims shape \(500000, 2, 1024\)"):
@@ -135,7 +135,8 @@ def test_the_projection_process_refuses_a_lying_header_with_bounded_memory(base,
             "print('PEAK_MB=%d' % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)); sys.exit(code)")
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", peak, sys.executable, "-m", "balpm.projection", str(root)],
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                          capture_output=True, text=True, timeout=120, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr
     out, _, peak_mb = proc.stdout.rpartition("PEAK_MB=")
     (result,) = json.loads(out.strip().splitlines()[-1]).values()

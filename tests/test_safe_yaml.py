@@ -3,7 +3,6 @@ are one line, and every config.yaml balpm writes reads back."""
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -109,7 +108,7 @@ _PEAK = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:])
 
 def _cli(*args: str) -> tuple[subprocess.CompletedProcess, int]:
     """``python -m balpm ARGS`` (through a fresh parent that reports the command's own peak RSS in MB)."""
-    proc = subprocess.run([sys.executable, "-c", _PEAK, sys.executable, "-m", "balpm", *args], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", _PEAK, sys.executable, "-m", "balpm", *args], check=False, capture_output=True,
                           text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
     stderr, _, peak = proc.stderr.rpartition("PEAK_MB=")
     return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout, stderr), int(peak)
