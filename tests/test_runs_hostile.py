@@ -156,3 +156,11 @@ def test_feature_cache_treats_a_lying_header_as_damaged(tmp_path):
     doc = json.loads(manifest.read_text())
     manifest.write_text(json.dumps({**doc, "shape": [500_000, 1024]}))  # a manifest that agrees with the lie
     assert cache.load("ab" * 8, rows=6) is None
+
+
+def test_balpm_runs_prints_hostile_folder_names_escaped(tmp_path, capsys):
+    root = tmp_path / "runs"
+    (root / "bad\x1b[31mred\u202e").mkdir(parents=True)  # ESC and RIGHT-TO-LEFT OVERRIDE in a folder name
+    main(["runs", "--runs-dir", str(root)])
+    out = capsys.readouterr().out
+    assert out.startswith("bad\\x1b[31mred\\u202e\tbroken\t") and "\x1b" not in out and "\u202e" not in out

@@ -333,6 +333,9 @@ def sweep_command(
     gpus_per_run: float = typer.Option(0.0, "--gpus-per-run", help="--backend ray: GPUs per run (0.5: two runs share one)"),
     ceiling: bool = typer.Option(False, "--ceiling", metavar="", help="also one run per seed of 'full': the same model trained once "
                                  "on the whole pool, the ceiling the report and plots show"),
+    ablations: Optional[str] = typer.Option(None, "--ablations", metavar="PRESET", help="also BAL-PM's ablation set over "
+                                            "the same seeds: paper = no U, H minimiser, predictive, KL, beta 1..0.0001 "
+                                            "(REFERENCE.md section 6); the Ablations page compares them with the base"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="runs root folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:
@@ -343,6 +346,8 @@ def sweep_command(
     base = flags.build()
     configs = sweep.expand(base, sweep.parse_policies(policies), sweep.parse_seeds(seeds), sweep.parse_grid(grid or []),
                            ceiling=ceiling)
+    if ablations:
+        configs = sweep.with_ablations(configs, base, ablations, sweep.parse_seeds(seeds))
     results = sweep.sweep(configs, runs_dir, workers=workers, backend=backend, progress=not quiet, address=address,
                           cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     failed = [r for r in results if r.state != "complete"]
@@ -363,16 +368,18 @@ def runs_command(
         what = "is not a folder" if runs_dir.exists() else "does not exist"
         raise ConfigError(f"--runs-dir {str(runs_dir)!r} {what}; give the folder holding the runs "
                           "(balpm run and balpm sweep write them there)")
+    from balpm.errors import printable
+
     infos = runs.list_runs(runs_dir)
     if not infos:
-        typer.echo(f"no runs in {runs_dir}")
+        typer.echo(f"no runs in {printable(runs_dir)}")
         return
-    for i in infos:
+    for i in infos:  # folder names and reasons come from the folder: terminal-safe (ESC, newlines escaped)
         done = f"{i.last_round + 1}/{i.rounds}" if i.state != "broken" or i.rounds else "-"
         what = i.reason if i.state == "broken" else f"{i.label or i.policy} seed {i.seed}"
         if i.state == "failed" or (i.state == "running" and i.alive is False):
             what += f" (resume: balpm run --resume --run-id {i.run_id} --runs-dir {runs_dir})"
-        typer.echo(f"{i.run_id}\t{i.state}\t{done}\t{what}")
+        typer.echo(f"{printable(i.run_id)}\t{i.state}\t{done}\t{printable(what)}")
 
 
 def register(app: typer.Typer) -> None:
