@@ -274,3 +274,14 @@ def test_real_ids_and_texts_are_byte_identical_to_before(shared_data):
         texts = hashlib.sha256("\x00".join(table.prompt + table.chosen + table.rejected).encode()).hexdigest()
         assert (ids, texts) == (ids_digest, texts_digest), name
         assert all(unicodedata.is_normalized("NFC", t) for t in table.prompt)
+
+
+def test_duplicate_field_names_inside_a_struct_column_refused(tmp_path):
+    """The hub layout's ``info`` struct with two ``post`` fields: to_pylist would keep the last one silently."""
+    info = pa.array([{"post": "p", "id": "x"}], type=pa.struct([("post", pa.string()), ("post", pa.string())]))
+    summaries = pa.array([[{"text": "a"}, {"text": "b"}]])
+    pq.write_table(pa.Table.from_arrays([info, summaries, pa.array([0])], names=["info", "summaries", "choice"]),
+                   tmp_path / "hub.parquet")
+    with pytest.raises(DataError, match=r"the field 'post' of column 'info' occurs twice \(fields 1 and 2\)") as err:
+        load_table([tmp_path / "hub.parquet"], format="hub")
+    _one_line(err.value)

@@ -38,22 +38,41 @@ def check_parquet_size(path: Path, metadata: pq.FileMetaData) -> None:
             printable(path), f"its row groups hold {human_bytes(total)} uncompressed", "check that it is the file you meant"))
 
 
-def check_unique_names(path: Path, names: list[str]) -> list[str]:
+def check_unique_names(path: Path, names: list[str], within: str = "") -> list[str]:
     """``names``, or one-line :class:`DataError` when a column name occurs twice (pandas and ``to_pylist``
-    would silently keep only the last column of that name)."""
+    would silently keep only the last column of that name); ``within`` names the struct column they belong to."""
     seen: dict[str, int] = {}
+    what = f"the field {{}} of column {within!r}" if within else "the column {}"
     for i, name in enumerate(names, start=1):
         if name in seen:
-            raise DataError(f"{printable(path)}: the column {printable(repr(name))} occurs twice (columns {seen[name]} and {i}); "
+            raise DataError(f"{printable(path)}: {what.format(repr(name))} occurs twice ({'fields' if within else 'columns'} {seen[name]} and {i}); "
                             "rename one so that every column name is unique")
         seen[name] = i
     return names
 
 
+def check_schema_names(path: Path, schema: pa.Schema) -> None:
+    """Unique names at every level of ``schema``: its columns and the fields of its (nested) struct columns."""
+    check_unique_names(path, list(schema.names))
+    stack = [(f.name, f.type) for f in schema]
+    while stack:
+        name, kind = stack.pop()
+        while pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            kind = kind.value_type
+        if pa.types.is_struct(kind):
+            fields = [kind.field(i) for i in range(kind.num_fields)]
+            check_unique_names(path, [f.name for f in fields], within=name)
+            stack += [(f"{name}.{f.name}", f.type) for f in fields]
+
+
 def iter_record_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """Stream the record batches of a parquet or Arrow (IPC stream or file) file (column names checked unique)."""
+    """Stream the record batches of a parquet or Arrow (IPC stream or file) file (names checked unique at every
+    level of the schema)."""
+    checked = None
     for batch in _record_batches(path):
-        check_unique_names(path, batch.schema.names)
+        if batch.schema is not checked:
+            check_schema_names(path, batch.schema)
+            checked = batch.schema
         yield batch
 
 
