@@ -129,6 +129,20 @@ def expand(base: RunConfig, policies: Sequence[str], seeds: Sequence[int],
     return list(out.values())
 
 
+def with_ablations(configs: Sequence[RunConfig], base: RunConfig, preset: str, seeds: Sequence[int]) -> list[RunConfig]:
+    """``configs`` plus the ablation variants of ``preset`` (:mod:`balpm.ablations`) of ``base`` as BAL-PM for
+    every seed, and the base BAL-PM itself per seed (the variants' paired reference) when it is missing."""
+    from balpm import ablations
+
+    out = {c.hash(): c for c in configs}
+    for seed in seeds:
+        own = base.replace(acquisition={"policy": "balpm"}, loop={"seed": int(seed)})
+        out.setdefault(own.hash(), own.validate())
+    for cfg in ablations.variant_configs(base, preset, seeds):
+        out.setdefault(cfg.hash(), cfg)
+    return list(out.values())
+
+
 def _threads(workers: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, workers))
 
