@@ -59,12 +59,12 @@ POLICY_NAMES: dict[str, str] = {
 #: each condition when changed, and the condition in words. Measured (with seeds, MDEs and Holm) in
 #: docs/evidence.md, sections "What the teaching world needs" and "Regime map"; no number is quoted here.
 TEACHING_CONDITIONS: tuple[tuple[str, str], ...] = (
-    ("test=pool", "a test set weighted towards the topics, not drawn like the pool (with an i.i.d. test set, "
-                  "test=pool, the noisy region's coin flips count in the score as well)"),
-    ("contrast_ratio=1", "a BALD trap: noisy-region comparisons with large answer contrasts, where the ensemble's "
-                         "members disagree most (contrast_ratio=1 removes the trap)"),
-    ("budget", "a label budget well below the pool (with the whole pool labelled, every policy ends in one "
-               "place)"),
+    ("test=pool", ("a test set weighted towards the topics, not drawn like the pool (with an i.i.d. test set, "
+                   "test=pool, the noisy region's coin flips count in the score as well)")),
+    ("contrast_ratio=1", ("a BALD trap: noisy-region comparisons with large answer contrasts, where the ensemble's "
+                          "members disagree most (contrast_ratio=1 removes the trap)")),
+    ("budget", ("a label budget well below the pool (with the whole pool labelled, every policy ends in one "
+                "place)")),
 )
 
 
@@ -220,7 +220,7 @@ def mechanisms(summary: Mapping[str, Any], root: str | Path, setting: str | None
                 rounds = run.rounds()
                 acq = run.acquisitions()
                 pool_size.append(float(len(run.pool())))
-            except Exception:  # unreadable: unknown, not zero
+            except Exception:  # noqa: BLE001, S112 - unreadable: its numbers are unknown, not zero
                 continue
             if len(rounds):
                 labelled.append(float(rounds["labelled"].iloc[-1]))
@@ -307,7 +307,7 @@ def headroom_lines(summary: Mapping[str, Any], setting: str, metric: str = HEADL
                    "is not measured.")
     if ceil and _num(ceil.get("mean")) is not None:
         lab = (ceil_all or {}).get("labelled")
-        out.append(f"Ceiling: the same model trained on the whole pool"
+        out.append("Ceiling: the same model trained on the whole pool"
                    + (f" ({int(lab):,} labels" if lab else " (")
                    + f", {ceil_all['n_seeds']} seed{'s' * (ceil_all['n_seeds'] != 1)}) reaches {name} "
                    f"{stats.fmt_value(ceil['mean'])}; the policies start at {stats.fmt_value(ceil.get('initial'))} "

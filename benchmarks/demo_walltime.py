@@ -1,6 +1,7 @@
 """Wall time of ``balpm demo --no-dashboard`` (fresh runs folder; the feature cache may be warm).
 
-    .venv/bin/python benchmarks/demo_walltime.py [--seeds 3] [--scale small] [--data PATH] [--cold-cache]
+    .venv/bin/python benchmarks/demo_walltime.py [--world teaching|real|both] [--seeds N] [--scale small] [--data PATH]
+        [--cold-cache]
 
 Prints the demo's own output on stderr, then one JSON object on stdout: ``seconds`` (whole command, process start
 included), ``featurize_seconds`` (as the demo reports it) and the load averages before and after (the machine may
@@ -23,7 +24,8 @@ from pathlib import Path
 def main() -> None:
     """Run the demo once in a subprocess and print its wall time in seconds."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--seeds", type=int, default=None, help="default: the demo's (8 teaching, 6 real)")
+    ap.add_argument("--world", default="both", choices=("teaching", "real", "both"))
     ap.add_argument("--scale", default="small")
     ap.add_argument("--data", action="append", default=[])
     ap.add_argument("--workers", type=int, default=max(1, min(4, os.cpu_count() or 1)))
@@ -32,7 +34,9 @@ def main() -> None:
     repo = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory(prefix="balpm-demo-bench-") as tmp:
         cmd = [sys.executable, "-m", "balpm", "demo", "--no-dashboard", "--runs-dir", str(Path(tmp) / "runs"),
-               "--seeds", str(args.seeds), "--scale", args.scale, "--workers", str(args.workers)]
+               "--world", args.world, "--scale", args.scale, "--workers", str(args.workers)]
+        if args.seeds is not None:
+            cmd += ["--seeds", str(args.seeds)]
         for d in args.data:
             cmd += ["--data", d]
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "TQDM_DISABLE": "1"}
@@ -53,14 +57,17 @@ def main() -> None:
     for line in proc.stdout.splitlines():  # "featurize pairs: about ..." and the manifest's texts/s are in the log
         if line.startswith("demo finished in "):
             phases["demo_reported_seconds"] = float(line.split()[3])
-        if line.startswith("featurized in "):
-            phases["featurize_seconds"] = float(line.split()[2])
+        if line.startswith("features: "):
+            phases["featurize_seconds"] = float(line.split(" in ")[-1].split()[0])
+        for world in ("teaching world", "real sample"):
+            if line.startswith(f"{world}: ") and " runs complete in " in line:
+                phases[f"{world.split()[0]}_runs_seconds"] = float(line.split(" runs complete in ")[1].split()[0])
     # CPU seconds of the demo and its workers hardly depend on other processes; on a quiet machine the wall
     # time lies between cpu_seconds / cores (everything parallel) and cpu_seconds (everything serial)
     print(json.dumps({"benchmark": "demo_walltime", "seconds": round(seconds, 1), **phases,
                       "cpu_seconds": round(cpu_seconds, 1),
                       "quiet_seconds_bounds": [round(cpu_seconds / (os.cpu_count() or 1), 1), round(cpu_seconds, 1)],
-                      "seeds": args.seeds,
+                      "seeds": args.seeds, "world": args.world,
                       "scale": args.scale, "workers": args.workers, "cores": os.cpu_count(),
                       "cold_cache": args.cold_cache, "exit": proc.returncode,
                       "load_average_1_5_15_before": [round(x, 2) for x in load_before],
