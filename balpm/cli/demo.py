@@ -34,6 +34,7 @@ import typer
 
 from balpm.config import DataConfig, RunConfig
 from balpm.errors import ConfigError
+from balpm.presets import TEACHING_PRESET
 
 COMPARISONS = Path("summarize_from_feedback") / "comparisons"
 HUB_ID = "openai/summarize_from_feedback"
@@ -311,10 +312,11 @@ def demo_command(
                                   "world: teaching/, real/)"),
     world: str = typer.Option("both", "--world", help="teaching (synthetic, about a minute), real (the sample found, "
                               "with the ceiling) or both, the teaching world first"),
-    seeds: Optional[int] = typer.Option(None, "--seeds", help=f"seeds per policy [default: {TEACHING_SEEDS} in the "
-                                        f"teaching world, {REAL_SEEDS} on real data: the A/A check needs {REAL_SEEDS}]"),
-    rounds: Optional[int] = typer.Option(None, "--rounds", help="rounds per run [default: the teaching preset's 10; "
-                                         "the scale's 8 on real data]"),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help=f"seeds per policy (default: {TEACHING_SEEDS} in the "
+                                        f"teaching world, {REAL_SEEDS} on real data: the A/A check needs {REAL_SEEDS})"),
+    rounds: Optional[int] = typer.Option(None, "--rounds", help="rounds per run (default: the teaching preset's "
+                                         f"{TEACHING_PRESET['loop']['rounds']}; the scale's "
+                                         f"{SCALES['small']['loop']['rounds']} on real data)"),
     no_dashboard: bool = typer.Option(False, "--no-dashboard", help="stop after the words"),
     scale: str = typer.Option("small", "--scale", help="real data: small (a few minutes on 2 cores) or medium"),
     workers: int = typer.Option(max(1, min(4, os.cpu_count() or 1)), "--workers", "-j",
