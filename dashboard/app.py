@@ -14,8 +14,12 @@ from balpm_dashboard import state, untrusted
 # no :material/...: icons: Streamlit would fetch the page favicon from fonts.gstatic.com (no network here)
 st.set_page_config(page_title="balpm dashboard", page_icon="📈", layout="wide")
 
+root = state.runs_root()
+infos = state.run_infos(root)
+TEACHING = state.holds_teaching_world(root, infos)  # the lesson is the landing page then
 PAGES = [
-    st.Page("views/runs.py", title="Runs", default=True),
+    st.Page("views/lesson.py", title="Lesson", default=TEACHING),
+    st.Page("views/runs.py", title="Runs", default=not TEACHING),
     st.Page("views/prompt_space.py", title="Prompt space"),
     st.Page("views/batch_anatomy.py", title="Anatomy of a batch"),
     st.Page("views/learning_curves.py", title="Learning curves"),
@@ -26,8 +30,6 @@ PAGES = [
 
 nav = st.navigation(PAGES)
 
-root = state.runs_root()
-infos = state.run_infos(root)
 state.start_projections(root, infos)  # maps not fitted by a sweep are fitted in the background now
 with st.sidebar:
     st.markdown("**balpm** · Bayesian active learning for preference models")

@@ -347,6 +347,8 @@ def attempt(fn: Callable[..., T], *args: Any, what: str = "", **kwargs: Any) -> 
 def default_compare(infos: list[runs.RunInfo]) -> list[str]:
     """Runs compared when none were picked: every usable run of the most populated setting."""
     ok = usable(infos)
+    root = runs_root()
+    ok = [i for i in ok if not is_variant(root, i)] or ok  # ablation variants join only when picked
     if not ok:
         return []
     counts: dict[str | None, int] = {}
@@ -354,6 +356,34 @@ def default_compare(infos: list[runs.RunInfo]) -> list[str]:
         counts[i.setting] = counts.get(i.setting, 0) + 1
     best = max(counts, key=lambda k: counts[k])
     return [i.run_id for i in ok if i.setting == best]
+
+
+def holds_teaching_world(root: Path, infos: list[runs.RunInfo]) -> bool:
+    """Whether a readable run of the runs folder is on the classic teaching world at the teaching preset's
+    loop sizes (what ``balpm demo`` and a bare ``balpm sweep`` run: the budget the lesson was measured at),
+    which makes the Lesson the landing page. Smaller teaching runs still have the Lesson page, not as landing."""
+    from balpm.presets import TEACHING_PRESET, uses_teaching_world
+
+    for i in usable(infos):
+        try:
+            cfg, _ = config(root, i.run_id)
+        except Exception:  # noqa: BLE001 - an unreadable config is simply not the teaching world
+            continue
+        sizes = {k: getattr(cfg.loop, k) for k in TEACHING_PRESET["loop"]}
+        if uses_teaching_world(cfg) and not cfg.data.world and sizes == TEACHING_PRESET["loop"]:
+            return True
+    return False
+
+
+def is_variant(root: Path, info: runs.RunInfo) -> bool:
+    """Whether a run is an ablation variant (:func:`balpm.ablations.is_variant`): kept out of the default
+    comparisons (the Runs page's picks still add it)."""
+    from balpm import ablations
+
+    try:
+        return ablations.is_variant(config(root, info.run_id)[0])
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def compared(infos: list[runs.RunInfo]) -> list[runs.RunInfo]:

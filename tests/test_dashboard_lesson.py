@@ -1,0 +1,162 @@
+"""The lesson page and its engine (balpm.lesson) on teaching-world runs the engine writes here, and the
+ablation preset of ``balpm sweep --ablations``.
+
+Every number the lesson states is checked against an independent computation from the run folders
+(acquisitions joined to the dataset snapshot's cluster column), and the page's words are checked to
+change when the runs do (a folder without seed 1, a folder without BALD).
+"""
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from balpm import ablations, lesson, loop, report, runs, story, sweep
+from balpm.config import RunConfig
+from balpm.presets import apply_preset
+
+APP = REPO / "dashboard" / "app.py"
+TINY = RunConfig().replace(
+    model={"hidden": (16,), "ensemble_size": 3, "max_epochs": 3, "lr": 3e-3, "batch_size": 16, "device": "cpu"},
+    loop={"initial": 20, "batch_size": 20, "rounds": 3},
+)
+NO_U = next(v for v in ablations.PAPER if v.short == "no U")
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lesson-runs")
+    for seed in (0, 1):
+        cfg = TINY.replace(loop={"seed": seed})
+        table, features = loop.load_inputs(cfg, progress=False)  # the teaching world is drawn per seed
+        for policy in ("random", "bald", "balpm"):
+            loop.run(cfg.replace(acquisition={"policy": policy}), root, table=table, features=features, progress=False)
+        for variant in ablations.variant_configs(cfg, "paper", [seed]):
+            if variant.name == ablations.NAME_PREFIX + NO_U.short:
+                loop.run(variant, root, table=table, features=features, progress=False)
+    return root
+
+
+def _plain(text: str) -> str:
+    return re.sub(r"\\(.)", r"\1", text).replace("\u2060", "")
+
+
+def _page_text(at: AppTest) -> str:
+    parts = [e.value for e in (*at.markdown, *at.success, *at.error, *at.info, *at.caption)]
+    return " ".join(_plain(p) for p in parts)
+
+
+def _noisy_share_by_hand(root: Path, policy: str) -> float:
+    """Share of ``policy``'s acquired labels in cluster 0 (chit-chat), mean over its seeds, from the files."""
+    shares = []
+    for info in runs.list_runs(root):
+        run = runs.open_run(root, info.run_id)
+        if info.policy != policy or ablations.is_variant(run.config):
+            continue
+        table = pd.read_parquet(root / "_datasets" / run.meta["data_hash"] / "table.parquet")
+        cluster = table.set_index("pair_id")["cluster"]
+        acq = run.acquisitions()
+        shares.append(float((acq["pair_id"].map(cluster) == 0).mean()))
+    return sum(shares) / len(shares)
+
+
+def _walk(root: Path, monkeypatch) -> list[str]:
+    """Every step of the lesson in AppTest, by its "next" button: the page's text per step."""
+    monkeypatch.setenv("BALPM_RUNS_DIR", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    at.switch_page("views/lesson.py").run()
+    texts = []
+    while True:
+        assert not at.exception, [e.message for e in at.exception]
+        texts.append(_page_text(at))
+        nxt = next(b for b in at.button if b.key == "lesson_next")
+        if nxt.disabled:
+            return texts
+        nxt.click().run()
+
+
+def _step(root: Path, monkeypatch, step: int) -> str:
+    """One step of the lesson (0-based), opened directly: its text."""
+    monkeypatch.setenv("BALPM_RUNS_DIR", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.session_state["lesson_step"] = step
+    at.run()
+    at.switch_page("views/lesson.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return _page_text(at)
+
+
+def test_lesson_facts_come_from_the_runs(runs_root):
+    facts = lesson.build(runs_root)
+    assert facts.teaching
+    assert facts.regions[0] == "chit-chat" and facts.noisy_region == 0  # named and found from the data
+    shares = facts.shares.set_index(["label", "cluster"])["share"]
+    assert shares[("bald", 0)] == pytest.approx(_noisy_share_by_hand(runs_root, "bald"))
+    assert shares[("random", 0)] == pytest.approx(_noisy_share_by_hand(runs_root, "random"))
+    # the verdicts are the report's on the policy runs (the variant left out), worded by balpm.story
+    loaded, _ = report.collect([runs_root])
+    policy = [r for r in loaded if not ablations.is_variant(runs.open_run(runs_root, r.run_id).config)]
+    assert len(policy) == 6
+    assert facts.verdicts == story.verdict_lines(report.summarize(policy), facts.setting)
+    [nou] = facts.ablation_verdicts
+    assert nou["variant"] == "no U" and nou["n"] == 2 and nou["paired"]
+
+
+def test_lesson_walks_every_step_and_its_words_follow_the_runs(runs_root, tmp_path, monkeypatch):
+    steps = _walk(runs_root, monkeypatch)
+    assert len(steps) == 6
+    bald = _noisy_share_by_hand(runs_root, "bald")
+    assert f"BALD put {bald:.0%} of its acquired labels in chit-chat" in steps[1]
+    assert "topic 1" in steps[0] and "chit-chat" in steps[0]
+    assert "no U:" in steps[4] and "2 paired seeds" in steps[4]
+    assert all(f"{n} 2 seeds" in steps[3] for n in ("BALD", "BAL-PM", "random"))
+
+    # other runs, other words: seed 0 only
+    one_seed = tmp_path / "seed0"
+    shutil.copytree(runs_root, one_seed, ignore=lambda d, names: [n for n in names if re.match(r".*-s1-", n)])
+    bald0 = _noisy_share_by_hand(one_seed, "bald")
+    step1 = _step(one_seed, monkeypatch, 1)
+    assert f"BALD put {bald0:.0%} of its acquired labels" in step1 and step1 != steps[1]
+    assert all(f"{n} 1 seeds" in _step(one_seed, monkeypatch, 3) for n in ("BALD", "BAL-PM", "random"))
+    # and without BALD the step says so instead of a number
+    no_bald = tmp_path / "nobald"
+    shutil.copytree(runs_root, no_bald, ignore=lambda d, names: [n for n in names if n.startswith("bald-")])
+    assert "No BALD runs in this folder" in _step(no_bald, monkeypatch, 1)
+
+
+def test_cluster_names_never_print_as_numbers():
+    assert lesson.cluster_name(0.0, ["chit-chat", "topic 1"]) == "chit-chat"
+    assert lesson.cluster_name(3.0) == "cluster 3"
+    assert lesson.cluster_name("news") == "news"
+
+
+def test_sweep_ablations_paper_preset_covers_every_seed():
+    base = apply_preset(RunConfig())
+    configs = sweep.with_ablations(sweep.expand(base, ["random"], [0, 1]), base, "paper", [0, 1])
+    names = {c.name for c in configs if c.name}
+    want = {ablations.NAME_PREFIX + v.short for v in ablations.PAPER} - {ablations.NAME_PREFIX + "β=0.1"}
+    assert names == want  # the base's own beta (0.1, the teaching preset) is the base, not a variant
+    for name in want:
+        assert sorted(c.loop.seed for c in configs if c.name == name) == [0, 1]
+    bases = [c for c in configs if c.acquisition.policy == "balpm" and not c.name]
+    assert sorted(c.loop.seed for c in bases) == [0, 1]  # the paired reference is part of the sweep
+    assert all(ablations.is_variant(c) for c in configs if c.name)
+    assert not any(ablations.is_variant(c) for c in bases)
+
+
+def test_sweep_unknown_ablation_preset_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "balpm", "sweep", "--ablations", "nope", "--seeds", "0", "--runs-dir",
+                           str(tmp_path)], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: unknown ablation preset 'nope'; choose one of paper"
+    assert not [p for p in tmp_path.iterdir() if not p.name.startswith((".", "_"))]  # nothing was run
