@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from balpm.cli import main
-from balpm.config import FeatureConfig, RunConfig
+from balpm.config import RunConfig
 from balpm.data.plant import (
     MANIFEST_FILE,
     OOD_FILE,
@@ -61,7 +61,7 @@ def planted(comparisons_dir, tmp_path_factory):
 
 
 def test_plant_is_deterministic_to_the_byte(planted):
-    src, out, manifest, cache, rec, path = planted
+    src, out, _manifest, cache, rec, path = planted
     before = {name: (out / name).read_bytes() for name in (TABLE_FILE, RUN_FILE, MANIFEST_FILE)}
     with pytest.raises(ConfigError, match="already holds a planted world"):
         plant([str(src)], out, recipe=rec, recipe_file=path, seed=3, cache_dir=str(cache), progress=False)
@@ -116,7 +116,7 @@ def test_noisy_rule_takes_whole_clusters(planted):
 
 
 def test_planted_table_runs_and_hits_the_feature_cache(planted, tmp_path):
-    _, out, manifest, cache, *_ = planted
+    _, out, manifest, *_ = planted
     cfg = RunConfig.from_yaml(out / RUN_FILE)
     from balpm.data import load_for_config
     from balpm.features import featurize

@@ -50,7 +50,7 @@ def plant_command(
     typer.echo(f"exact ceiling (mean log true_prob): test {ceil['test_log_likelihood']:.4f}{ood_part} "
                f"(chance {ceil['chance_log_likelihood']:.4f}); Bayes test accuracy {ceil['test_accuracy']:.3f}")
     typer.echo(f"run it: balpm sweep -c {manifest['run_config']} --policies random,bald,balpm --seeds 0-15 --ceiling "
-               "--runs-dir runs/<name>")
+               "--runs-dir RUNS (a folder outside --out)")
 
 
 def register(app: typer.Typer) -> None:

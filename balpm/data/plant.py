@@ -140,7 +140,7 @@ def load_recipe(name_or_path: str, **changes: Any) -> tuple[Recipe, Path]:
     unknown = sorted(set(map(str, raw)) - {"source", "plant", "run"})
     if unknown:
         raise ConfigError(f"recipe {str(path)!r}: unknown section(s) {unknown}; use source, plant, run")
-    kwargs: dict[str, Any] = {"name": path.stem[len("plant-"):] if path.stem.startswith("plant-") else path.stem}
+    kwargs: dict[str, Any] = {"name": path.stem.removeprefix("plant-")}
     for section, allowed in _SECTIONS.items():
         body = raw.get(section) or {}
         if not isinstance(body, dict):
@@ -484,7 +484,8 @@ def plant(paths: list[str], out: str | Path, *, recipe: Recipe, recipe_file: Pat
     elif (out / OOD_FILE).exists():
         (out / OOD_FILE).unlink()
     _write_text(out / RUN_FILE, "# written by balpm plant: run it with  balpm sweep -c " + str(out / RUN_FILE)
-                + " --policies random,bald,balpm --seeds 0-15 --ceiling --runs-dir runs/<name>\n" + cfg.to_yaml())
+                + " --policies random,bald,balpm --seeds 0-15 --ceiling --runs-dir RUNS (a folder outside this one)\n"
+                + cfg.to_yaml())
 
     # the loader must read the files back exactly (every row, its split, its truth)
     back = load_for_config(cfg.data).table
@@ -508,7 +509,7 @@ def plant(paths: list[str], out: str | Path, *, recipe: Recipe, recipe_file: Pat
         "recipe_name": recipe.name,
         "sources": files,
         "source_split": loaded.report.get("split"),
-        "source_rows": int(len(source)),
+        "source_rows": len(source),
         "features": {"model": feats.manifest.get("model"), "feature_hash": feats.hash,
                      "planted_cache_keys": keys},
         **planted.manifest,
