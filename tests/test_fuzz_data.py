@@ -382,13 +382,12 @@ def worker(manifest: str) -> None:
 def run_cases(folder: Path, cases: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
     manifest = folder / "manifest.json"
     manifest.write_text(json.dumps(cases))
-    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({a}, {a})); "
-            "sys.path.insert(0, {tests!r}); import test_fuzz_data as f; f.worker({m!r})").format(
-        a=ADDRESS_SPACE, tests=str(Path(__file__).parent), m=str(manifest))
+    code = (f"import resource, sys; resource.setrlimit(resource.RLIMIT_AS, ({ADDRESS_SPACE}, {ADDRESS_SPACE})); "
+            f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_fuzz_data as f; f.worker({str(manifest)!r})")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for var in [v for v in env if v.startswith("BALPM_MAX") or v.startswith("BALPM_DETECT")]:
+    for var in [v for v in env if v.startswith(("BALPM_MAX", "BALPM_DETECT"))]:
         env.pop(var)  # the default caps
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=env,
+    proc = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=timeout, env=env,
                           cwd=str(folder))
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0 and len(lines) == len(cases), (

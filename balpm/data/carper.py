@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from balpm.data.rows import BadRows, RowProblem, json_error, norm_split, parse_json, short
+from balpm.data.rows import (
+    BadRows,
+    RowProblem,
+    json_error,
+    norm_split,
+    parse_json,
+    short,
+)
 from balpm.data.tabular import COLUMNS, load_prompt_table
 from balpm.errors import DataError
 

@@ -32,12 +32,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.data import limits
 from balpm.data.carper import is_save_to_disk, load_carper
 from balpm.data.hh import load_hh, looks_like_hh
 from balpm.data.hub import HUB_REPO, hub_files, is_hub_id, load_hub
 from balpm.data.openai_json import load_openai_json, looks_like_openai
-from balpm.data import limits
-from balpm.data.rows import BAD_REASONS, META_COLUMNS, BadRows, ProbeExhausted, content_hash, probing
+from balpm.data.rows import (
+    BAD_REASONS,
+    META_COLUMNS,
+    BadRows,
+    ProbeExhausted,
+    content_hash,
+    probing,
+)
 from balpm.data.schema import REQUIRED_COLUMNS, SPLITS, validate_table
 from balpm.data.splits import assign_splits, check_ratios, original_splits
 from balpm.data.tabular import (
@@ -441,7 +448,7 @@ def load_table(paths: str | Path | Iterable[str | Path], *, format: str = "auto"
     subsample_info: dict[str, Any] = {}
     if subsample:
         keep_N = subsample_rows(table, int(subsample), seed)
-        subsample_info = {"n": int(subsample), "seed": int(seed), "rows_before": int(len(table)), "rows_after": int(keep_N.sum())}
+        subsample_info = {"n": int(subsample), "seed": int(seed), "rows_before": len(table), "rows_after": int(keep_N.sum())}
         notes.append(f"subsampled to {int(keep_N.sum()):,} of {len(table):,} comparisons (whole prompts, seed {seed})")
         table = table.loc[keep_N].reset_index(drop=True)
     if keep_original:
@@ -541,15 +548,15 @@ __all__ = [
     "FORMATS",
     "SPLITS",
     "LoadResult",
-    "config_columns",
-    "identical_answers",
-    "subsample_rows",
     "assign_ids",
     "build_report",
+    "config_columns",
     "detect_file_format",
     "drop_duplicates",
     "expand_path",
+    "identical_answers",
     "load_for_config",
     "load_table",
     "read_raw",
+    "subsample_rows",
 ]

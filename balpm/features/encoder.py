@@ -290,7 +290,7 @@ class Tokenized:
     prompt_cut: list[bool] = field(default_factory=list)
     answer_cut: list[bool] = field(default_factory=list)
 
-    def expand(self, inverse_M: np.ndarray) -> "Tokenized":
+    def expand(self, inverse_M: np.ndarray) -> Tokenized:
         """The same ids (of the distinct texts), with the truncation counts taken over ``texts[i] =
         distinct[inverse_M[i]]``, i.e. over every text including repeats."""
         inverse_M = np.asarray(inverse_M, dtype=np.int64)
