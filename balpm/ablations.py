@@ -18,7 +18,7 @@ from typing import Any
 from balpm.config import RunConfig
 from balpm.errors import ConfigError
 
-__all__ = ["NAME_PREFIX", "PAPER", "PRESETS", "Variant", "is_variant", "variant_configs", "variant_of",
+__all__ = ["NAME_PREFIX", "PAPER", "PRESETS", "Variant", "is_variant", "variant_config", "variant_configs", "variant_of",
            "variants"]
 
 NAME_PREFIX = "ablation: "
@@ -57,7 +57,8 @@ def variants(preset: str) -> tuple[Variant, ...]:
     return PRESETS[preset]
 
 
-def _apply(base: RunConfig, v: Variant) -> RunConfig:
+def variant_config(base: RunConfig, v: Variant) -> RunConfig:
+    """``base`` as BAL-PM with ``v``'s knobs and the name ``ablation: <short>`` (seed unchanged)."""
     return base.replace(acquisition={"policy": "balpm", **v.knobs}, name=NAME_PREFIX + v.short)
 
 
@@ -68,7 +69,7 @@ def variant_configs(base: RunConfig, preset: str, seeds: Sequence[int]) -> list[
     out: dict[str, RunConfig] = {}
     for v in variants(preset):
         for seed in seeds:
-            cfg = _apply(base.replace(loop={"seed": int(seed)}), v)
+            cfg = variant_config(base.replace(loop={"seed": int(seed)}), v)
             if cfg.hash() == base.replace(loop={"seed": int(seed)}).hash():
                 continue
             out.setdefault(cfg.hash(), cfg.validate())
@@ -79,7 +80,7 @@ def variant_of(cfg: RunConfig, base: RunConfig) -> Variant | None:
     """The variant of :data:`PAPER` that ``cfg`` is against ``base`` (same everything but the variant's
     knobs, any seed), or None."""
     for v in PAPER:
-        want = _apply(base.replace(loop={"seed": cfg.loop.seed}), v)
+        want = variant_config(base.replace(loop={"seed": cfg.loop.seed}), v)
         if want.hash() == cfg.hash() and want.hash() != base.replace(loop={"seed": cfg.loop.seed}).hash():
             return v
     return None

@@ -87,9 +87,16 @@ def snapshot_inputs(root: str | Path, cfg: RunConfig) -> tuple[str, str] | None:
             have = runs.open_run(root, info.run_id).config.to_dict()
         except (BalpmError, OSError):
             continue
-        if have["data"] == want["data"] and have["features"] == want["features"]:
+        if have["data"] == want["data"] and have["features"] == want["features"] and (
+                not _drawn_per_seed(cfg) or have["loop"]["seed"] == want["loop"]["seed"]):
             return str(info.data_hash), str(info.feature_hash)
     return None
+
+
+def _drawn_per_seed(cfg: RunConfig) -> bool:
+    """A synthetic world (no data files) is drawn from the run's seed: each seed has its own table, so another
+    seed's snapshot is not this run's data."""
+    return not cfg.data.paths and not cfg.data.ood_paths
 
 
 def outside_paths(root: str | Path, cfg: RunConfig, base: str | Path | None = None) -> list[str]:
@@ -159,7 +166,9 @@ def start_sweep(root: str | Path, base: RunConfig, policies: Sequence[str], seed
     configs = sweep.expand(base.validate(), list(policies), [int(s) for s in seeds])
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     conf = _config_file(root, job_id, base)
-    head, where, how = _engine(root, base, conf, cwd)
+    # one snapshot serves every seed only when the data does not depend on the seed (files, not a drawn world)
+    head, where, how = ([], Path(cwd) if cwd is not None else root, "cli") if _drawn_per_seed(base) and len(set(seeds)) > 1 \
+        else _engine(root, base, conf, cwd)
     tail = ["--policies", ",".join(policies), "--seeds", ",".join(str(int(s)) for s in seeds),
             "--workers", str(max(1, int(workers)))]
     cmd = head + tail if head else [sys.executable, "-m", "balpm", "sweep", "--config", str(conf), "--runs-dir",

@@ -160,3 +160,43 @@ def test_sweep_unknown_ablation_preset_is_one_line(tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: unknown ablation preset 'nope'; choose one of paper"
     assert not [p for p in tmp_path.iterdir() if not p.name.startswith((".", "_"))]  # nothing was run
+
+
+def test_ablations_page_switches_finished_variants_and_runs_a_missing_one_for_every_seed(runs_root, tmp_path,
+                                                                                        monkeypatch):
+    import time
+
+    root = tmp_path / "runs"
+    shutil.copytree(runs_root, root)
+    monkeypatch.setenv("BALPM_RUNS_DIR", str(root))
+    at = AppTest.from_file(str(APP), default_timeout=180)
+    at.run()
+    # variants stay out of the other pages' default comparisons
+    at.switch_page("views/learning_curves.py").run()
+    assert "balpm uncertainty=none" not in at.selectbox(key="lc_base").options
+    at.switch_page("views/ablations.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.get("button_group")[0].options == ["no U"]  # the finished variant, one click away
+    verdict = _plain(" ".join(b.value for b in (*at.success, *at.error, *at.info)))
+    assert "no U against balpm" in verdict and "2 paired seeds" in verdict
+    at.selectbox(key="abl_set_missing").set_value("H minimiser").run()
+    next(b for b in at.button if b.key == "abl_set_run").click().run()
+    assert not at.exception, [e.message for e in at.exception]
+    want = [c for c in ablations.variant_configs(runs.open_run(root, runs.default_run_id(
+        TINY.replace(acquisition={"policy": "balpm"}))).config, "paper", [0, 1]) if c.name.endswith("H minimiser")]
+    t0 = time.time()
+    while time.time() - t0 < 300 and not all(
+            (root / runs.default_run_id(c)).is_dir() and runs.inspect_run(root / runs.default_run_id(c)).state
+            in ("complete", "failed") for c in want):
+        time.sleep(1)
+    for c in want:  # every base seed, each on its own seed's world (the base's data hash)
+        run = runs.open_run(root, runs.default_run_id(c))
+        base = runs.open_run(root, runs.default_run_id(TINY.replace(acquisition={"policy": "balpm"},
+                                                                    loop={"seed": c.loop.seed})))
+        assert runs.inspect_run(run.path).state == "complete"
+        assert run.meta["data_hash"] == base.meta["data_hash"] and run.pool().equals(base.pool())
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    at.get("button_group")[0].set_value("H minimiser").run()
+    verdict = _plain(" ".join(b.value for b in (*at.success, *at.error, *at.info)))
+    assert "H minimiser against balpm" in verdict and "2 paired seeds" in verdict

@@ -3,11 +3,12 @@ initial set through the engine, and compare curves and picks."""
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pandas as pd
 import streamlit as st
 
-from balpm import runs
+from balpm import ablations, runs, stats
 from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES
 from balpm.errors import BalpmError
 from balpm_dashboard import frames, jobs, plots, state, untrusted
@@ -27,6 +28,103 @@ st.caption("Each change gives a config that differs from the base only in the ac
            "model, seed and therefore the same initial set. A variant already on disk (same config hash) is "
            "reused; otherwise `balpm run` starts in the background.")
 
+# ---- the paper's ablation set: finished variants switched instantly, missing ones run for every seed -----
+base_info = next(i for i in ok if i.run_id == base_id)
+VERDICT_BOX = {"better": st.success, "worse": st.error}
+
+
+def _variant_groups() -> dict[str, list[runs.RunInfo]]:
+    """Variant short label -> its runs (same setting as the base, any seed), in the paper's order."""
+    found: dict[str, list[runs.RunInfo]] = {}
+    for i in ok:
+        if i.setting != base_info.setting or i.label == base_info.label or i.policy != "balpm":
+            continue
+        v = state.attempt(lambda rid: ablations.variant_of(state.config(root, rid)[0], base_cfg), i.run_id, what=i.run_id)
+        if v is not None:
+            found.setdefault(v.short, []).append(i)
+    order = [v.short for v in ablations.PAPER]
+    return {k: found[k] for k in sorted(found, key=order.index)}
+
+
+@st.fragment
+def ablation_set() -> None:
+    """The ablation set of the base's label: one click shows a finished variant's curve (mean +/- SEM band
+    over its seeds) and its verdict paired by seed against the base; nothing is re-run."""
+    base_group = [i for i in ok if i.label == base_info.label and i.setting == base_info.setting and i.state == "complete"]
+    base_seeds = sorted({int(i.seed) for i in base_group})
+    groups = _variant_groups()
+    done = {k: [i for i in g if i.state == "complete"] for k, g in groups.items()}
+    done = {k: g for k, g in done.items() if g}
+    st.subheader(f"Ablation set of {untrusted.md(base_info.label)} ({len(base_seeds)} seeds)")
+    if not done:
+        st.caption("No finished variant of this base yet: run the paper's set with balpm sweep --ablations paper "
+                   "(same seeds), or one variant for every seed below.")
+    else:
+        pick = st.segmented_control("variant", list(done), default=list(done)[0], key="abl_set_variant")
+        if pick:
+            vg = done[pick]
+            what = next((v.what for v in ablations.PAPER if v.short == pick), "")
+            base_r = {int(i.seed): state.rounds(root, i.run_id) for i in base_group}
+            var_r = {int(i.seed): state.rounds(root, i.run_id) for i in vg}
+            metric = stats.HEADLINE_METRIC
+            _, base_aulc = stats.seed_aulcs([SimpleNamespace(seed=k, rounds=v) for k, v in base_r.items()], metric)
+            _, var_aulc = stats.seed_aulcs([SimpleNamespace(seed=k, rounds=v) for k, v in var_r.items()], metric)
+            cmp = stats.compare_values(var_aulc, base_aulc, stats.metric_direction(metric))
+            sentence = (f"{pick} against {base_info.label}: {cmp['verdict']} (test log-likelihood AULC "
+                        f"{stats.fmt_value(cmp['mean'], 4, True)}, 95% CI {stats.fmt_interval(cmp['ci'], 4, cmp['n'])}, "
+                        f"{cmp['n']} {'paired ' if cmp['paired'] else ''}seeds)")
+            VERDICT_BOX.get(cmp["verdict"], st.info)(untrusted.md(sentence, limit=4000))
+            st.caption(untrusted.md(what))
+            curves = [(f"base: {base_info.label}", s, r) for s, r in base_r.items()]
+            curves += [(pick, s, r) for s, r in var_r.items()]
+            labels = [f"base: {base_info.label}", pick]
+            colors = {labels[0]: plots.label_color(base_info.label),
+                      labels[1]: plots.label_color(vg[0].label or pick)}
+            st.plotly_chart(plots.learning_curves_figure({metric: frames.curve_stats(curves, metric)}, colors),
+                            key="abl_set_curves", config={"displaylogo": False}, theme=None)
+    missing = [v for v in ablations.PAPER if v.short not in groups
+               and ablations.variant_config(base_cfg, v).hash() != base_cfg.replace(acquisition={"policy": "balpm"}).hash()]
+    partial = {k: g for k, g in groups.items() if len({int(i.seed) for i in g if i.state == "complete"}) < len(base_seeds)}
+    if missing or partial:
+        c = st.columns([2, 1])
+        names = [v.short for v in missing] + [k for k in partial if k not in {v.short for v in missing}]
+        if names:
+            want = c[0].selectbox("variant not on disk (or not for every seed)", names, key="abl_set_missing")
+            if c[1].button(f"run it for all {len(base_seeds)} seeds", key="abl_set_run"):
+                v = next(x for x in ablations.PAPER if x.short == want)
+                cfg = ablations.variant_config(base_cfg, v).validate()
+                try:
+                    job = jobs.start_sweep(root, cfg, ["balpm"], base_seeds, title=f"ablation {v.short} x {len(base_seeds)} seeds")
+                    state.job_registry()[job.job_id] = job
+                    st.session_state["abl_set_job"] = job.job_id
+                    st.rerun()  # the progress fragment below starts ticking
+                except BalpmError as exc:
+                    st.error(untrusted.md(exc))
+
+
+_set_job = state.job_registry().get(st.session_state.get("abl_set_job") or "")
+
+
+@st.fragment(run_every=2.0 if _set_job is not None and not _set_job.finished else None)
+def ablation_set_progress() -> None:
+    """Progress of a variant running for every base seed (rounds done over all its runs); a full rerun once done."""
+    if _set_job is None:
+        return
+    p = jobs.progress(_set_job)
+    if not p["finished"]:
+        st.progress(p["fraction"], text=untrusted.md(f"{_set_job.title}: {p['done_rounds']}/{p['total_rounds']} rounds"))
+    elif p["failed"]:
+        st.error(untrusted.md(f"{_set_job.title}: {jobs.status_text(_set_job, p)}"))
+        st.code(untrusted.text(jobs.log_tail(_set_job)), language="text")
+    elif st.session_state.get("abl_set_done") != _set_job.job_id:
+        st.session_state["abl_set_done"] = _set_job.job_id
+        st.rerun()
+
+
+ablation_set()
+ablation_set_progress()
+st.divider()
+st.subheader("One knob, this seed")
 BETAS = sorted({1.0, 0.1, 0.01, 0.001, 0.0001, float(a.beta)}, reverse=True)
 with st.form("ablation"):
     r1 = st.columns(4)
@@ -79,7 +177,6 @@ if go_btn:
         st.error(untrusted.md(exc))
 
 # ---- variants of this base already on disk ------------------------------------------------------
-base_info = next(i for i in ok if i.run_id == base_id)
 siblings = [i for i in infos if i.run_id != base_id and i.state != "broken" and i.seed == base_info.seed
             and i.data_hash == base_info.data_hash and i.setting == base_info.setting]
 if siblings:
