@@ -623,6 +623,9 @@ def inspect_rows(pool_indices: Iterable[int], pool: pd.DataFrame, table: pd.Data
     texts = table.drop_duplicates("pair_id").set_index("pair_id")
     a = acq.set_index("pool_index") if len(acq) else pd.DataFrame()
     last = max(scores_by_round) if scores_by_round else None
+    from balpm.lesson import cluster_name, region_names
+
+    regions = region_names(texts) if "cluster" in texts.columns else {}  # "chit-chat", not 0.0000
     rows = []
     for idx in want:
         pair_id = str(p.at[idx, "pair_id"]) if idx in p.index and pd.notna(p.at[idx, "pair_id"]) else None
@@ -633,12 +636,18 @@ def inspect_rows(pool_indices: Iterable[int], pool: pd.DataFrame, table: pd.Data
             row.update(prompt=t.get("prompt"), chosen=t.get("chosen"), rejected=t.get("rejected"),
                        human_label="chosen (the human's choice)")
             if "cluster" in texts.columns:
-                row["cluster"] = t.get("cluster")
+                c = t.get("cluster")
+                try:
+                    whole = float(c) == int(float(c))
+                except (TypeError, ValueError, OverflowError):
+                    whole = False
+                row["cluster"] = regions.get(int(float(c)), cluster_name(c)) if whole else cluster_name(c)
         initial = bool(p.at[idx, "initial"]) if pair_id else False
         row["initial"] = initial
         picked = idx in a.index if len(a) else False
         row["round_picked"] = int(a.at[idx, "round"]) if picked else (-1 if initial else None)
-        row["step_picked"] = int(a.at[idx, "step"]) if picked else None
+        row["step_picked"] = int(a.at[idx, "step"]) if picked else None  # acquisitions.parquet's, from 0
+        row["pick_in_batch"] = int(a.at[idx, "step"]) + 1 if picked else None  # the replay's "pick k/B", from 1
         src = row["round_picked"] if picked else (None if initial else last)
         sc = scores_by_round.get(src) if src is not None else None
         hit = sc[sc["pool_index"] == idx] if sc is not None else None

@@ -200,3 +200,17 @@ def test_ablations_page_switches_finished_variants_and_runs_a_missing_one_for_ev
     at.get("button_group")[0].set_value("H minimiser").run()
     verdict = _plain(" ".join(b.value for b in (*at.success, *at.error, *at.info)))
     assert "H minimiser against balpm" in verdict and "2 paired seeds" in verdict
+
+
+def test_inspector_names_the_region_and_counts_picks_as_the_replay():
+    from balpm_dashboard import frames
+
+    pool = pd.DataFrame({"pool_index": [0, 1], "pair_id": ["a", "b"], "prompt_id": ["q0", "q1"], "initial": [False, False]})
+    table = pd.DataFrame({"pair_id": ["a", "b"], "prompt_id": ["q0", "q1"], "prompt": ["P0", "P1"], "chosen": ["c", "c"],
+                          "rejected": ["r", "r"], "source": ["synthetic"] * 2, "cluster": [0.0, 3.0]})
+    acq = pd.DataFrame({"round": [4], "step": [2], "pool_index": [1], "pair_id": ["b"], "prompt_id": ["q1"],
+                        "score": [1.0], "u": [0.5], "log_dist": [1.0], "count_term": [0.5], "h": [0.5],
+                        "beta_h": [0.5], "ratio": [0.5], "n": [3.0]})
+    rows = frames.inspect_rows([0, 1], pool, table, acq, {}).set_index("pool_index")
+    assert rows.loc[0, "cluster"] == "chit-chat" and rows.loc[1, "cluster"] == "topic 3"
+    assert rows.loc[1, "step_picked"] == 2 and rows.loc[1, "pick_in_batch"] == 3  # "pick 3/" in the replay

@@ -7,11 +7,11 @@ from types import SimpleNamespace
 
 import pandas as pd
 import streamlit as st
+from balpm_dashboard import frames, jobs, plots, state, untrusted
 
 from balpm import ablations, runs, stats
 from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES
 from balpm.errors import BalpmError
-from balpm_dashboard import frames, jobs, plots, state, untrusted
 
 VARIANT = "abl_variant"
 root, infos, ok = state.page_runs(
@@ -236,10 +236,10 @@ curves = [("base: " + base_info.label, base_info.seed, state.rounds(root, base_i
 metric_list = ["test_log_likelihood", "test_accuracy"]
 if any(c[2]["ood_log_likelihood"].notna().any() for c in curves if len(c[2])):
     metric_list += ["ood_log_likelihood", "ood_accuracy"]
-stats = {m: frames.curve_stats(curves, m) for m in metric_list}
+curve_stats = {m: frames.curve_stats(curves, m) for m in metric_list}
 labels = [c[0] for c in curves]
 colors = dict(zip(labels, ("#6b7280", "#d62728")))
-st.plotly_chart(plots.learning_curves_figure(stats, colors), key="abl_curves", config={"displaylogo": False}, theme=None)
+st.plotly_chart(plots.learning_curves_figure(curve_stats, colors), key="abl_curves", config={"displaylogo": False}, theme=None)
 
 st.subheader("Which prompts entered or left")
 summary, detail = frames.picks_diff(state.acquisitions(root, base_id), state.acquisitions(root, vid))

@@ -72,7 +72,7 @@ st.caption("`chosen` is the answer the human preferred; p0..pK−1 are each ense
 # members' probabilities) first, in narrow 4-decimal columns, and the long texts last: they were pushing
 # the scores out of view. The full texts are in the expanders below and in the CSV.
 TEXTS = [c for c in ("prompt", "chosen", "rejected") if c in rows.columns]
-COUNTS = ("round_picked", "step_picked", "scores_from_round", "n", "n0")
+COUNTS = ("round_picked", "pick_in_batch", "step_picked", "scores_from_round", "n", "n0")
 num_cfg = {c: st.column_config.NumberColumn(c, format="%d" if c in COUNTS else "%.4f", width="small")
            for c in rows.columns if c not in TEXTS and rows[c].dtype.kind in "fi"}
 st.dataframe(untrusted.frame(rows), hide_index=True, width="stretch", height=min(38 + 35 * max(len(rows), 1), 640),
@@ -85,7 +85,7 @@ st.download_button("selection (CSV)", rows.to_csv(index=False).encode(), f"selec
 for _, r in rows.head(5).iterrows():
     title = f"pool {r['pool_index']} · prompt {untrusted.md(r.get('prompt_id'), 80)}"  # ids come from the data
     if pd.notna(r.get("round_picked")):
-        title += " · initial set" if r["round_picked"] == -1 else f" · picked in round {int(r['round_picked'])}, step {int(r['step_picked']) + 1}"
+        title += " · initial set" if r["round_picked"] == -1 else f" · picked in round {int(r['round_picked'])}, pick {int(r['pick_in_batch'])} of its batch (step_picked {int(r['step_picked'])})"
     with st.expander(title, expanded=len(rows) == 1):
         st.markdown("**prompt**")
         st.text(untrusted.text(r.get("prompt", "")))  # plain; control characters shown as escapes
