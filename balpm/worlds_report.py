@@ -135,11 +135,12 @@ def _comparisons(policies: Mapping[str, str]) -> list[tuple[str, str, str]]:
 
 # ---- the summary --------------------------------------------------------------------------------
 def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.LEVEL, n_boot: int = stats.N_BOOT,
-                   seed: int = stats.SEED, skipped: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+                   seed: int = stats.SEED, skipped: Sequence[dict[str, Any]] = (),
+                   names: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The whole many-worlds analysis as one JSON-ready dict::
 
         {"metric", "level", "power", "multiplicity": {method, alpha, m, family, statement},
-         "worlds": [{setting, world, knobs, truth, ceiling, ceiling_source, baseline_aulc, headroom,
+         "worlds": [{setting, world, name (w<i> of worlds.yaml, else #<position>), knobs, truth, ceiling, ceiling_source, baseline_aulc, headroom,
                      policies: {label: {n_seeds, seeds, noisy_labels, unique_prompts, beta_h_to_u, aulc}},
                      noisy_pool}],
          "table": [{setting, world, comparison, policy, reference, n, paired, mean, ci, effect_share, share_ci,
@@ -187,7 +188,7 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
         truth = [getattr(r, "truth", None) or {} for r in (base or group)]
         noisy_pool = _mean([t["noisy_share_pool"] for t in truth if isinstance(t.get("noisy_share_pool"), (int, float))])
         aa = stats.aa_check({METRIC: aulcs[main[BASELINE]][1]} if base else {}, level=level, n_boot=n_boot, seed=seed)
-        world = {"setting": setting, "world": name, "knobs": knobs, "ceiling": ceiling, "ceiling_source": source,
+        world = {"setting": setting, "world": name, "knobs": knobs, "name": (names or {}).get(name), "ceiling": ceiling, "ceiling_source": source,
                  "baseline_aulc": base_aulc, "headroom": headroom, "noisy_pool": noisy_pool,
                  "aa": {k: aa.get(k) for k in ("splits", "possible_splits", "n_seeds", "calls", "false_positive_rate",
                                                "fp_ci", "noise")},
@@ -210,6 +211,17 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
             row["share_ci"] = [c_ / h if h and c_ is not None else None for c_ in row["ci"]]
             row["mde_share"] = row["mde"] / h if h and row["mde"] is not None else None
             table.append(row)
+    def order(w: Mapping[str, Any]) -> tuple:
+        n = w.get("name")
+        return (n is None, int(n[1:]) if n else 0, w["setting"])
+
+    worlds.sort(key=order)
+    for i, w in enumerate(worlds):
+        w["name"] = w["name"] or f"#{i}"  # no worlds.yaml: the position in this report
+    rank = {w["setting"]: i for i, w in enumerate(worlds)}
+    table.sort(key=lambda r: rank[r["setting"]])
+    for r in table:
+        r["name"] = worlds[rank[r["setting"]]]["name"]
     adj = stats.holm([r.get("p_value") for r in table])
     hv = stats.holm_verdicts([r.get("mean") for r in table], adj, [1] * len(table), level)
     for r, p, v in zip(table, adj, hv):
@@ -317,7 +329,24 @@ def worlds_report(paths: Sequence[str | Path], *, n_boot: int = stats.N_BOOT, se
     if not loaded:
         raise BalpmError(f"no complete runs in {', '.join(map(str, paths))} ({len(skipped)} incomplete); "
                          "finish them with balpm run --resume")
-    return worlds_summary(loaded, n_boot=n_boot, seed=seed, skipped=skipped)
+    return worlds_summary(loaded, n_boot=n_boot, seed=seed, skipped=skipped, names=world_names(paths))
+
+
+def world_names(paths: Sequence[str | Path]) -> dict[str, str]:
+    """Canonical spec -> ``w<index>`` from the ``worlds.yaml`` that ``balpm worlds`` writes in a runs root
+    (its draw order), for the roots given; empty when there is none."""
+    import yaml
+
+    out: dict[str, str] = {}
+    for raw in paths:
+        f = Path(raw) / "worlds.yaml"
+        try:
+            doc = yaml.safe_load(f.read_text()) if f.is_file() and f.stat().st_size < 5_000_000 else None
+            for w in (doc or {}).get("worlds", []):
+                out.setdefault(str(w["spec"]), f"w{int(w['index'])}")
+        except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
+            continue
+    return out
 
 
 # ---- presentation -------------------------------------------------------------------------------
@@ -364,9 +393,9 @@ def format_text(summary: Mapping[str, Any]) -> str:
     L += ["", "per world (effect = policy minus reference, AULC; share of the world's headroom in parentheses):"]
     head = f"  {'':<6}{'comparison':<24} {'seeds':>5}  {'effect [95% CI]':>28}  {'share':>7}  {'p':>7}  {'p Holm':>7}  " \
            f"{'verdict':<24}  {'Holm':<24}  MDE (share)"
-    for i, w in enumerate(summary["worlds"]):
+    for w in summary["worlds"]:
         L.append("")
-        L.append(f"  w{i:<3} {world_short(w['world'], 110)}")
+        L.append(f"  {w['name']:<5} {world_short(w['world'], 110)}")
         src = {"truth": "truth.json", stats.CEILING_POLICY: "full runs"}.get(w["ceiling_source"] or "", "unknown")
         mech = "; ".join(
             f"{lab}: noisy {_share(p['noisy_labels'])}, unique prompts/batch {_share(p['unique_prompts'])}"
@@ -379,7 +408,7 @@ def format_text(summary: Mapping[str, Any]) -> str:
         for r in (r for r in summary["table"] if r["setting"] == w["setting"]):
             eff = f"{_f(r['mean'], 4, True)} {stats.fmt_interval(r['ci'], 4, r['n'])}"
             mde = "-" if r.get("mde") is None else _f(r["mde"]) + (f" ({r['mde_share']:.0%})" if r.get("mde_share") is not None else "")
-            L.append(f"  w{i:<5}{r['comparison']:<24} {r['n']:>5}  {eff:>28}  {_pct(r['effect_share']):>7}  "
+            L.append(f"  {w['name']:<6}{r['comparison']:<24} {r['n']:>5}  {eff:>28}  {_pct(r['effect_share']):>7}  "
                      f"{_f(r['p_value'], 3):>7}  {_f(r.get('p_holm'), 3):>7}  {r['verdict']:<24}  "
                      f"{r.get('holm_verdict') or '-':<24}  {mde}")
     rm = summary.get("regime_multiplicity") or {}
@@ -458,7 +487,7 @@ def distribution_figure(summary: Mapping[str, Any]) -> Any:
             x=i + rng.uniform(-0.18, 0.18, len(ys)), y=ys, mode="markers", name=comp,
             marker={"color": color, "size": 9, "line": {"width": 0.5, "color": "#111827"},
                     "symbol": [VERDICT_SYMBOLS.get(r.get("holm_verdict"), "circle") for r in rows]},
-            text=[f"{_html(world_short(r['world'], 80))}<br>{r['holm_verdict']} (Holm)" for r in rows],
+            text=[f"{r['name']}: {_html(world_short(r['world'], 80))}<br>{r['holm_verdict']} (Holm)" for r in rows],
             hovertemplate="%{text}<br>%{y:.3g}<extra></extra>"))
     fig.update_xaxes(tickvals=list(range(len(comps))), ticktext=[_html(c) for c in comps], range=[-0.6, len(comps) - 0.4])
     share = all(summary["distribution"][c]["y"] == "effect_share" for c in summary["comparisons"])
@@ -506,7 +535,7 @@ def regime_figure(summary: Mapping[str, Any], comparisons: Sequence[str] | None 
                 x=[str(x) if isinstance(x, str) else x for x in xs], y=[r[y] * (100 if y == "effect_share" else 1) for r in rows],
                 mode="markers", marker={"color": COMP_COLORS.get(c, "#2ca02c"), "size": 7,
                                         "symbol": [VERDICT_SYMBOLS.get(r.get("holm_verdict"), "circle") for r in rows]},
-                showlegend=False, text=[_html(world_short(r["world"], 80)) for r in rows], hovertemplate="%{text}<br>%{x}: %{y:.3g}<extra></extra>"),
+                showlegend=False, text=[f"{r['name']}: {_html(world_short(r['world'], 80))}" for r in rows], hovertemplate="%{text}<br>%{x}: %{y:.3g}<extra></extra>"),
                 row=i, col=j)
             fig.add_hline(y=0, line={"color": "#9ca3af", "dash": "dot", "width": 1}, row=i, col=j)
             if k in log_knobs:

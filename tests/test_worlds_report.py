@@ -174,3 +174,18 @@ def test_world_of_reads_data_world_through_parse_world(worlds_sweep):
     name, knobs = worlds_report.world_of(one)
     assert name == parse_world(runs.open_run(worlds_sweep, one.run_id).config.data.world).spec()
     assert knobs == parse_world(name).knobs()
+
+
+def test_worlds_are_named_as_in_worlds_yaml(worlds_sweep, tmp_path):
+    specs = [parse_world(s).spec() for s in TINY_WORLDS]
+    (tmp_path / "worlds.yaml").write_text("worlds:\n" + "".join(f"- index: {9 - i}\n  spec: '{s}'\n"
+                                                                 for i, s in enumerate(specs)))
+    names = worlds_report.world_names([tmp_path, tmp_path / "missing"])
+    assert names == {s: f"w{9 - i}" for i, s in enumerate(specs)}
+    loaded, _ = report.collect([worlds_sweep])
+    got = worlds_report.worlds_summary(loaded, n_boot=20, names=names)
+    assert [w["name"] for w in got["worlds"]] == ["w5", "w6", "w7", "w8", "w9"]  # in the draw's order
+    assert [w["world"] for w in got["worlds"]] == specs[::-1]
+    assert [r["name"] for r in got["table"]] == [n for n in ("w5", "w6", "w7", "w8", "w9") for _ in range(3)]
+    unnamed = worlds_report.worlds_summary(loaded, n_boot=20)
+    assert [w["name"] for w in unnamed["worlds"]] == ["#0", "#1", "#2", "#3", "#4"]

@@ -20,9 +20,10 @@ root, infos, ok = state.page_runs(
 
 @st.cache_data(show_spinner="effects over worlds...", max_entries=8)
 def _summary(root_text: str, key: tuple) -> dict:
-    """:func:`balpm.worlds_report.worlds_summary` of the complete runs under the root, cached per run files."""
+    """:func:`balpm.worlds_report.worlds_summary` of the complete runs under the root, cached per run files
+    (worlds named w<i> as in the root's worlds.yaml)."""
     loaded, skipped = report.collect([root_text])
-    return worlds_report.worlds_summary(loaded, skipped=skipped)
+    return worlds_report.worlds_summary(loaded, skipped=skipped, names=worlds_report.world_names([root_text]))
 
 
 complete = [i for i in ok if i.state == "complete"]
@@ -106,7 +107,6 @@ st.caption("Per knob over the worlds: Spearman's ρ between the knob and the eff
            "(its noisy share of acquired labels minus the pool's, unique prompts per batch, the β·H / U spread).")
 
 st.subheader("Per world")
-index = {w["setting"]: i for i, w in enumerate(worlds)}
 by_world = {w["setting"]: w for w in worlds}
 per = []
 for r in table:
@@ -114,7 +114,7 @@ for r in table:
     pol = w["policies"].get(r["policy"], {})
     ref = w["policies"].get(r["reference"], {})
     per.append({
-        "world": f"w{index[r['setting']]}", "comparison": r["comparison"], "seeds": r["n"],
+        "world": w["name"], "comparison": r["comparison"], "seeds": r["n"],
         "effect": r["mean"], "CI low": r["ci"][0], "CI high": r["ci"][1],
         "effect % headroom": None if r["effect_share"] is None else 100 * r["effect_share"],
         "p": r["p_value"], "p Holm": r.get("p_holm"), "verdict": r["verdict"], "Holm": r.get("holm_verdict"),
