@@ -508,6 +508,23 @@ def verdict_display(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+VERDICT_COLORS = {"better": "#15803d", "worse": "#b91c1c", "no detectable difference": "#4b5563"}
+SHOWN_VERDICTS = ("verdict (AULC)", "final verdict")  # the verdict columns of verdict_display
+
+
+def verdict_css(value: Any) -> str:
+    """CSS of a verdict cell: green ``better``, red ``worse``, grey ``no detectable difference``; bold."""
+    v = str(value).split(" (")[0]
+    color = VERDICT_COLORS.get(v)
+    return f"color: {color}; font-weight: 600" if color else ""
+
+
+def verdict_styled(df: pd.DataFrame) -> Any:
+    """``df`` (:func:`verdict_display`) as a pandas Styler with its verdict columns coloured by :func:`verdict_css`."""
+    cols = [c for c in SHOWN_VERDICTS if c in df.columns]
+    return df.style.map(verdict_css, subset=cols)
+
+
 def ceiling_lines(ev: dict[str, Any], metrics: Sequence[str], setting: str | None = None) -> dict[str, dict[str, Any]]:
     """metric -> ``{y, text, headroom, warning}`` of the ceiling (``full`` runs' mean) to draw as a line
     (``setting``: only that setting's ceiling; default: any)."""

@@ -214,3 +214,15 @@ def test_inspector_names_the_region_and_counts_picks_as_the_replay():
     rows = frames.inspect_rows([0, 1], pool, table, acq, {}).set_index("pool_index")
     assert rows.loc[0, "cluster"] == "chit-chat" and rows.loc[1, "cluster"] == "topic 3"
     assert rows.loc[1, "step_picked"] == 2 and rows.loc[1, "pick_in_batch"] == 3  # "pick 3/" in the replay
+
+
+def test_verdict_cells_are_coloured_by_verdict():
+    from balpm_dashboard import frames
+
+    assert "#15803d" in frames.verdict_css("better")
+    assert "#b91c1c" in frames.verdict_css("worse (unpaired)")
+    assert "#4b5563" in frames.verdict_css("no detectable difference")
+    assert frames.verdict_css("(baseline)") == ""
+    shown = pd.DataFrame({"policy": ["bald", "balpm"], "verdict (AULC)": ["worse", "better"], "final verdict": ["", "better"]})
+    html = frames.verdict_styled(shown).to_html()
+    assert html.count("#15803d") == 2 and html.count("#b91c1c") == 1

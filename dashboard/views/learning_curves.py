@@ -91,9 +91,12 @@ table = frames.verdict_frame(ev, chosen)
 table = table[table["setting"] == main_setting] if len(ev["settings"]) > 1 else table
 shown = frames.verdict_display(table)
 # every row visible: height for all rows (the table used to hide its last rows behind a scroll)
-st.dataframe(untrusted.frame(shown), hide_index=True, width="stretch", height=38 + 35 * max(1, len(shown)),
+# verdicts coloured (better green, worse red, none grey) and in columns wide enough never to be cut
+st.dataframe(frames.verdict_styled(untrusted.frame(shown)), hide_index=True, width="stretch",
+             height=38 + 35 * max(1, len(shown)),
              column_config={"seeds": st.column_config.NumberColumn(width="small"),
-                            "policy": st.column_config.TextColumn(pinned=True)})
+                            "policy": st.column_config.TextColumn(pinned=True),
+                            **{c: st.column_config.TextColumn(c, width="large") for c in frames.SHOWN_VERDICTS}})
 st.caption("Per seed: AULC (trapezoid of the unsmoothed curve over labelled-set size / its range) and final value; "
            "diff = policy minus baseline over the seeds both have (paired by seed; 'unpaired' = Welch). "
            "Verdict from the 95% Student-t interval of the AULC difference (lower is better for Brier and ECE); the "
