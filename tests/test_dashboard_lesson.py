@@ -224,5 +224,6 @@ def test_verdict_cells_are_coloured_by_verdict():
     assert "#4b5563" in frames.verdict_css("no detectable difference")
     assert frames.verdict_css("(baseline)") == ""
     shown = pd.DataFrame({"policy": ["bald", "balpm"], "verdict (AULC)": ["worse", "better"], "final verdict": ["", "better"]})
-    html = frames.verdict_styled(shown).to_html()
-    assert html.count("#15803d") == 2 and html.count("#b91c1c") == 1
+    ctx = frames.verdict_styled(shown)._compute().ctx  # (row, column) -> CSS the table cell gets
+    colour = {k: dict(v).get("color") for k, v in ctx.items()}
+    assert colour == {(0, 1): "#b91c1c", (1, 1): "#15803d", (1, 2): "#15803d"}
