@@ -366,6 +366,20 @@ def ratio_by_round(acq: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"median": g.median(), "max": g.max()}).reset_index()
 
 
+def u_share_by_round(acq: pd.DataFrame) -> pd.DataFrame:
+    """Median and max per round of U's share of each pick's score, |U| / (|U| + |beta*H|): in [0, 1] (1: the
+    uncertainty alone decided, 0: the entropy term alone), where U / score explodes as a score nears 0."""
+    if not len(acq) or "beta_h" not in acq.columns:
+        return pd.DataFrame(columns=["round", "median", "max"])
+    u, bh = np.abs(acq["u"].to_numpy(np.float64)), np.abs(acq["beta_h"].to_numpy(np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        share = u / (u + bh)
+    df = pd.DataFrame({"round": acq["round"].to_numpy(np.int64), "share": share})
+    df = df[np.isfinite(df["share"])]
+    g = df.groupby("round")["share"]
+    return pd.DataFrame({"median": g.median(), "max": g.max()}).reset_index()
+
+
 def mean_pairwise_distance(feats_B_D: np.ndarray) -> float:
     """Mean Euclidean distance over all pairs of rows (duplicates count as distance 0)."""
     x = np.asarray(feats_B_D, dtype=np.float64)

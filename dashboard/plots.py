@@ -275,8 +275,11 @@ def anatomy_bars(anat: pd.DataFrame, *, title: str = "") -> go.Figure:
     return _layout(fig, title=title, height=560)
 
 
-def ratio_figure(ratios: dict[str, pd.DataFrame], colors: dict[str, str] | None = None, *, title: str = "") -> go.Figure:
-    """Uncertainty-score ratio U/score per round: median (solid) and max (dashed) per policy."""
+def ratio_figure(ratios: dict[str, pd.DataFrame], colors: dict[str, str] | None = None, *, title: str = "",
+                 ytitle: str = "U / score", share: bool = False) -> go.Figure:
+    """Uncertainty-score ratio U/score per round: median (solid) and max (dashed) per policy. ``share``: the
+    values are shares in [0, 1] (U's share of the score, :func:`dashboard.frames.u_share_by_round`): a fixed
+    0-100% axis, nothing clipped."""
     colors = colors or policy_colors(list(ratios))
     fig = go.Figure()
     for label, df in ratios.items():
@@ -290,6 +293,9 @@ def ratio_figure(ratios: dict[str, pd.DataFrame], colors: dict[str, str] | None 
     values = np.concatenate([np.r_[df["median"].to_numpy(float), df["max"].to_numpy(float)] for df in ratios.values()
                              if len(df)] or [np.zeros(1)])
     values = values[np.isfinite(values)]
+    if share:
+        fig.update_yaxes(range=[0, 1.05], tickformat=".0%", title=ytitle)
+        return _layout(fig, title=title, height=340)
     if values.size:
         lo, hi = float(min(values.min(), 0.0)), float(values.max())
         cap = max(RATIO_CAP, 1.2 * float(np.max([df["median"].max() for df in ratios.values() if len(df)] or [0.0])))
@@ -299,7 +305,7 @@ def ratio_figure(ratios: dict[str, pd.DataFrame], colors: dict[str, str] | None 
             fig.add_annotation(text=f"axis clipped at ±{cap:g}: the ratio explodes where a pick's score nears 0",
                                xref="paper", yref="paper", x=1, y=1, xanchor="right", yanchor="bottom",
                                showarrow=False, font=dict(size=11, color="#6b7280"))
-    fig.update_yaxes(title="U / score")
+    fig.update_yaxes(title=ytitle)
     return _layout(fig, title=title, height=340)
 
 

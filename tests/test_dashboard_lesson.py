@@ -227,3 +227,17 @@ def test_verdict_cells_are_coloured_by_verdict():
     ctx = frames.verdict_styled(shown)._compute().ctx  # (row, column) -> CSS the table cell gets
     colour = {k: dict(v).get("color") for k, v in ctx.items()}
     assert colour == {(0, 1): "#b91c1c", (1, 1): "#15803d", (1, 2): "#15803d"}
+
+
+def test_u_share_of_the_score_stays_in_0_1_where_u_over_score_explodes():
+    from balpm_dashboard import frames, plots
+
+    # second pick: score 1e-6 (U and -beta*H nearly cancel, the minimiser): U / score = 5e5
+    acq = pd.DataFrame({"round": [0, 0, 1], "u": [0.3, 0.5, 0.2], "beta_h": [0.1, -0.499999, 0.6],
+                        "score": [0.4, 1e-6, 0.8], "ratio": [0.75, 5e5, 0.25]})
+    assert frames.ratio_by_round(acq)["max"].iloc[0] == pytest.approx(5e5)
+    share = frames.u_share_by_round(acq).set_index("round")
+    assert share.loc[0, "max"] == pytest.approx(0.75) and share.loc[0, "median"] == pytest.approx((0.75 + 0.5 / 0.999999) / 2)
+    assert share.loc[1, "max"] == pytest.approx(0.25)
+    fig = plots.ratio_figure({"balpm": share.reset_index()}, share=True, ytitle="U's share")
+    assert list(fig.layout.yaxis.range) == [0, 1.05] and not fig.layout.annotations  # nothing clipped

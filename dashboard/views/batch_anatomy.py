@@ -76,17 +76,19 @@ for label, members in groups.items():
         red["seed"] = info.seed
         dparts.append(red)
     if rparts:
-        ratios[label] = frames.ratio_by_round(pd.concat(rparts, ignore_index=True))
+        ratios[label] = frames.u_share_by_round(pd.concat(rparts, ignore_index=True))
     if dparts:
         redundancy[label] = pd.concat(dparts, ignore_index=True)
 
 if not ratios:
     st.info("No acquisitions yet in the compared runs.")
     st.stop()
-st.plotly_chart(plots.ratio_figure(ratios, colors, title="Uncertainty-score ratio U / score of the picks "
-                                                          "(median and max per round, all compared seeds)"),
+st.plotly_chart(plots.ratio_figure(ratios, colors, title="U's share of each pick's score, |U| / (|U| + |β·H|) "
+                                                          "(median and max per round, all compared seeds)",
+                                   ytitle="U's share of the score", share=True),
                 key="ba_ratio", config={"displaylogo": False}, theme=None)
-st.caption("Near 1: the uncertainty drives the pick; near 0 or negative: the entropy term does.")
+st.caption("Near 100%: the uncertainty drives the pick; near 0%: the entropy term does. A share, as the bars above, "
+           "so it never explodes (the paper's U / score does as a score nears 0).")
 st.plotly_chart(plots.redundancy_figure(redundancy, colors), key="ba_redundancy", config={"displaylogo": False}, theme=None)
 st.caption("Redundancy of each batch: unique prompts, comparisons per prompt and the mean pairwise distance of the "
            "batch's prompt features (raw features; duplicates count as 0), mean over the compared seeds.")
