@@ -311,7 +311,10 @@ def headroom_lines(summary: Mapping[str, Any], setting: str, metric: str = HEADL
                    + (f" ({int(lab):,} labels" if lab else " (")
                    + f", {ceil_all['n_seeds']} seed{'s' * (ceil_all['n_seeds'] != 1)}) reaches {name} "
                    f"{stats.fmt_value(ceil['mean'])}; the policies start at {stats.fmt_value(ceil.get('initial'))} "
-                   f"(round 0), a headroom of {stats.fmt_value(ceil.get('headroom'), 4, True)}.")
+                   f"(round 0), a headroom of {stats.fmt_value(ceil.get('headroom'), 4, True)}"
+                   + (f"; {summary['baseline']}'s AULC {stats.fmt_value(hr['baseline_aulc'])} is "
+                      f"{stats.fmt_value(hr['headroom'])} below the ceiling (the 'headroom' the shares of the "
+                      "verdicts refer to)" if _num(hr.get("headroom")) is not None else "") + ".")
     elif hr.get("source") == "truth":
         out.append(f"Ceiling: the planted truth's Bayes-optimal {name} is {stats.fmt_value(hr['ceiling'])}; "
                    f"random's AULC is {stats.fmt_value(hr['baseline_aulc'])}, a headroom of "
@@ -324,8 +327,15 @@ def headroom_lines(summary: Mapping[str, Any], setting: str, metric: str = HEADL
                    "what seed noise (or the smallest detectable effect) already is; a 'no detectable difference' "
                    "here says nothing about BAL-PM.")
     elif sep is True:
-        out.append("The headroom is larger than the seed noise and the smallest detectable effects, so a real "
-                   "difference could show in these runs.")
+        mdes = [(_num(vs.get("mde")), _num(vs.get("mde_share"))) for e in _entries(summary, setting)
+                for vs in [((e.get("vs_baseline") or {}).get(metric) or {})] if _num(vs.get("mde")) is not None]
+        small = min(mdes) if mdes else None
+        text = "The headroom is larger than the seed noise, so a difference could show in these runs"
+        if small is not None:
+            text += (f", but only a large one: the smallest detectable effect is {stats.fmt_value(small[0])}"
+                     + (f" ({small[1]:.0%} of the gap from {summary['baseline']}'s AULC to the ceiling)"
+                        if small[1] is not None else ""))
+        out.append(text + "; a 'no detectable difference' rules out only effects that large.")
     return out
 
 

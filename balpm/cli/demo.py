@@ -209,9 +209,10 @@ def _say_story(summary: dict[str, Any], vs_bald: dict[str, Any], setting: str, r
                        "'Regime map').")
     else:
         lines += aa_and_ceiling
-        lines.append("To separate the policies, run on the full data (data/README.md says how to get it): "
-                     "balpm sweep --data ~/data/comparisons --ceiling --seeds 0-15 --runs-dir runs/full, then "
-                     "balpm report runs/full.")
+        lines.append(("To separate the policies" if story.separable(summary, setting) is not True else
+                      "To detect smaller differences and test the paper's claim")
+                     + ", run on the full data (data/README.md says how to get it): balpm sweep --data "
+                     "~/data/comparisons --ceiling --seeds 0-15 --runs-dir runs/full, then balpm report runs/full.")
     typer.echo("")
     for line in lines:
         typer.echo(f"  * {line}")
