@@ -44,6 +44,10 @@ class LoadedRun:
     config_hash: str = ""
     truth: dict[str, Any] | None = None  # truth.json (the planted truth's exact ceilings), None when absent
 
+    def __post_init__(self) -> None:
+        if self.truth is None:  # read from the folder when not given (the dashboard builds LoadedRun itself)
+            object.__setattr__(self, "truth", read_truth(self.path))
+
 
 def read_truth(path: str | Path) -> dict[str, Any] | None:
     """The run folder's truth.json as a dict, or None when absent or unreadable (older runs: unknown)."""
