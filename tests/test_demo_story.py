@@ -102,7 +102,7 @@ def test_words_come_first_and_equal_report_json_on_the_teaching_world(demo_out, 
     assert (f"Bayes-optimal test log-likelihood is {hr['ceiling']:.4f}; random's AULC is {hr['baseline_aulc']:.4f}, "
             f"a headroom of {hr['headroom']:+.4f}") in text
     assert "A/A check: not run: needs >= 6 seeds" in text
-    assert "When: this result needs" in text and "docs/evidence.md" in text
+    assert "When (what each part of this result needs): the BALD trap" in text and "docs/evidence.md" in text
 
 
 def test_the_mechanism_line_is_the_runs_own_data(demo_out, capsys):

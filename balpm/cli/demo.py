@@ -204,9 +204,9 @@ def _say_story(summary: dict[str, Any], vs_bald: dict[str, Any], setting: str, r
     aa_and_ceiling = story.headroom_lines(summary, setting)
     if teaching:
         lines += aa_and_ceiling[:2]  # the A/A check and truth.json's Bayes-optimal ceiling
-        lines.append("When: this result needs " + "; ".join(story.teaching_conditions(mech))
-                     + ". Measured, with seeds and intervals, in docs/evidence.md ('What the teaching world needs', "
-                       "'Regime map').")
+        lines.append("When (what each part of this result needs): " + "; ".join(story.teaching_conditions(mech))
+                     + ". Measured, with seeds, intervals and MDEs, in docs/evidence.md ('Sampled worlds': the "
+                       "single-knob checks; 'Regime map').")
     else:
         lines += aa_and_ceiling
         lines.append(("To separate the policies" if story.separable(summary, setting) is not True else
