@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 import streamlit as st
+from balpm_dashboard import frames, plots, state, untrusted
 
 from balpm import lesson as engine
 from balpm import stats
-from balpm_dashboard import frames, plots, state, untrusted
 
 STEP = "lesson_step"
 VERDICT_BOX = {"better": st.success, "worse": st.error}
@@ -129,7 +129,7 @@ def step_bald() -> None:
         _chart(_bar(df, "region", "share", "label", "share of the acquired labels per region"), "lesson_bald_share")
     if u is not None and len(u):
         _chart(_bar(u.assign(label=u["label"].map(lambda lab: "U at round 0")), "region", "u", "label",
-                    "mean uncertainty U per region at round 0 (pool scores)", yfmt=".3f", ytitle="U"), "lesson_bald_u")
+                    "mean uncertainty U per region at round 0 (pool scores)", yfmt=".2g", ytitle="U"), "lesson_bald_u")
     st.page_link("views/batch_anatomy.py", label="Anatomy of a batch: U and H of every pick")
 
 
@@ -154,6 +154,9 @@ def step_balpm() -> None:
         for k, g in L.prompts.groupby("label", sort=False):
             fig.add_scatter(x=g["round"], y=g["batch_unique_prompts"], name=untrusted.plot(k), mode="lines+markers",
                             line=dict(color=plots.label_color(str(k))))
+        top = float(L.prompts["batch_unique_prompts"].max())
+        fig.update_yaxes(range=[0, top * 1.08], title="distinct prompts")  # from 0: differences not magnified
+        fig.update_xaxes(dtick=1)
         fig.update_layout(title="distinct prompts per acquired batch", height=340, xaxis_title="round",
                           paper_bgcolor="white", plot_bgcolor="white", margin=dict(l=50, r=20, t=60, b=40))
         _chart(fig, "lesson_prompts")
@@ -161,7 +164,7 @@ def step_balpm() -> None:
 
 
 def step_curves() -> None:
-    st.markdown(untrusted.md(f"The learning curves ({', '.join(f'{names.get(k, k)} {n} seeds' for k, n in seeds.items())}) "
+    st.markdown(untrusted.md(f"The learning curves ({', '.join(f'{names.get(k, k)} {n} seed' + 's' * (n != 1) for k, n in seeds.items())}) "
                              "and their verdicts on the test log-likelihood AULC, paired by seed:", limit=4000))
     for line in L.verdicts:
         _verdict(line)
