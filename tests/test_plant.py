@@ -262,3 +262,21 @@ def test_copy_of_world_reads_back(planted, tmp_path):
     assert len(t) == manifest["source_rows"]
     assert float(np.log(t.loc[t["split"] == "test", "true_prob"]).mean()) == pytest.approx(
         manifest["ceilings"]["test_log_likelihood"], abs=1e-9)
+
+
+def test_table_loader_keeps_and_checks_the_truth_columns(tmp_path):
+    from balpm.data import load_table
+
+    good = tmp_path / "t.csv"
+    good.write_text("prompt,chosen,rejected,true_prob,noisy\np1,a,b,0.7,false\np2,c,d,0.5,true\n", encoding="utf-8")
+    t = load_table([str(good)], format="table").table
+    assert t["true_prob"].tolist() == [0.7, 0.5] and t["noisy"].tolist() == [False, True]
+    plain = tmp_path / "p.csv"
+    plain.write_text("prompt,chosen,rejected\np1,a,b\n", encoding="utf-8")
+    assert "true_prob" not in load_table([str(plain)], format="table").table.columns
+    for value, what in (("1.5", "true_prob must be a probability in [0, 1]"), ("abc", "true_prob must be a probability")):
+        bad = tmp_path / "b.csv"
+        bad.write_text(f"prompt,chosen,rejected,true_prob\np1,a,b,{value}\n", encoding="utf-8")
+        with pytest.raises(DataError, match=r"line 2") as err:
+            load_table([str(bad)], format="table")
+        assert what in str(err.value) and "\n" not in str(err.value)
