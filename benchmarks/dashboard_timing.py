@@ -8,6 +8,12 @@
    counts and scores, the WebGL figure, its JSON serialisation as st.plotly_chart sends it), on a real
    BAL-PM selection (``select_balpm``, batch 320, k 13) over ``paper_world`` prompt features.
 
+4. ``--browser``: the same in headless Chromium (Playwright, /usr/bin/chromium) against ``balpm dashboard``:
+   page ready (navigation click until the script is idle and every chart is drawn) for the Lesson,
+   Prompt space and Ablations pages; one replay step redrawn (the "next" button until the figure's
+   title shows the next pick); one ablation toggle (a finished variant's button until its paired
+   verdict is on screen). Medians over ``--steps`` repetitions (at most 10 for pages and toggles).
+
 3. ``--map-points N`` (e.g. 92000): the first Prompt space chart at paper scale. A run folder is made
    by the engine (policy random, a tiny reward model: the model is not what is timed) on
    ``paper_world(n, d=--map-dim, n_prompts=--map-prompts)`` with the pool holding N comparisons; then the
@@ -17,6 +23,7 @@
 
     python benchmarks/dashboard_timing.py [--runs DIR] [--sizes 10000,92000] [--dim 32] [--steps 20]
     python benchmarks/dashboard_timing.py --skip-pages --sizes "" --map-points 92000 --map-dim 4096
+    python benchmarks/dashboard_timing.py --browser --skip-pages --sizes "" [--runs DIR]
 """
 from __future__ import annotations
 
@@ -44,11 +51,16 @@ def make_runs(root: Path) -> None:
     cfg = RunConfig().replace(model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 4, "lr": 3e-3,
                                      "batch_size": 16, "device": "cpu"},
                               loop={"initial": 30, "batch_size": 30, "rounds": 5})
-    table, features = loop.load_inputs(cfg, progress=False)
+    from balpm import ablations
+
     for seed in (0, 1):
+        table, features = loop.load_inputs(cfg.replace(loop={"seed": seed}), progress=False)  # drawn per seed
         for policy in ("random", "bald", "balpm"):
             loop.run(cfg.replace(acquisition={"policy": policy}, loop={"seed": seed}), root, table=table,
                      features=features, progress=False)
+        for variant in ablations.variant_configs(cfg.replace(loop={"seed": seed}), "paper", [seed]):
+            if variant.name.endswith(("no U", "H minimiser")):  # two finished variants to toggle between
+                loop.run(variant, root, table=table, features=features, progress=False)
 
 
 def time_pages(root: Path, pages: tuple[str, ...] = ("views/prompt_space.py", "views/learning_curves.py",
@@ -166,7 +178,6 @@ def replay_inputs(n: int, dim: int, batch: int = 320, k: int = 13, seed: int = 0
 def time_replay(n: int, dim: int, steps: int) -> dict:
     """Per-step server time of the replay at n pool points."""
     import plotly.io as pio
-
     from balpm_dashboard import frames, plots
 
     scores, inc, picks, coords, select_s = replay_inputs(n, dim)
@@ -197,6 +208,105 @@ def time_replay(n: int, dim: int, steps: int) -> dict:
             "step_ms_max": round(float(np.max(total)) * 1e3, 1), "mb_sent": round(float(np.median(sizes)) / 1e6, 2)}
 
 
+def _idle(page, timeout: float = 600.0) -> None:
+    """Until the script is not running, no skeleton is left and every plotly chart has drawn (3 checks)."""
+    t0, stable = time.perf_counter(), 0
+    while time.perf_counter() - t0 < timeout:
+        ok = page.evaluate("""() => {
+            const app = document.querySelector('[data-testid=stApp]');
+            const charts = document.querySelectorAll('.js-plotly-plot').length;
+            return app?.getAttribute('data-test-script-state') === 'notRunning'
+                && !document.querySelector('[data-testid=stSkeleton]')
+                && document.querySelectorAll('.js-plotly-plot .main-svg').length >= charts; }""")
+        stable = stable + 1 if ok else 0
+        if stable >= 3:
+            return
+        time.sleep(0.05)
+    raise RuntimeError("the app did not become idle")
+
+
+def time_browser(root: Path, reps: int = 10) -> dict:
+    """Page ready, replay step redrawn and ablation toggle in headless Chromium against ``balpm dashboard``."""
+    import socket
+    import urllib.request
+
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "balpm", "dashboard", "--runs", str(root), "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(REPO))
+    url = f"http://127.0.0.1:{port}"
+    out: dict = {}
+    try:
+        for _ in range(600):
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                    break
+            except OSError:
+                time.sleep(0.5)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium",
+                                         args=["--headless", "--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.goto(url)
+            _idle(page)
+
+            def goto(title: str) -> float:
+                t = time.perf_counter()
+                page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
+                page.wait_for_function("() => document.querySelector('[data-testid=stApp]')"
+                                       "?.getAttribute('data-test-script-state') === 'running'", timeout=60_000)
+                _idle(page)
+                return time.perf_counter() - t
+
+            ready: dict[str, list[float]] = {}
+            for _ in range(max(1, min(reps, 10) // 2)):
+                for title in ("Lesson", "Prompt space", "Ablations"):
+                    try:
+                        ready.setdefault(title, []).append(goto(title))
+                    except Exception:  # noqa: BLE001 - a page that ran too fast to be seen running: idle is enough
+                        _idle(page)
+            out["page_ready_s"] = {k: round(float(np.median(v)), 3) for k, v in ready.items()}
+            goto("Prompt space")
+            steps = []
+            title_js = ("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)"
+                        ".find(t => t.includes(' pick ')) || ''")
+            for _ in range(reps):
+                before = page.evaluate(title_js)
+                if not before:
+                    break
+                k = int(before.split(" pick ")[1].split("/")[0])
+                t = time.perf_counter()
+                page.get_by_role("button", name="next ▶").click()
+                page.wait_for_function(f"() => ({title_js})().includes(' pick {k + 1}/')", timeout=120_000)
+                steps.append(time.perf_counter() - t)
+                _idle(page)
+            out["replay_step_redrawn_s"] = {"median": round(float(np.median(steps)), 3), "max": round(float(np.max(steps)), 3),
+                                            "n": len(steps)} if steps else None
+            goto("Ablations")
+            names = page.locator("[data-testid='stButtonGroup'] button").all_inner_texts()
+            toggles = []
+            for i in range(min(reps, 10)):
+                name = names[(i + 1) % len(names)] if names else None
+                if name is None or len(names) < 2:
+                    break
+                t = time.perf_counter()
+                page.locator("[data-testid='stButtonGroup'] button", has_text=name).first.click()
+                page.get_by_text(f"{name} against ").first.wait_for(timeout=120_000)
+                page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+                toggles.append(time.perf_counter() - t)
+                _idle(page)
+            out["ablation_toggle_s"] = {"median": round(float(np.median(toggles)), 3),
+                                        "max": round(float(np.max(toggles)), 3), "n": len(toggles)} if toggles else None
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
 def main() -> None:
     """Parse arguments, time, print one JSON object as the last line of stdout (progress on stderr)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -205,6 +315,7 @@ def main() -> None:
     ap.add_argument("--dim", type=int, default=32, help="prompt feature dimension of the replay benchmark")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--skip-pages", action="store_true")
+    ap.add_argument("--browser", action="store_true", help="also time page ready, replay step and ablation toggle in Chromium")
     ap.add_argument("--pages", default="views/prompt_space.py,views/learning_curves.py,views/batch_anatomy.py")
     ap.add_argument("--map-points", type=int, default=0, help="paper-scale first map: pool points (e.g. 92000)")
     ap.add_argument("--map-dim", type=int, default=4096)
@@ -214,18 +325,22 @@ def main() -> None:
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     result: dict = {"cores": os.cpu_count()}
-    if not args.skip_pages:
+    if not args.skip_pages or args.browser:
         if args.runs is None:
             tmp = Path(tempfile.mkdtemp(prefix="balpm-bench-runs-"))
             t0 = time.perf_counter()
             make_runs(tmp)
-            print(f"made 6 teaching-world runs with the engine in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+            print(f"made 10 teaching-world runs (2 ablation variants) with the engine in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             root = tmp
         else:
             root = args.runs
-        print("time to first chart (server side, AppTest):", file=sys.stderr)
         try:
-            result["pages"] = time_pages(root, tuple(p for p in args.pages.split(",") if p))
+            if not args.skip_pages:
+                print("time to first chart (server side, AppTest):", file=sys.stderr)
+                result["pages"] = time_pages(root, tuple(p for p in args.pages.split(",") if p))
+            if args.browser:
+                print("in headless Chromium (page ready, replay step redrawn, ablation toggle):", file=sys.stderr)
+                result["browser"] = time_browser(root, args.steps)
         finally:
             if args.runs is None:
                 import shutil
