@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balpm import metrics, runs, stats
+from balpm import ablations, metrics, runs, stats
 from balpm.errors import BalpmError
 
 CURVES = ("test_log_likelihood", "ood_log_likelihood", "test_accuracy", "ood_accuracy")
@@ -59,8 +59,11 @@ def read_truth(path: str | Path) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def collect(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[dict[str, Any]]]:
+def collect(paths: Iterable[str | Path], *, variants: bool = True) -> tuple[list[LoadedRun], list[dict[str, Any]]]:
     """Complete runs under the given run folders or runs roots, and the skipped ones (with reasons).
+
+    ``variants=False`` leaves ablation variants out (:func:`balpm.ablations.is_variant`: runs named by
+    ``balpm sweep --ablations`` or BAL-PM with an ablation-only knob), skipped with state ``variant``.
 
     The same config (same ``RunConfig`` hash) complete under two run ids counts once: the run with the
     smallest run id is kept, the others are skipped with state ``duplicate``.
@@ -90,6 +93,10 @@ def collect(paths: Iterable[str | Path]) -> tuple[list[LoadedRun], list[dict[str
             continue
         try:
             run = runs.open_run(info.path.parent, info.run_id)
+            if not variants and ablations.is_variant(run.config):
+                skipped.append({"run_id": info.run_id, "state": "variant",
+                                "reason": "ablation variant: add --variants to compare it"})
+                continue
             rounds = run.rounds()
         except Exception as exc:
             skipped.append({"run_id": info.run_id, "state": "broken", "reason": " ".join(str(exc).split())})
@@ -190,7 +197,10 @@ def format_text(summary: dict[str, Any], metrics: Sequence[str] | None = None) -
             lines.extend(_metric_table(m, entries, ceiling, (summary.get("headroom") or {}).get(setting, {}).get(m)))
     if summary["skipped"]:
         dup = [s for s in summary["skipped"] if s["state"] == "duplicate"]
-        other = [s for s in summary["skipped"] if s["state"] != "duplicate"]
+        var = [s for s in summary["skipped"] if s["state"] == "variant"]
+        other = [s for s in summary["skipped"] if s["state"] not in ("duplicate", "variant")]
+        if var:
+            lines.append(f"left out {len(var)} ablation variant run(s); add --variants to compare them")
         if other:
             lines.append(f"skipped {len(other)} run(s) not complete: "
                          + ", ".join(f"{s['run_id']} ({s['state']})" for s in other[:8]))
@@ -325,14 +335,14 @@ def write_html(summary: dict[str, Any], path: str | Path) -> Path:
 
 
 def report(paths: Iterable[str | Path], *, baseline: str = "random", smooth: int = 3, n_boot: int = stats.N_BOOT,
-           seed: int = stats.SEED) -> dict[str, Any]:
-    """Collect runs from run folders / runs roots and summarise them."""
+           seed: int = stats.SEED, variants: bool = True) -> dict[str, Any]:
+    """Collect runs from run folders / runs roots and summarise them (``variants``: see :func:`collect`)."""
     paths = list(paths)
     if smooth < 1:
         raise BalpmError(f"--smooth must be >= 1 (got {smooth})")
     if n_boot < 1:
         raise BalpmError(f"--n-boot must be >= 1 (got {n_boot})")
-    loaded, skipped = collect(paths)
+    loaded, skipped = collect(paths, variants=variants)
     if not loaded:
         raise BalpmError(f"no complete runs in {', '.join(map(str, paths))} ({len(skipped)} incomplete); "
                          "finish them with balpm run --resume")

@@ -114,6 +114,22 @@ def test_report_groups_ablations_separately(tmp_path):
     assert one["runs"] == 1
 
 
+def test_cli_report_leaves_ablation_variants_out_unless_asked(tmp_path, capsys):
+    """Variants (here BAL-PM without U) never join `balpm report`'s comparisons unless --variants is given."""
+    root = tmp_path / "runs"
+    base = base_cfg().replace(loop={"rounds": 2})
+    cfgs = sweep.expand(base, ["random", "balpm"], [0, 1]) + \
+        sweep.expand(base.set("acquisition.uncertainty", "none"), ["balpm"], [0, 1])
+    sweep.sweep(cfgs, root, workers=1, progress=False)
+    for flags, n_policies in (([], 2), (["--variants"], 3)):
+        main(["report", str(root), "--json", "--n-boot", "20", *flags])
+        out = json.loads(capsys.readouterr().out)
+        assert len(out["policies"]) == n_policies
+        assert sum(s["state"] == "variant" for s in out["skipped"]) == (2 if not flags else 0)
+    main(["report", str(root), "--n-boot", "20"])
+    assert "left out 2 ablation variant run(s); add --variants" in capsys.readouterr().out
+
+
 def test_report_errors_are_one_line(tmp_path):
     with pytest.raises(BalpmError):
         report.report([tmp_path / "missing"])

@@ -20,6 +20,9 @@ def report_command(
     metrics: Optional[str] = typer.Option(None, "--metrics", help="comma-separated quality metrics for the text "
                                           "tables, e.g. test_log_likelihood,test_accuracy (default: all; "
                                           "--json always has all)"),
+    variants: bool = typer.Option(False, "--variants", help="also compare ablation variants (balpm sweep --ablations, "
+                                  "--uncertainty none|predictive, --minimize-entropy, --estimator kl); left out "
+                                  "by default"),
     worlds: bool = typer.Option(False, "--worlds", help="results over many worlds (a balpm worlds sweep): per world "
                                 "and comparison the paired AULC effect of test log-likelihood as a share of the "
                                 "world's headroom, verdicts under Holm across the table, the share of worlds with "
@@ -49,7 +52,7 @@ def report_command(
     if chosen:
         report.format_text({"settings": [], "policies": [], "skipped": [], "baseline": baseline, "runs": 0,
                             "level": 0.95}, chosen)  # an unknown metric stops here, before any work
-    summary = report.report(paths, baseline=baseline, smooth=smooth, n_boot=n_boot, seed=seed)
+    summary = report.report(paths, baseline=baseline, smooth=smooth, n_boot=n_boot, seed=seed, variants=variants)
     if html is not None:
         report.write_html(summary, html)
         summary["html"] = str(html)
