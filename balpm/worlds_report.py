@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from balpm import report, runs, stats
+from balpm import report, runs, safe_yaml, stats
 from balpm.errors import BalpmError
 
 METRIC = stats.HEADLINE_METRIC
@@ -335,17 +335,15 @@ def worlds_report(paths: Sequence[str | Path], *, n_boot: int = stats.N_BOOT, se
 def world_names(paths: Sequence[str | Path]) -> dict[str, str]:
     """Canonical spec -> ``w<index>`` from the ``worlds.yaml`` that ``balpm worlds`` writes in a runs root
     (its draw order), for the roots given; empty when there is none."""
-    import yaml
-
     out: dict[str, str] = {}
     for raw in paths:
         f = Path(raw) / "worlds.yaml"
         try:
-            doc = yaml.safe_load(f.read_text()) if f.is_file() and f.stat().st_size < 5_000_000 else None
+            doc = safe_yaml.load_file(f, f"worlds list {str(f)!r}") if f.is_file() else None
             for w in (doc or {}).get("worlds", []):
                 out.setdefault(str(w["spec"]), f"w{int(w['index'])}")
-        except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError):
-            continue
+        except (BalpmError, ValueError, TypeError, KeyError, AttributeError):
+            continue  # no usable worlds.yaml: worlds are named by their position instead
     return out
 
 

@@ -96,12 +96,14 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_is_resumable(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "balpm", "run", "--rounds", "40", "--runs-dir", str(root),
                              "--run-id", "ki", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
     deadline = time.monotonic() + 120
-    while not glob.glob(str(root / "ki" / "status.json")) and time.monotonic() < deadline:
-        assert proc.poll() is None
+    # wait until a round is recorded: the run is then inside the loop (not importing torch or creating
+    # the folder, where a loaded machine could deliver the signal before the run exists)
+    while not glob.glob(str(root / "ki" / "rounds.parquet")) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read().decode(errors="replace")
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err.decode(errors="replace")
     assert "interrupted" in _one_error_line(err)
     from balpm import runs
 

@@ -352,6 +352,18 @@ def build_cases(folder: Path, n: int, seed: int) -> list[dict[str, Any]]:
 # ----------------------------------------------------------------------------- the child process
 
 
+def _own_peak_kib(resource) -> float:
+    """This process image's peak RSS in KiB: /proc's VmHWM (ru_maxrss keeps the spawning pytest's
+    high-water mark across exec, which would count the parent's memory as the child's)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
 def worker(manifest: str) -> None:
     """Load every case of ``manifest`` (JSON list) and print one JSON line per case (run in the child)."""
     import resource
@@ -375,7 +387,7 @@ def worker(manifest: str) -> None:
             outcome, message = f"OTHER {type(exc).__name__}", repr(exc)[:500]
         print(json.dumps({"name": case["name"], "outcome": outcome, "message": message,
                           "seconds": round(time.perf_counter() - start, 3),
-                          "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+                          "peak_rss_mb": round(_own_peak_kib(resource) / 1024, 1)},
                          ensure_ascii=True), flush=True)
 
 
