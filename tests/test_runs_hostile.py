@@ -164,3 +164,14 @@ def test_balpm_runs_prints_hostile_folder_names_escaped(tmp_path, capsys):
     main(["runs", "--runs-dir", str(root)])
     out = capsys.readouterr().out
     assert out.startswith("bad\\x1b[31mred\\u202e\tbroken\t") and "\x1b" not in out and "\u202e" not in out
+
+
+def test_report_text_is_terminal_safe(capsys):
+    """`balpm report`'s text goes through errors.printable line by line: an ESC byte or a right-to-left
+    override in a label never reaches the terminal raw, and the table keeps its lines."""
+    from balpm.cli.report import _terminal_safe
+
+    text = "setting x\n  balpm\x1b[31m-evil\u202e  +0.01\nlast"
+    out = _terminal_safe(text)
+    assert out.split("\n")[0] == "setting x" and len(out.split("\n")) == 3
+    assert "\x1b" not in out and "\u202e" not in out and "\\x1b[31m-evil\\u202e" in out

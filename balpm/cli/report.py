@@ -6,6 +6,14 @@ from typing import Optional
 
 import typer
 
+from balpm.errors import printable
+
+
+def _terminal_safe(text: str) -> str:
+    """The text report with every line terminal-safe: run ids and labels come from folder names and configs
+    (an ESC byte or a bidi override there must not reach the terminal raw)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
 
 def report_command(
     paths: list[Path] = typer.Argument(..., help="run folders or runs roots (every run inside)"),
@@ -44,9 +52,9 @@ def report_command(
         if html is not None:
             worlds_report.write_html(summary, html)
             summary["html"] = str(html)
-        typer.echo(worlds_report.to_json(summary) if as_json else worlds_report.format_text(summary))
+        typer.echo(worlds_report.to_json(summary) if as_json else _terminal_safe(worlds_report.format_text(summary)))
         if html is not None and not as_json:
-            typer.echo(f"distributions and regime map: {html}")
+            typer.echo(f"distributions and regime map: {printable(html)}")
         return
     chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     if chosen:
@@ -59,9 +67,9 @@ def report_command(
     if as_json:
         typer.echo(report.to_json(summary))
     else:
-        typer.echo(report.format_text(summary, chosen))
+        typer.echo(_terminal_safe(report.format_text(summary, chosen)))
         if html is not None:
-            typer.echo(f"learning curves: {html}")
+            typer.echo(f"learning curves: {printable(html)}")
 
 
 def register(app: typer.Typer) -> None:
