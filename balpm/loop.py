@@ -42,6 +42,7 @@ import pandas as pd
 import balpm
 from balpm import runs
 from balpm.config import RunConfig
+from balpm.data.splits import check_run_sizes
 from balpm.errors import ConfigError, FeatureError
 
 # purposes of the seed streams (spawn_key[0]); never renumber: it would change every run
@@ -244,28 +245,8 @@ def prepare(cfg: RunConfig, table: pd.DataFrame, features: Any) -> Inputs:
     _check_finite("prompt features", features.prompts_P_D)
 
     split = table["split"].to_numpy()
-    train_rows = np.flatnonzero(split == "train")
     test_rows = np.flatnonzero(split == "test")
-    if len(test_rows) == 0:
-        raise ConfigError("the table has no test rows; give split ratios with a test fraction or a file with a test split")
-    n_train = len(train_rows)
-    pool_size = lp.pool_size or n_train
-    if pool_size > n_train:
-        raise ConfigError(f"pool_size {pool_size} exceeds the {n_train} train comparisons; lower --pool-size (0 takes all)")
-    if lp.initial >= pool_size:
-        raise ConfigError(f"initial {lp.initial} must be below the pool size {pool_size}; lower --initial")
-    remaining0 = pool_size - lp.initial
-    if lp.rounds > 1 and lp.batch_size > remaining0:
-        raise ConfigError(f"batch size {lp.batch_size} is larger than the pool ({remaining0} items after the initial "
-                          f"{lp.initial}); lower --batch-size or raise --pool-size")
-    need = lp.initial + lp.batch_size * (lp.rounds - 1)
-    if need > pool_size:
-        raise ConfigError(f"initial + batch_size * (rounds - 1) = {need} exceeds the pool size {pool_size}; "
-                          "lower --rounds or --batch-size")
-    if acq.policy == "balpm" and lp.rounds > 1:
-        smallest = pool_size - lp.initial - lp.batch_size * (lp.rounds - 2)
-        if acq.k >= smallest:
-            raise ConfigError(f"k {acq.k} is not below the smallest pool the policy sees ({smallest} items); lower --k")
+    check_run_sizes(split, lp, acq)  # the same checks balpm run makes before featurizing
 
     pool_rows_N = pool_table_rows(cfg, table)
     valid_rows = np.flatnonzero(split == "valid") if cfg.model.validation == "valid" else np.array([], dtype=np.int64)
