@@ -15,7 +15,6 @@ arranges the numbers as text, JSON and standalone HTML.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +109,7 @@ def collect(paths: Iterable[str | Path], *, variants: bool = True) -> tuple[list
     return sorted(loaded, key=lambda r: (r.setting, r.label, r.seed)), skipped
 
 
-def _num(v: Any) -> float | None:
-    try:
-        v = float(v)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+_num = stats.finite_or_none
 
 
 def _display_curves(group: Sequence[LoadedRun], smooth: int) -> dict[str, Any]:

@@ -517,12 +517,16 @@ def _ms(values: Iterable[float]) -> dict[str, float | None]:
     return {"mean": _num(mean), "sem": _num(sem), "n": int(v.size)}
 
 
-def _num(v: Any) -> float | None:
+def finite_or_none(v: Any) -> float | None:
+    """``v`` as a float when it is a finite number, else None (how JSON and the reports show a missing value)."""
     try:
         f = float(v)
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) else None
+
+
+_num = finite_or_none
 
 
 def _baseline_label(labels: Iterable[str], policies: Mapping[str, str], baseline: str) -> str:

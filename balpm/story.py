@@ -24,7 +24,6 @@ Typical use::
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,12 +91,7 @@ def _entries(summary: Mapping[str, Any], setting: str) -> list[dict[str, Any]]:
     return [e for e in summary["policies"] if e["setting"] == setting]
 
 
-def _num(v: Any) -> float | None:
-    try:
-        f = float(v)
-    except (TypeError, ValueError):
-        return None
-    return f if math.isfinite(f) else None
+_num = stats.finite_or_none
 
 
 def _seeds(vs: Mapping[str, Any]) -> str:
