@@ -1,5 +1,6 @@
-"""Ablations: flip one knob of a run, run (or reuse, by config hash) the variant on the same seed and
-initial set through the engine, and compare curves and picks."""
+"""Ablations: flip one knob of a run, run (or reuse, by config hash) the variant for every seed of the
+base (the same initial sets) through the engine in the background with progress, and compare: the
+verdict paired by seed, the curves with their bands, and the picks at the base's seed."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +11,7 @@ import streamlit as st
 from balpm_dashboard import frames, jobs, plots, state, untrusted
 
 from balpm import ablations, runs, stats
-from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES
+from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES, RunConfig
 from balpm.errors import BalpmError
 
 VARIANT = "abl_variant"
@@ -46,6 +47,29 @@ def _variant_groups() -> dict[str, list[runs.RunInfo]]:
     return {k: found[k] for k in sorted(found, key=order.index)}
 
 
+def variant_evidence(name: str, label: str, base_runs: dict[int, str], variant_runs: dict[int, str], what: str,
+                     *, key: str) -> None:
+    """A variant against the base over their seeds: the verdict paired by seed on the test log-likelihood
+    AULC (balpm.stats, coloured) and both curves as mean +/- SEM bands (``*_runs``: seed -> run id)."""
+    base_r = {s: state.rounds(root, r) for s, r in base_runs.items()}
+    var_r = {s: state.rounds(root, r) for s, r in variant_runs.items()}
+    metric = stats.HEADLINE_METRIC
+    _, base_aulc = stats.seed_aulcs([SimpleNamespace(seed=k, rounds=v) for k, v in base_r.items()], metric)
+    _, var_aulc = stats.seed_aulcs([SimpleNamespace(seed=k, rounds=v) for k, v in var_r.items()], metric)
+    cmp = stats.compare_values(var_aulc, base_aulc, stats.metric_direction(metric))
+    sentence = (f"{name} against {base_info.label}: {cmp['verdict']} (test log-likelihood AULC "
+                f"{stats.fmt_value(cmp['mean'], 4, True)}, 95% CI {stats.fmt_interval(cmp['ci'], 4, cmp['n'])}, "
+                f"{cmp['n']} {'paired ' if cmp['paired'] else ''}seeds)")
+    VERDICT_BOX.get(cmp["verdict"], st.info)(untrusted.md(sentence, limit=4000))
+    if what:
+        st.caption(untrusted.md(what))
+    curves = [(f"base: {base_info.label}", s, r) for s, r in base_r.items()]
+    curves += [(name, s, r) for s, r in var_r.items()]
+    colors = {f"base: {base_info.label}": plots.label_color(base_info.label), name: plots.label_color(label or name)}
+    st.plotly_chart(plots.learning_curves_figure({metric: frames.curve_stats(curves, metric)}, colors),
+                    key=key, config={"displaylogo": False}, theme=None)
+
+
 @st.fragment
 def ablation_set() -> None:
     """The ablation set of the base's label: one click shows a finished variant's curve (mean +/- SEM band
@@ -64,24 +88,8 @@ def ablation_set() -> None:
         if pick:
             vg = done[pick]
             what = next((v.what for v in ablations.PAPER if v.short == pick), "")
-            base_r = {int(i.seed): state.rounds(root, i.run_id) for i in base_group}
-            var_r = {int(i.seed): state.rounds(root, i.run_id) for i in vg}
-            metric = stats.HEADLINE_METRIC
-            _, base_aulc = stats.seed_aulcs([SimpleNamespace(seed=k, rounds=v) for k, v in base_r.items()], metric)
-            _, var_aulc = stats.seed_aulcs([SimpleNamespace(seed=k, rounds=v) for k, v in var_r.items()], metric)
-            cmp = stats.compare_values(var_aulc, base_aulc, stats.metric_direction(metric))
-            sentence = (f"{pick} against {base_info.label}: {cmp['verdict']} (test log-likelihood AULC "
-                        f"{stats.fmt_value(cmp['mean'], 4, True)}, 95% CI {stats.fmt_interval(cmp['ci'], 4, cmp['n'])}, "
-                        f"{cmp['n']} {'paired ' if cmp['paired'] else ''}seeds)")
-            VERDICT_BOX.get(cmp["verdict"], st.info)(untrusted.md(sentence, limit=4000))
-            st.caption(untrusted.md(what))
-            curves = [(f"base: {base_info.label}", s, r) for s, r in base_r.items()]
-            curves += [(pick, s, r) for s, r in var_r.items()]
-            labels = [f"base: {base_info.label}", pick]
-            colors = {labels[0]: plots.label_color(base_info.label),
-                      labels[1]: plots.label_color(vg[0].label or pick)}
-            st.plotly_chart(plots.learning_curves_figure({metric: frames.curve_stats(curves, metric)}, colors),
-                            key="abl_set_curves", config={"displaylogo": False}, theme=None)
+            variant_evidence(pick, vg[0].label, {int(i.seed): i.run_id for i in base_group},
+                             {int(i.seed): i.run_id for i in vg}, what, key="abl_set_curves")
     missing = [v for v in ablations.PAPER if v.short not in groups
                and ablations.variant_config(base_cfg, v).hash() != base_cfg.replace(acquisition={"policy": "balpm"}).hash()]
     partial = {k: g for k, g in groups.items() if len({int(i.seed) for i in g if i.state == "complete"}) < len(base_seeds)}
@@ -102,29 +110,89 @@ def ablation_set() -> None:
                     st.error(untrusted.md(exc))
 
 
-_set_job = state.job_registry().get(st.session_state.get("abl_set_job") or "")
-
-
-@st.fragment(run_every=2.0 if _set_job is not None and not _set_job.finished else None)
-def ablation_set_progress() -> None:
-    """Progress of a variant running for every base seed (rounds done over all its runs); a full rerun once done."""
-    if _set_job is None:
+def job_progress(job: jobs.Job | None, done_key: str) -> None:
+    """Live progress of a background job (runs done / total, rounds over all its runs), its log when it
+    failed, and one full rerun of the page once it is done (so that its runs show)."""
+    if job is None:
         return
-    p = jobs.progress(_set_job)
-    if not p["finished"]:
-        st.progress(p["fraction"], text=untrusted.md(f"{_set_job.title}: {p['done_rounds']}/{p['total_rounds']} rounds"))
-    elif p["failed"]:
-        st.error(untrusted.md(f"{_set_job.title}: {jobs.status_text(_set_job, p)}"))
-        st.code(untrusted.text(jobs.log_tail(_set_job)), language="text")
-    elif st.session_state.get("abl_set_done") != _set_job.job_id:
-        st.session_state["abl_set_done"] = _set_job.job_id
-        st.rerun()
+
+    @st.fragment(run_every=2.0 if not job.finished else None)
+    def panel() -> None:
+        p = jobs.progress(job)
+        n_done = sum(s == "complete" for s in p["states"].values())
+        text = f"{job.title}: {n_done}/{len(job.run_ids)} runs done ({p['done_rounds']}/{p['total_rounds']} rounds)"
+        if not p["finished"]:
+            st.progress(p["fraction"], text=untrusted.md(text))
+        elif p["failed"]:
+            st.error(untrusted.md(f"{job.title}: {jobs.status_text(job, p)}"))
+            st.code(untrusted.text(jobs.log_tail(job)), language="text")
+        elif st.session_state.get(done_key) != job.job_id:
+            st.session_state[done_key] = job.job_id
+            st.rerun()
+        else:
+            st.caption(untrusted.md(text))
+
+    panel()
 
 
 ablation_set()
-ablation_set_progress()
+job_progress(state.job_registry().get(st.session_state.get("abl_set_job") or ""), "abl_set_done")
+
+
+def base_seeds() -> list[int]:
+    """The seeds of the base: every seed with a complete run of the base's label and setting, and its own."""
+    return sorted({int(i.seed) for i in ok if i.label == base_info.label and i.setting == base_info.setting
+                   and i.state == "complete"} | {int(base_info.seed)})
+
+
+def seed_runs(cfg: RunConfig, complete: bool = True) -> dict[int, str]:
+    """Seed -> the run of ``cfg`` at that seed (same config hash), for each of :func:`base_seeds`."""
+    have = {i.config_hash: i.run_id for i in infos if i.state != "broken" and (i.state == "complete" or not complete)}
+    out = {}
+    for s in base_seeds():
+        h = cfg.replace(loop={"seed": s}).hash()
+        if h in have:
+            out[s] = have[h]
+    return out
+
+
+def run_variant_for_every_seed(changed: dict) -> None:
+    """The base with the ``changed`` acquisition knobs, for EVERY seed of the base (never one): reused when
+    all its runs are on disk (same config hash), else one background sweep over the base's seeds (runs on
+    disk are reused by it) whose progress the page follows. The variant is named ``ablation: ...`` so that
+    it stays out of the other pages' default comparisons and of ``balpm report``."""
+    try:
+        variant_cfg = base_cfg.replace(acquisition=changed).validate() if changed else base_cfg
+        if variant_cfg.hash() == base_cfg.hash():
+            st.info("Nothing changed: this is the base run's own config.")
+            return
+        paper = ablations.variant_of(variant_cfg, base_cfg)
+        short = paper.short if paper is not None else " ".join(
+            f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in changed.items())
+        variant_cfg = variant_cfg.replace(name=ablations.NAME_PREFIX + short)
+        seeds = base_seeds()
+        done = seed_runs(variant_cfg)
+        cur = {"base": base_id, "variant": runs.default_run_id(variant_cfg), "job": None}
+        if len(done) == len(seeds):
+            cur["variant"] = done[int(base_info.seed)]
+            st.success(untrusted.md(f"reusing the {len(seeds)} runs of this variant on disk, one per seed of the base "
+                                    f"(same config hashes, e.g. {variant_cfg.hash()[:8]})"))
+        else:
+            ids = {runs.default_run_id(variant_cfg.replace(loop={"seed": s})) for s in seeds}
+            running = next((j for j in state.jobs_for(root) if ids <= set(j.run_ids) and not j.finished), None)
+            job = running or jobs.start_sweep(root, variant_cfg, [variant_cfg.acquisition.policy], seeds,
+                                              title=f"ablation {short} x {len(seeds)} seeds")
+            state.job_registry()[job.job_id] = job
+            cur["job"] = job.job_id
+            st.success(untrusted.md(f"started {job.title} in the background ({len(seeds) - len(done)} of "
+                                    f"{len(seeds)} runs to compute; the others are reused)"))
+        st.session_state[VARIANT] = cur
+    except BalpmError as exc:
+        st.error(untrusted.md(exc))
+
+
 st.divider()
-st.subheader("One knob, this seed")
+st.subheader("One knob, every seed of the base")
 BETAS = sorted({1.0, 0.1, 0.01, 0.001, 0.0001, float(a.beta)}, reverse=True)
 with st.form("ablation"):
     r1 = st.columns(4)
@@ -155,26 +223,7 @@ if go_btn:
                    normalize=normalize, minimize_entropy=bool(minimize), coldness=float(coldness),
                    beta_mode="scaled" if scaled else "fixed")
     changed = {f: v for f, v in changes.items() if getattr(a, f) != v}
-    try:
-        variant_cfg = base_cfg.replace(acquisition=changed).validate() if changed else base_cfg
-        if variant_cfg.hash() == base_cfg.hash():
-            st.info("Nothing changed: this is the base run's own config.")
-        else:
-            found = runs.find_run(root, variant_cfg)
-            if found is not None:
-                st.session_state[VARIANT] = {"base": base_id, "variant": found.run_id, "job": None}
-                st.success(f"reusing {untrusted.md(found.run_id)} (same config hash {variant_cfg.hash()[:8]})")
-            else:
-                running = next((j for j in state.jobs_for(root) if runs.default_run_id(variant_cfg) in j.run_ids
-                                and not j.finished), None)
-                job = running or jobs.start_run(root, variant_cfg, kind="ablation",
-                                                title=f"ablation {runs.policy_label(variant_cfg)}")
-                state.job_registry()[job.job_id] = job
-                st.session_state[VARIANT] = {"base": base_id, "variant": runs.default_run_id(variant_cfg),
-                                             "job": job.job_id}
-                st.success(f"started {untrusted.md(job.title)} in the background")
-    except BalpmError as exc:
-        st.error(untrusted.md(exc))
+    run_variant_for_every_seed(changed)
 
 # ---- variants of this base already on disk ------------------------------------------------------
 siblings = [i for i in infos if i.run_id != base_id and i.state != "broken" and i.seed == base_info.seed
@@ -197,26 +246,19 @@ if not cur or cur.get("base") != base_id:
     st.caption("Change a knob and press the button to see a variant.")
     st.stop()
 
-job = state.job_registry().get(cur["job"]) if cur.get("job") else None
+job_progress(state.job_registry().get(cur["job"]) if cur.get("job") else None, "abl_done_job")
 
 
-@st.fragment(run_every=2.0 if job is not None and not job.finished else None)
-def variant_progress() -> None:
-    """Live progress of a variant being computed; a full rerun once it is done."""
-    if job is None:
+def variant_over_seeds(vcfg: RunConfig, vinfo: runs.RunInfo) -> None:
+    """The variant's complete runs at the base's seeds against the base's: paired verdict and bands."""
+    var_runs, base_runs = seed_runs(vcfg), seed_runs(base_cfg)
+    if not var_runs:
         return
-    p = jobs.progress(job)
-    if not p["finished"]:
-        st.progress(p["fraction"], text=f"{untrusted.md(job.title)}: {p['done_rounds']}/{p['total_rounds']} rounds")
-    elif p["returncode"] != 0:
-        st.error(f"{untrusted.md(job.title)} exited with code {p['returncode']}")
-        st.code(untrusted.text(jobs.log_tail(job)), language="text")
-    elif st.session_state.get("abl_done_job") != job.job_id:
-        st.session_state["abl_done_job"] = job.job_id
-        st.rerun()
-
-
-variant_progress()
+    n = len(base_seeds())
+    if len(var_runs) < n:
+        st.caption(f"{len(var_runs)} of the base's {n} seeds complete so far; the verdict and bands use those")
+    name = str(vcfg.name)[len(ablations.NAME_PREFIX):] if ablations.is_variant(vcfg) and str(vcfg.name) else vinfo.label
+    variant_evidence(name or vinfo.label, vinfo.label, base_runs, var_runs, "", key="abl_curves")
 
 vid = cur["variant"]
 vinfo = next((i for i in state.run_infos(root) if i.run_id == vid), None)
@@ -231,15 +273,7 @@ st.subheader(f"{untrusted.md(base_info.label)}  →  {untrusted.md(vinfo.label)}
 st.caption("changed: " + ", ".join(f"**{k}** {untrusted.md(v0)} → {untrusted.md(v1)}" for k, (v0, v1) in diff.items())
            + f" · seed {base_info.seed} · variant {untrusted.code(vid)} ({vinfo.state}, {vinfo.last_round + 1}/{vinfo.rounds} rounds)")
 
-curves = [("base: " + base_info.label, base_info.seed, state.rounds(root, base_id)),
-          ("variant: " + vinfo.label, vinfo.seed, state.rounds(root, vid))]
-metric_list = ["test_log_likelihood", "test_accuracy"]
-if any(c[2]["ood_log_likelihood"].notna().any() for c in curves if len(c[2])):
-    metric_list += ["ood_log_likelihood", "ood_accuracy"]
-curve_stats = {m: frames.curve_stats(curves, m) for m in metric_list}
-labels = [c[0] for c in curves]
-colors = dict(zip(labels, ("#6b7280", "#d62728")))
-st.plotly_chart(plots.learning_curves_figure(curve_stats, colors), key="abl_curves", config={"displaylogo": False}, theme=None)
+variant_over_seeds(vcfg, vinfo)
 
 st.subheader("Which prompts entered or left")
 summary, detail = frames.picks_diff(state.acquisitions(root, base_id), state.acquisitions(root, vid))

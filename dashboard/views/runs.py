@@ -228,7 +228,9 @@ def _jobs_panel() -> None:
     for j in js[:8]:
         p = jobs.progress(j)
         label = jobs.status_text(j, p)
-        st.progress(p["fraction"], text=f"{untrusted.md(j.title)}: {untrusted.md(label)} · {p['done_rounds']}/{p['total_rounds']} rounds")
+        n_done = sum(v == "complete" for v in p["states"].values())
+        st.progress(p["fraction"], text=f"{untrusted.md(j.title)}: {untrusted.md(label)} · {n_done}/{len(j.run_ids)} runs"
+                                        f" · {p['done_rounds']}/{p['total_rounds']} rounds")
         if p["failed"]:
             st.error(untrusted.md(f"{j.title}: {label}"))
             st.code(untrusted.text(jobs.log_tail(j)), language="text")
