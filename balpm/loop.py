@@ -544,7 +544,8 @@ def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, la
     run = None
     if initial is not None:  # the run context lets BAL-PM keep its radii across rounds (incremental)
         start = np.setdiff1d(np.arange(len(inputs.pool_prompts_N_D)), lab[:initial])
-        run = RunPool(inputs.pool_prompts_N_D, start, remaining, lab)
+        run = RunPool(inputs.pool_prompts_N_D, start, remaining, lab, pairs_F_2_D=inputs.features.pairs_N_2_D,
+                      pair_rows_P=inputs.pair_rows_T[inputs.pool_rows_N])
     return PoolState(probs_N_K=probs_N_K, pool_prompts_N_D=inputs.pool_prompts_N_D[remaining],
                      labelled_prompts_L_D=inputs.pool_prompts_N_D[lab], run=run)
 

@@ -12,6 +12,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from balpm.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class RunPool:
@@ -21,12 +23,26 @@ class RunPool:
     labelled items included); ``start_index``: positions of the round-0 pool; ``pool_index_N``:
     positions of this round's pool rows (``pool_prompts_N_D == prompts_P_D[pool_index_N]``);
     ``labelled_index_L``: positions of the labelled items, in labelling order.
+    ``pairs_F_2_D`` (optional): the pair features of the run's feature set (answer A, answer B), not
+    copied; ``pair_rows_P``: for each run position its row there (None: run position = row);
+    :meth:`pairs` gathers them (the D-optimal design policy needs them).
     """
 
     prompts_P_D: np.ndarray
     start_index: np.ndarray
     pool_index_N: np.ndarray
     labelled_index_L: np.ndarray
+    pairs_F_2_D: np.ndarray | None = None
+    pair_rows_P: np.ndarray | None = None
+
+    def pairs(self, positions: np.ndarray) -> np.ndarray:
+        """Pair features ``(n, 2, D)`` of the given run positions."""
+        if self.pairs_F_2_D is None:
+            raise ConfigError("this run pool carries no pair features; build the RunPool with pairs_F_2_D")
+        rows = np.asarray(positions, dtype=np.int64)
+        if self.pair_rows_P is not None:
+            rows = np.asarray(self.pair_rows_P, dtype=np.int64)[rows]
+        return np.asarray(self.pairs_F_2_D[rows])
 
 
 @dataclass(frozen=True)
