@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up balpm on a fresh machine: a virtual environment in .venv with the package, its dev extras
-# and torch pinned by constraints.txt (the CPU 2.13.0 build here; see README), plus Debian's
+# (tests, and mkdocs-material for the docs site's build test) and torch pinned by constraints.txt (the CPU
+# 2.13.0 build here; see docs/guide.md), plus Debian's
 # chromium for the dashboard's browser test when we are root and it is missing.
 set -euo pipefail
 cd "$(dirname "$0")"
