@@ -45,6 +45,11 @@ ESTIMATORS = ("pool_radius", "kl")
 NORMALIZATIONS = ("none", "zscore", "faithful")
 BETA_MODES = ("fixed", "scaled")
 SECTIONS = ("data", "features", "model", "acquisition", "loop")
+#: the loaders' formats (balpm.data.load reads this tuple; it lives here because the CLI reads the config
+#: without importing the loaders and pandas); DataConfig.format adds "synthetic"
+LOADER_FORMATS = ("auto", "openai", "hub", "carper", "hh", "table")
+#: the feature poolings balpm.features.encoder implements (it reads this tuple)
+POOLINGS = ("auto", "mean", "last", "cls", "max")
 
 # First-class CLI flags of ``balpm run`` / ``sweep`` and the config key each one sets (every other
 # knob: ``--set section.field=value``). Error messages name the flag.
@@ -80,8 +85,8 @@ class DataConfig:
 
     paths: tuple[str, ...] = _f((), "in-distribution data files or folders (empty: the synthetic world)")
     ood_paths: tuple[str, ...] = _f((), "out-of-distribution test files (e.g. CNN/DM comparisons)")
-    format: str = _f("auto", "loader: auto, openai, hub, carper, hh, table, synthetic",
-                     choices=("auto", "openai", "hub", "carper", "hh", "table", "synthetic"))
+    format: str = _f("auto", f"loader: {', '.join(LOADER_FORMATS)} or synthetic",
+                     choices=LOADER_FORMATS + ("synthetic",))
     synthetic: str = _f("teaching", "synthetic world when paths is empty: teaching or paper")
     synthetic_size: int = _f(0, "synthetic world size in comparisons (0: the world's default)", ge=0)
     synthetic_dim: int = _f(0, "feature dimension D of the paper-shape world (0: the world's default, 64); "
@@ -117,8 +122,8 @@ class FeatureConfig:
     """How texts become vectors (see balpm.features)."""
 
     model: str = _f("minilm", "'minilm' (bundled encoder), any Hugging Face id or local path")
-    pooling: str = _f("auto", "auto, mean (encoders) or last (causal LMs: last non-padding token)",
-                      choices=("auto", "mean", "last"))
+    pooling: str = _f("auto", "auto (a sentence-transformers folder's own, else mean for encoders, last for causal "
+                              "LMs), mean, last (last non-padding token), cls or max", choices=POOLINGS)
     max_length: int = _f(256, "token limit; the prompt is truncated, never the answer", ge=1)
     dtype: str = _f("fp32", "fp32 or bf16 (autocast)", choices=("fp32", "bf16"))
     batch_size: int = _f(32, "texts per forward pass", ge=1)

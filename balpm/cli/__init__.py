@@ -16,29 +16,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer
 
+from balpm.cli.options import click_modules  # (re-exported: the CLI and its tests use it)
 from balpm.errors import BalpmError, printable
-
-
-def click_modules() -> list:
-    """The click implementations in play: typer's vendored copy (typer >= 0.2x) and/or click itself."""
-    mods = []
-    try:
-        import typer._click as vendored
-        import typer._click.core  # noqa: F401
-        import typer._click.exceptions  # noqa: F401
-        import typer._click.globals  # noqa: F401
-
-        mods.append(vendored)
-    except ImportError:
-        pass
-    try:
-        import click
-        import click.exceptions  # noqa: F401
-
-        mods.append(click)
-    except ImportError:
-        pass
-    return mods
 
 app = typer.Typer(
     name="balpm",

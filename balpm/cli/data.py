@@ -1,55 +1,42 @@
-"""CLI commands: ``balpm data inspect`` - what a set of preference data files holds."""
+"""CLI commands: ``balpm data inspect`` - what a set of preference data files holds.
+
+Its options are generated from :class:`balpm.config.DataConfig`'s fields (:mod:`balpm.cli.data_options`, plus
+``--ratios`` and ``--keep-original``) and ``--set data.<field>=...``, checked by the fields as ``balpm run``'s are.
+"""
 from __future__ import annotations
 
 import json
 
 import typer
 
-from balpm.cli.columns import (
-    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, SUBSAMPLE, column_map,
-)
-
-from balpm.errors import ConfigError
+from balpm.cli.data_options import DATA_KEYS
+from balpm.cli.options import GivenOptions, config_from, config_options, options_for
 
 data_app = typer.Typer(help="Preference data: inspect files of any supported format.", no_args_is_help=True)
 
-
-def parse_ratios(text: str) -> tuple[float, float, float]:
-    """``"0.7,0.1,0.2"`` -> ``(0.7, 0.1, 0.2)`` (one-line :class:`ConfigError` otherwise)."""
-    try:
-        values = tuple(float(x) for x in text.replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise ConfigError(f"--ratios {text!r} must be three comma-separated numbers (train,valid,test), e.g. 0.7,0.1,0.2")
-    return values  # type: ignore[return-value]
+#: python parameter name -> (config key, flag[, short]): the shared data options, the split's ratios and mode
+INSPECT_KEYS: dict[str, tuple[str, ...]] = {
+    **DATA_KEYS,
+    "format": ("data.format", "--format", "-f"),
+    "ratios": ("data.split_ratios", "--ratios"),
+    "keep_original": ("data.keep_original_splits", "--keep-original"),
+}
+SET_HELP = "any data knob as data.field=value (repeatable; applied last); the fields and their help are in balpm/config.py"
 
 
 @data_app.command("inspect")
+@config_options(options_for(INSPECT_KEYS), set_help=SET_HELP)
 def inspect_command(
+    flags: GivenOptions = None,  # type: ignore[assignment]  (filled by config_options)
     paths: list[str] = typer.Argument(..., help="data files or folders (OpenAI JSON lines, hub parquet, CarperAI, HH-RLHF, CSV/JSONL/parquet)"),
-    format: str = typer.Option("auto", "--format", "-f", help="auto, openai, hub, carper, hh or table"),
-    ood: list[str] = typer.Option([], "--ood", help="out-of-distribution file or folder (repeatable), e.g. CNN/DM comparisons"),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows (counted) instead of stopping"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of the table"),
-    prompt_col: str | None = PROMPT_COL,
-    chosen_col: str | None = CHOSEN_COL,
-    rejected_col: str | None = REJECTED_COL,
-    split_col: str | None = SPLIT_COL,
-    id_col: str | None = ID_COL,
-    prompt_id_col: str | None = PROMPT_ID_COL,
-    source_col: str | None = SOURCE_COL,
-    ratios: str = typer.Option("0.7,0.1,0.2", "--ratios", help="pool,valid,test fractions of prompts"),
-    seed: int = typer.Option(0, "--seed", help="seed of the prompt-grouped split"),
-    keep_original: bool = typer.Option(False, "--keep-original", help="keep the source's own splits (train, valid1->valid, valid2->test)"),
-    subsample: int = SUBSAMPLE,
 ) -> None:
     """Load the files as a run would and print counts per source and split, prompts, duplicates and bad rows."""
-    from balpm.data.inspect import format_report, inspect_data
+    from balpm.data.inspect import format_report
+    from balpm.data.load import load_for_config
 
-    columns = column_map(prompt_col, chosen_col, rejected_col, split_col, id_col, prompt_id_col, source_col)
-    report = inspect_data(paths, format=format, ood_paths=ood, skip_bad=skip_bad, columns=columns,
-                          ratios=parse_ratios(ratios), seed=seed, keep_original=keep_original, subsample=subsample)
+    cfg = config_from(flags, INSPECT_KEYS, sections=("data",), fixed={"data.paths": tuple(paths)}).validate()
+    report = load_for_config(cfg.data).report
     if as_json:
         typer.echo(json.dumps(report, sort_keys=True))
     else:

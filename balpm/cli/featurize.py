@@ -1,38 +1,34 @@
-"""CLI command ``balpm featurize``: load a preference table and compute (or find cached) features."""
+"""CLI command ``balpm featurize``: load a preference table and compute (or find cached) features.
+
+Its options are generated from the config (:mod:`balpm.cli.options`): one per :class:`balpm.config.FeatureConfig`
+field (``--model``, ``--pooling``, ``--max-length`` ...), the data options of :mod:`balpm.cli.data_options`,
+and ``--set features.<field>=...`` / ``--set data.<field>=...``; every value is checked by its field, exactly
+as ``balpm run`` checks it.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 
 import typer
 
-from balpm.cli.columns import (
-    CHOSEN_COL, ID_COL, PROMPT_COL, PROMPT_ID_COL, REJECTED_COL, SOURCE_COL, SPLIT_COL, SUBSAMPLE, column_map,
-)
+from balpm.cli.data_options import DATA_KEYS
+from balpm.cli.options import GivenOptions, config_from, config_options, flag_name, options_for
+from balpm.config import FeatureConfig
+
+#: python parameter name -> (config key, flag): every FeatureConfig field, then the data options
+FEATURIZE_KEYS: dict[str, tuple[str, ...]] = {
+    **{f.name: (f"features.{f.name}", flag_name(f"features.{f.name}")) for f in fields(FeatureConfig)},
+    **DATA_KEYS,
+}
+SET_HELP = ("any features or data knob as section.field=value (repeatable; applied last), e.g. "
+            "--set features.pooling=mean; the fields and their help are in balpm/config.py")
 
 
+@config_options(options_for(FEATURIZE_KEYS), set_help=SET_HELP)
 def featurize_command(
+    flags: GivenOptions = None,  # type: ignore[assignment]  (filled by config_options)
     paths: list[str] = typer.Argument(..., help="data files or folders (OpenAI JSON lines, hub parquet, CarperAI, HH, CSV/JSONL/parquet)"),
-    format: str = typer.Option("auto", "--format", help="loader: auto, openai, hub, carper, hh, table"),
-    ood: list[str] = typer.Option([], "--ood", help="out-of-distribution files (featurized too, split 'ood')"),
-    model: str = typer.Option("minilm", "--model", help="'minilm' (bundled encoder), a Hugging Face id[@revision] or a local folder"),
-    pooling: str = typer.Option("auto", "--pooling", help="auto, mean, last, cls or max"),
-    max_length: int = typer.Option(256, "--max-length", help="token limit; the prompt is truncated, never the answer"),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32 or bf16 (autocast)"),
-    batch_size: int = typer.Option(32, "--batch-size", help="texts per forward pass"),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps"),
-    load_in_4bit: bool = typer.Option(False, "--load-in-4bit", help="4-bit weights via bitsandbytes"),
-    load_in_8bit: bool = typer.Option(False, "--load-in-8bit", help="8-bit weights via bitsandbytes"),
-    cache_dir: str = typer.Option(".balpm_cache", "--cache-dir", help="content-addressed feature cache folder"),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="skip malformed rows (counted) instead of stopping"),
-    prompt_col: str | None = PROMPT_COL,
-    chosen_col: str | None = CHOSEN_COL,
-    rejected_col: str | None = REJECTED_COL,
-    split_col: str | None = SPLIT_COL,
-    id_col: str | None = ID_COL,
-    prompt_id_col: str | None = PROMPT_ID_COL,
-    source_col: str | None = SOURCE_COL,
-    subsample: int = SUBSAMPLE,
-    seed: int = typer.Option(0, "--seed", help="seed of the prompt-grouped split and of --subsample (a run's data.split_seed)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="show a progress bar with texts/s"),
     backend: str = typer.Option("local", "--backend", help="local (this process) or ray (an actor pool, one model per "
                                 "actor and per GPU where the cluster has GPUs; resumable by shards)"),
@@ -41,24 +37,21 @@ def featurize_command(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of text"),
 ) -> None:
     """Compute prompt and prompt+answer features of a preference table (a second identical call is a cache hit)."""
-    from balpm.config import FeatureConfig
+    from balpm.features.distributed import check_backend
     from balpm.features.encoder import check_options
 
-    check_options(dtype=dtype, max_length=max_length, batch_size=batch_size, load_in_4bit=load_in_4bit,
-                  load_in_8bit=load_in_8bit, pooling=pooling)
-    from balpm.features.distributed import check_backend
-
+    cfg = config_from(flags, FEATURIZE_KEYS, sections=("features", "data"), fixed={"data.paths": tuple(paths)})
+    ft = cfg.features
+    check_options(dtype=ft.dtype, max_length=ft.max_length, batch_size=ft.batch_size, load_in_4bit=ft.load_in_4bit,
+                  load_in_8bit=ft.load_in_8bit, pooling=ft.pooling)
+    cfg = cfg.validate()
     check_backend(backend, address)
-    cfg = FeatureConfig(model=model, pooling=pooling, max_length=max_length, dtype=dtype, batch_size=batch_size,
-                        device=device, load_in_4bit=load_in_4bit, load_in_8bit=load_in_8bit, cache_dir=cache_dir)
-    from balpm.data import load_table
+    from balpm.data import load_for_config
     from balpm.features import featurize
 
-    columns = column_map(prompt_col, chosen_col, rejected_col, split_col, id_col, prompt_id_col, source_col)
-    loaded = load_table(paths, format=format, skip_bad=skip_bad, ood_paths=tuple(ood), columns=columns,
-                        subsample=subsample, seed=seed)
+    loaded = load_for_config(cfg.data)
     table = loaded.table
-    feats = featurize(table, cfg, progress=progress, backend=backend, address=address)
+    feats = featurize(table, ft, progress=progress, backend=backend, address=address)
     summary = {
         "rows": len(table),
         "prompts": len(feats.prompt_ids),
@@ -84,7 +77,8 @@ def featurize_command(
         return
     typer.echo(f"table: {summary['rows']:,} comparisons, {summary['prompts']:,} prompts"
                + (f", {summary['bad_rows']} bad rows skipped" if summary["bad_rows"] else ""))
-    typer.echo(f"model: {summary['model']} ({summary['pooling']} pooling, D={summary['dim']}, {dtype}, max length {max_length})")
+    typer.echo(f"model: {summary['model']} ({summary['pooling']} pooling, D={summary['dim']}, {ft.dtype}, "
+               f"max length {ft.max_length})")
     for part, info in summary["parts"].items():
         shape = " x ".join(str(s) for s in info["shape"])
         how = "cache hit" if info["cache_hit"] else f"computed ({info['texts_per_second']} texts/s)"

@@ -8,10 +8,8 @@ checked by its field before anything is read or written; the run directory is ``
 """
 from __future__ import annotations
 
-import functools
-import inspect
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -21,10 +19,11 @@ from balpm.config import (
     CLI_FLAGS,
     RunConfig,
     coerce_value,
-    field_info,
     parse_assignment,
     read_yaml,
 )
+from balpm.cli.options import GivenOptions, field_option
+from balpm.cli.options import config_options as generated_options
 from balpm.errors import ConfigError
 
 # ---- the config flags, generated from the dataclasses ------------------------------------------
@@ -42,15 +41,6 @@ FLAG_PARAMS: dict[str, str] = {
 _NEGATIVE = {"data.skip_bad": "--no-skip-bad", "acquisition.minimize_entropy": "--maximize-entropy",
              "loop.save_pool_scores": "--no-pool-scores"}
 _SWEEP_SKIPS = ("policy", "seed")  # the sweep has --policies and --seeds instead
-SET_HELP = ("any config knob as section.field=value (repeatable; applied last), e.g. --set model.patience=5 "
-            "--set features.dtype=bf16; the fields and their help are in balpm/config.py")
-
-
-def _default(key: str) -> Any:
-    """The dataclass default of ``key`` as the CLI shows it (tuples comma-joined)."""
-    section, _, name = key.partition(".")
-    value = getattr(getattr(RunConfig(), section), name)
-    return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
 
 
 def _preset_default(key: str) -> Any:
@@ -63,49 +53,18 @@ def _preset_default(key: str) -> Any:
 
 
 def _option(param: str, key: str) -> tuple[Any, Any]:
-    """``(annotation, typer.Option)`` of one config flag: its field's help, type, choices and default.
+    """``(annotation, typer.Option)`` of one config flag (:func:`balpm.cli.options.field_option`).
 
-    The option's default is the field's default; whether a flag was actually given is read from click's
-    parameter source, so a default never overrides the YAML. ``--help`` shows the default a run really
-    uses: for a field of the teaching preset both values (without ``--data``: the preset's; with: the field's).
+    ``--help`` shows the default a run really uses: for a field of the teaching preset both values
+    (without ``--data``: the preset's; with: the field's).
     """
-    tp, f = field_info(key)
-    flag = CLI_FLAGS[key]
-    help_text = f.metadata.get("help", "")
-    choices = f.metadata.get("choices")
-    default = _default(key)
-    preset = _preset_default(key)
-    if preset is not None and tp is not bool:
-        help_text += f" (default: {preset} without --data, the teaching world's preset; {default} with --data)"
-        return ({int: int, float: float}.get(tp, str),
-                typer.Option(default, flag, help=help_text, show_default=False,
-                             metavar={int: "INTEGER", float: "FLOAT"}.get(tp, "TEXT")))
-    if tp is bool:
-        decl = f"{flag}/{_NEGATIVE[key]}" if key in _NEGATIVE else flag
-        return bool, typer.Option(default, decl, help=help_text, metavar="")
-    if key in ("data.paths", "data.ood_paths"):
-        return Optional[list[str]], typer.Option(None, flag, help=help_text + " (repeatable)", metavar="PATH")
-    if choices:
-        return str, typer.Option(default, flag, help=help_text, metavar="[" + "|".join(choices) + "]")
-    if tp is int:
-        return int, typer.Option(default, flag, help=help_text, metavar="INTEGER")
-    if tp is float:
-        return float, typer.Option(default, flag, help=help_text, metavar="FLOAT")
-    return str, typer.Option(default, flag, help=help_text, metavar="TEXT")
+    return field_option(key, CLI_FLAGS[key], negative=_NEGATIVE.get(key), preset=_preset_default(key),
+                        preset_note="without --data, the teaching world's preset", default_note="with --data")
 
 
 @dataclass
-class ConfigFlags:
+class ConfigFlags(GivenOptions):
     """The config part of a ``run`` / ``sweep`` command line: ``-c``, the first-class flags given, ``--set``."""
-
-    config: Optional[Path] = None
-    values: dict[str, Any] = field(default_factory=dict)
-    sets: list[str] = field(default_factory=list)
-
-    @property
-    def given(self) -> bool:
-        """Whether any config flag or ``--set`` was given (besides ``-c``)."""
-        return bool(self.values or self.sets)
 
     def build(self, base: RunConfig | None = None) -> RunConfig:
         """The validated RunConfig: ``base`` (or ``-c``, or the defaults) with the flags, then ``--set``, applied."""
@@ -118,61 +77,10 @@ def config_options(*, policy_and_seed: bool = True) -> Any:
     The command receives them as one :class:`ConfigFlags` argument named ``flags`` (it must declare it).
     Other options of the command (e.g. the sweep's) stay as they are.
     """
-    def deco(fn: Any) -> Any:
-        sig = inspect.signature(fn)
-        own = [p for name, p in sig.parameters.items() if name != "flags"]
-        names = [p for p in FLAG_PARAMS if policy_and_seed or p not in _SWEEP_SKIPS]
-        annotations: dict[str, Any] = {p.name: p.annotation for p in own}
-        extra = []
-        ann, opt = Optional[Path], typer.Option(None, "--config", "-c", metavar="YAML",
-                                               help="YAML config (sections data, features, model, acquisition, loop); "
-                                                    "a run's own config.yaml works")
-        extra.append(inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
-        for key, pname in (("data.paths", "data"), ("data.ood_paths", "ood")):
-            ann, opt = _option(pname, key)
-            extra.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
-        for pname in names:
-            ann, opt = _option(pname, FLAG_PARAMS[pname])
-            extra.append(inspect.Parameter(pname, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann))
-        extra.append(inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[list[str]],
-                                       default=typer.Option(None, "--set", help=SET_HELP, metavar="SECTION.FIELD=VALUE")))
-        for p in extra:
-            annotations[p.name] = p.annotation
-        generated = [p.name for p in extra]
-
-        @functools.wraps(fn)
-        def wrapper(**kwargs: Any) -> Any:
-            from balpm.cli import click_modules
-
-            ctx, default_source = None, None
-            for mod in click_modules():  # the click typer runs on: its vendored copy, or click itself
-                ctx = mod.globals.get_current_context(silent=True)
-                if ctx is not None:
-                    default_source = mod.core.ParameterSource.DEFAULT
-                    break
-            flags = ConfigFlags(config=kwargs.pop("config"), sets=list(kwargs.pop("set_") or []))
-            for pname in generated:
-                if pname in ("config", "set_"):
-                    continue
-                value = kwargs.pop(pname)
-                if value is None or value == [] or value == ():
-                    continue
-                if pname in ("data", "ood"):
-                    flags.values[pname] = list(value)
-                    continue
-                source = ctx.get_parameter_source(pname) if ctx is not None else None
-                given = (source not in (None, default_source) if ctx is not None
-                         else value != _default(FLAG_PARAMS[pname]))
-                if given:
-                    flags.values[pname] = value
-            return fn(flags=flags, **kwargs)
-
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own]
-        wrapper.__signature__ = sig.replace(parameters=own + extra, return_annotation=None)
-        wrapper.__annotations__ = annotations
-        del wrapper.__wrapped__
-        return wrapper
-    return deco
+    options = {pname: _option(pname, key) for pname, key in (("data", "data.paths"), ("ood", "data.ood_paths"))}
+    options.update((pname, _option(pname, FLAG_PARAMS[pname])) for pname in FLAG_PARAMS
+                   if policy_and_seed or pname not in _SWEEP_SKIPS)
+    return generated_options(options, config_file=True, make=ConfigFlags)
 
 
 def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = None,

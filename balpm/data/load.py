@@ -53,11 +53,12 @@ from balpm.data.tabular import (
     load_prompt_table,
     record_columns,
 )
+from balpm.config import LOADER_FORMATS
 from balpm.errors import ConfigError, DataError
 
 log = logging.getLogger("balpm.data")
 
-FORMATS: tuple[str, ...] = ("auto", "openai", "hub", "carper", "hh", "table")
+FORMATS: tuple[str, ...] = LOADER_FORMATS  #: the loaders (one tuple: balpm.config.LOADER_FORMATS)
 _DATA_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz", ".csv", ".tsv", ".parquet", ".arrow")
 _NOT_IN_DUP_KEY = ("batch", "file", "line", "_ood", "_job", "_hh_split_early")
 #: column roles a loader understands (``DataConfig.<role>_col`` and the CLI's ``--<role>-col``)

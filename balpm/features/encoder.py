@@ -31,13 +31,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from balpm.config import POOLINGS
 from balpm.errors import ConfigError, FeatureError
 from balpm.features.templates import Text
 
 log = logging.getLogger("balpm.features")
 
 MINILM = "minilm"
-POOLINGS = ("auto", "mean", "last", "cls", "max")
 DTYPES = ("fp32", "bf16")
 _SMALL_FILE = 4 << 20  # files up to this size are hashed whole for a local model's fingerprint
 _EDGE = 1 << 20        # larger files: size + first and last MiB
