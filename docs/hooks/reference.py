@@ -4,7 +4,7 @@ Used two ways:
 
 * as a mkdocs hook (``hooks:`` in mkdocs.yml): every ``<!-- generated: NAME -->`` line of a page is
   replaced, at build time, by the markdown of ``SECTIONS[NAME]`` (``cli``, ``config``, ``policies``,
-  ``layers``, ``imports``), so the site can never disagree with the code it documents;
+  ``layers``, ``imports``, ``contributing``), so the site can never disagree with the code it documents;
 * as a script: ``.venv/bin/python docs/hooks/reference.py [NAME ...]`` prints the same markdown.
 
 Everything is read generically, never from a hand-kept list:
@@ -164,6 +164,9 @@ def _field_rows(obj: Any, prefix: str, flags: dict[str, str]) -> tuple[list[str]
         meta = dict(f.metadata or {})
         help_text = meta.pop("help", "") or ""
         choices = meta.pop("choices", None)
+        own_flag = meta.pop("flag", None)  # a knob class may name its own CLI flag
+        if "since_default" in meta:  # left out of the run hash at this value (older run ids stay valid)
+            meta["runs made before it had"] = meta.pop("since_default")
         limits = []
         for name, word in _BOUND_WORDS.items():
             bound = meta.pop(name, None)
@@ -172,7 +175,7 @@ def _field_rows(obj: Any, prefix: str, flags: dict[str, str]) -> tuple[list[str]
         if choices:
             limits.append("one of " + ", ".join(str(c) for c in choices))
         limits.extend(f"{k}: {v}" for k, v in meta.items() if v not in (None, "", (), []))
-        flag = flags.get(key, "")
+        flag = own_flag or flags.get(key, "")
         rows.append(f"| {_code(key)} | {_code(flag) if flag else ''} | {_code(_show_default(value))} | "
                     f"{_cell('; '.join(limits))} | {_cell(help_text)} |")
     return rows, nested
@@ -231,9 +234,8 @@ def policies_markdown() -> str:
             elif dataclasses.is_dataclass(value):
                 extras.append(f"{attr}: {type(value).__name__} (below)")
                 knob_sections += _section_markdown(f"`{name}`: `{type(value).__name__}`", value, "", {}, 3)
-            elif callable(value):
-                qual = getattr(value, "__qualname__", type(value).__name__)
-                extras.append(f"{attr}: {qual}")
+            elif callable(value):  # how it is built: code, not documentation
+                continue
             elif isinstance(value, (tuple, list, frozenset, set)):
                 extras.append(f"{attr}: {', '.join(map(str, value)) or '(none)'}")
             else:
@@ -392,7 +394,14 @@ def imports_markdown() -> str:
     return "\n".join(lines)
 
 
+def contributing_markdown() -> str:
+    """CONTRIBUTING.md at the repository's root (one copy of the text), less its title."""
+    text = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    return re.sub(r"\A# [^\n]*\n", "", text).lstrip("\n")
+
+
 SECTIONS: dict[str, Callable[[], str]] = {
+    "contributing": contributing_markdown,
     "cli": cli_markdown,
     "config": config_markdown,
     "policies": policies_markdown,
