@@ -1,4 +1,4 @@
-"""The paper's ablation set (REFERENCE.md section 6) as named presets of acquisition knobs.
+"""The paper's ablation set (docs/method.md section 6) as named presets of acquisition knobs.
 
 An ablation *variant* is BAL-PM with one knob changed against a *base* run config: the same data,
 model, loop and seeds, so each variant is paired seed by seed with the base. ``balpm sweep
@@ -22,7 +22,7 @@ __all__ = ["NAME_PREFIX", "PAPER", "PRESETS", "Variant", "is_variant", "variant_
            "variants"]
 
 NAME_PREFIX = "ablation: "
-#: the paper's beta-robustness values (REFERENCE.md section 6)
+#: the paper's beta-robustness values (docs/method.md section 6)
 PAPER_BETAS = (1.0, 0.1, 0.01, 0.001, 0.0001)
 
 

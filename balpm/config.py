@@ -165,7 +165,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class AcquisitionConfig:
-    """The acquisition policy and its parameters (REFERENCE.md sections 4-6)."""
+    """The acquisition policy and its parameters (docs/method.md sections 4-6)."""
 
     policy: str = _f("balpm", f"one of {', '.join(POLICIES)}", choices=POLICIES)
     beta: float = _f(0.01, "weight of the entropy term (BAL-PM)", ge=0)
@@ -188,7 +188,7 @@ class AcquisitionConfig:
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """The simulated active-learning loop (REFERENCE.md section 1)."""
+    """The simulated active-learning loop (docs/method.md section 1)."""
 
     pool_size: int = _f(0, "pool items taken from the shuffled train split (0: all)", ge=0)
     initial: int = _f(320, "randomly labelled items before round 0", ge=1)

@@ -1,6 +1,6 @@
 """Entropy of the acquired prompt distribution: kNN radii, the pool-radius and KL estimators, counts.
 
-REFERENCE.md section 4. For a pool candidate x (prompt features after normalisation):
+docs/method.md section 4. For a pool candidate x (prompt features after normalisation):
 
 * ``r_k(x)``: distance to the k-th nearest neighbour within the current pool, **x itself counted as
   neighbour 1** (k = 13 means the 12th other point; duplicates of x are at distance 0).
@@ -32,7 +32,7 @@ Because ``r_k(x)`` is the k-th neighbour distance within the pool and every pick
 radius search already produced. The in-batch count update is thus a lookup in the reverse
 neighbourhood lists (no distance computation per pick).
 
-Normalisation (REFERENCE.md flaw 1): ``none``; ``zscore`` (column mean and ddof=1 std of the current
+Normalisation (docs/method.md flaw 1): ``none``; ``zscore`` (column mean and ddof=1 std of the current
 pool applied to pool **and** labelled; constant columns get std 1); ``faithful`` (the reference's slip
 ``fts - mean / std`` applied to the pool only, labelled untouched).
 """
@@ -255,7 +255,7 @@ def knn_search(query_Q_D: np.ndarray, base_B_D: np.ndarray, k: int, exact: bool 
 def knn_radii(feats_N_D: np.ndarray, k: int, include_self: bool = True, exact: bool = True) -> np.ndarray:
     """Distance of every row to its k-th nearest neighbour among the rows, with FAISS.
 
-    ``include_self=True`` counts the row itself as neighbour 1 (REFERENCE.md section 4: k = 13 is the
+    ``include_self=True`` counts the row itself as neighbour 1 (docs/method.md section 4: k = 13 is the
     12th other point); ``include_self=False`` skips it (the k-th *other* point, as in the KL
     estimator). The distance to the chosen neighbour is recomputed exactly in float64.
     """

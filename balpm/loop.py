@@ -1,4 +1,4 @@
-"""The simulated active-learning loop (REFERENCE.md section 1): train -> evaluate -> select -> record.
+"""The simulated active-learning loop (docs/method.md section 1): train -> evaluate -> select -> record.
 
 ::
 

@@ -2,9 +2,9 @@
 
 * :func:`preference_metrics` scores an ensemble on held-out comparisons from ``probs_N_K`` (each
   member's P(chosen > rejected)); the ensemble prediction is the average of the members'
-  probabilities (REFERENCE.md section 2), not of their logits.
+  probabilities (docs/method.md section 2), not of their logits.
 * :func:`smooth`, :func:`aulc`, :func:`label_efficiency`: learning-curve summaries, including the
-  paper's "X% fewer labels" figure both exactly and as the paper computed it (REFERENCE.md section 7
+  paper's "X% fewer labels" figure both exactly and as the paper computed it (docs/method.md section 7
   and flaw 6).
 * :func:`bootstrap_ci`, :func:`label_efficiency_ci`, :func:`mean_sem`: uncertainty over seeds.
 
@@ -185,7 +185,7 @@ def label_efficiency(x_labels: np.ndarray, baseline_y: np.ndarray, policy_y: np.
       ``saving = 1 - x* / x_labels[-1]``.
     * paper (``paper=True``): i = the first ROUND index (counted from 0) whose value reaches the
       target, T - 1 the baseline's final round index, ``saving = 1 - i / (T - 1)``. This is the
-      paper's computation with its off-by-one (REFERENCE.md flaw 6): it treats round i as trained on
+      paper's computation with its off-by-one (docs/method.md flaw 6): it treats round i as trained on
       i * B labels, while with ``initial = B`` the round-i model saw (i + 1) * B, so the exact figure on
       those same rounds is ``1 - (i + 1) / T``. No interpolation. A single-round curve gives
       saving 0 when reached.

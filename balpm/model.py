@@ -8,7 +8,7 @@ weights; AVX-512 on any x86 vendor, where torch's MKL falls back to AVX2 on AMD 
 through ``torch.baddbmm`` / ``@`` (MKL or OpenBLAS on CPU, cuBLAS on CUDA). The two agree to float32
 rounding; each is deterministic.
 
-Each member behaves exactly like a separately trained reward model (REFERENCE.md section 2):
+Each member behaves exactly like a separately trained reward model (docs/method.md section 2):
 
 * reward MLP ``D - 2048 - 256 - 1`` with tanh (``ModelConfig.hidden``), weights ``~ N(0, init_std^2)``,
   biases zero;
@@ -18,7 +18,7 @@ Each member behaves exactly like a separately trained reward model (REFERENCE.md
   betas (0.9, 0.999), eps 1e-8, constant learning rate, no gradient clipping;
 * its own initial weights and its own minibatch order, both from a ``torch.Generator`` seeded by
   ``(seed, member)`` (the reference reset one global seed for every member, so its members were
-  identical at initialisation: REFERENCE.md flaw 2);
+  identical at initialisation: docs/method.md flaw 2);
 * early stopping on its own validation loss with ``patience``, its best epoch's weights restored.
 
 The step loss is the SUM over members of each member's mean loss; as the members share no

@@ -1,4 +1,4 @@
-"""Uncertainty scores of a preference ensemble, from each member's probabilities (REFERENCE.md section 3).
+"""Uncertainty scores of a preference ensemble, from each member's probabilities (docs/method.md section 3).
 
 Every function takes ``probs_N_K``: for N comparisons, each of K members' probability that the first
 answer is preferred, and returns ``scores_N`` in float64 (natural log, nats). The binary entropy uses

@@ -27,7 +27,7 @@ BASE_COLORS = {
     "random": "#7f7f7f", "bald": "#1f77b4", "balpm": "#d62728", "softmax_bald": "#9467bd",
     "power_bald": "#8c564b", "softrank_bald": "#e377c2", "full": "#111827",
 }
-#: the paper's ablations (REFERENCE.md section 6), by the ``knob=value`` a label carries: the same colour in every
+#: the paper's ablations (docs/method.md section 6), by the ``knob=value`` a label carries: the same colour in every
 #: runs folder, whatever the base's other knobs (``balpm uncertainty=none`` = ``balpm beta=0.1 uncertainty=none``)
 ABLATION_COLORS = {
     "uncertainty=none": "#2ca02c",  # no U: greedy entropy only

@@ -13,7 +13,7 @@ from balpm.errors import ConfigError, FeatureError
 
 
 def reference_select(u, pool, labelled, batch_size, beta=0.01, k=13, d=1.0, floor=1e-4, minimize=False):
-    """A line-by-line transcription of the reference's BAL-PM selection (REFERENCE.md sections 4-5).
+    """A line-by-line transcription of the reference's BAL-PM selection (docs/method.md sections 4-5).
 
     The normalisation slip ``fts - mean / std`` (pandas statistics, ddof=1) on the pool only; exact
     float64 distances, one row at a time, no matrix-product shortcut; ``<=``; the radius fixed for

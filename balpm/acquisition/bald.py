@@ -1,4 +1,4 @@
-"""BALD: the top-B pool items by uncertainty (REFERENCE.md section 6)."""
+"""BALD: the top-B pool items by uncertainty (docs/method.md section 6)."""
 from __future__ import annotations
 
 import numpy as np

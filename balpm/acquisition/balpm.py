@@ -1,4 +1,4 @@
-"""BAL-PM: greedy batch of ``U + beta * H`` with in-batch entropy updates (REFERENCE.md sections 4-5).
+"""BAL-PM: greedy batch of ``U + beta * H`` with in-batch entropy updates (docs/method.md sections 4-5).
 
 :func:`select_balpm` is the pure, importable selection step. It works in two phases:
 
@@ -439,7 +439,7 @@ def replay_round(scores: pd.DataFrame, increments: pd.DataFrame | None, picks: p
 
 
 class BalpmPolicy:
-    """BAL-PM as a :class:`~balpm.acquisition.base.Policy`, with its ablations (REFERENCE.md section 6).
+    """BAL-PM as a :class:`~balpm.acquisition.base.Policy`, with its ablations (docs/method.md section 6).
 
     U comes from the state's member probabilities via ``uncertainty`` (``epistemic``; ``predictive``
     or ``none`` for the ablations); ``estimator`` ``pool_radius`` / ``kl``; ``minimize`` for the entropy

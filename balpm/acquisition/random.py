@@ -9,7 +9,7 @@ from balpm.acquisition.common import check_batch, state_uncertainty
 
 
 class RandomPolicy:
-    """Uniform sample of ``batch_size`` pool positions (REFERENCE.md section 6, "Random").
+    """Uniform sample of ``batch_size`` pool positions (docs/method.md section 6, "Random").
 
     ``steps`` records ``u`` (the configured uncertainty of each pick, for comparison) and ``score``
     NaN (random maximises nothing).

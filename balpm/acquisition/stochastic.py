@@ -1,4 +1,4 @@
-"""Stochastic BALD family: top-B of a transformed score plus Gumbel noise (REFERENCE.md section 6).
+"""Stochastic BALD family: top-B of a transformed score plus Gumbel noise (docs/method.md section 6).
 
 Kirsch et al., "Stochastic Batch Acquisition" (TMLR 2023): sampling without replacement with
 probabilities proportional to ``exp(beta_g * s)`` equals taking the top-B of ``s + Gumbel(0, 1/beta_g)``.

@@ -243,7 +243,7 @@ def sweep_command(
                                  "on the whole pool, the ceiling the report and plots show"),
     ablations: Optional[str] = typer.Option(None, "--ablations", metavar="PRESET", help="also BAL-PM's ablation set over "
                                             "the same seeds: paper = no U, H minimiser, predictive, KL, beta 1..0.0001 "
-                                            "(REFERENCE.md section 6); the Ablations page compares them with the base"),
+                                            "(docs/method.md section 6); the Ablations page compares them with the base"),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="runs root folder"),
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:

@@ -2,7 +2,7 @@
 
 A rendered text keeps its three pieces apart (:class:`Text`: ``head`` + ``prompt`` + ``tail``) so that
 the tokenizer step can shorten the prompt, and only the prompt, when the text is over the token limit.
-The TL;DR format is the reference's ``"Post: {post}\\nSummary: {summary}"`` (REFERENCE.md).
+The TL;DR format is the reference's ``"Post: {post}\\nSummary: {summary}"`` (docs/method.md).
 """
 from __future__ import annotations
 
