@@ -122,6 +122,22 @@ def test_batchbald_first_pick_is_bald_and_gains_sum_to_the_joint_mi():
     assert (np.diff(sel.steps["score"]) <= 1e-12).all()  # submodular: gains never grow
 
 
+def test_batchbald_lazy_evaluation_picks_as_full_evaluation(monkeypatch):
+    """Lazy steps compute few gains yet pick as full evaluation, exact and sampled steps alike."""
+    import balpm.acquisition.batchbald as bb
+
+    probs = np.random.default_rng(6).beta(0.6, 0.6, size=(3000, 5))
+    monkeypatch.setattr(bb, "EVAL_BLOCK", 128)
+    lazy = select_batchbald(probs, 14, np.random.default_rng(0), num_samples=256)
+    monkeypatch.setattr(bb, "EVAL_BLOCK", 10**9)
+    full = select_batchbald(probs, 14, np.random.default_rng(0), num_samples=256)
+    np.testing.assert_array_equal(lazy.indices, full.indices)
+    np.testing.assert_allclose(lazy.steps["joint_mi"], full.steps["joint_mi"], rtol=1e-12)
+    assert (full.steps["evaluated"] >= 3000 - 14).all()
+    assert lazy.steps["evaluated"].sum() < 0.5 * full.steps["evaluated"].sum()
+    assert (lazy.steps["exact"] == 0).sum() == 5  # step t sees t picks: exact while 2^t <= 256 (steps 0-8)
+
+
 def test_batchbald_sampled_joint_entropy_estimates_the_exact_one():
     probs = np.random.default_rng(3).beta(0.6, 0.6, size=(6, 5))
     exact = joint_entropy(member_configurations(probs))
