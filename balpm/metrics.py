@@ -24,7 +24,13 @@ import numpy as np
 from balpm.errors import ConfigError, DataError, FeatureError
 
 __all__ = [
+    "EVAL_SPLITS",
+    "METRIC_LABELS",
+    "METRIC_SPECS",
     "PREFERENCE_METRICS",
+    "QUALITY_DIRECTIONS",
+    "MetricSpec",
+    "evaluation_columns",
     "EfficiencyCI",
     "Interval",
     "LabelEfficiency",
@@ -38,7 +44,45 @@ __all__ = [
     "smooth",
 ]
 
-PREFERENCE_METRICS: tuple[str, ...] = ("log_likelihood", "accuracy", "brier", "ece")
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One per-comparison quality metric: its name in ``preference_metrics``, its display label, its direction."""
+
+    name: str
+    label: str
+    higher_is_better: bool
+
+
+#: THE list of quality metrics (one source): the loop evaluates these on every evaluation split, the
+#: statistics, the report and the dashboard read names, labels and directions from here
+METRIC_SPECS: tuple[MetricSpec, ...] = (
+    MetricSpec("log_likelihood", "log-likelihood", True),
+    MetricSpec("accuracy", "accuracy", True),
+    MetricSpec("brier", "Brier", False),
+    MetricSpec("ece", "ECE", False),
+)
+#: evaluation split -> its label; a rounds.parquet column is ``<split>_<metric>`` (``test_log_likelihood``)
+EVAL_SPLITS: dict[str, str] = {"test": "test", "ood": "OOD"}
+PREFERENCE_METRICS: tuple[str, ...] = tuple(m.name for m in METRIC_SPECS)
+#: rounds.parquet metric column -> direction (+1: higher is better, -1: lower is better); higher-is-better
+#: metrics first, test before OOD (the order reports and pages list them in)
+QUALITY_DIRECTIONS: dict[str, int] = {
+    f"{split}_{m.name}": 1 if m.higher_is_better else -1
+    for first in (True, False) for split in EVAL_SPLITS for m in METRIC_SPECS if m.higher_is_better == first
+}
+#: rounds.parquet metric column -> display label (``test_ece`` -> ``test ECE``)
+METRIC_LABELS: dict[str, str] = {
+    f"{split}_{m.name}": f"{label} {m.label}" for split, label in EVAL_SPLITS.items() for m in METRIC_SPECS
+}
+METRIC_LABELS = {k: METRIC_LABELS[k] for k in QUALITY_DIRECTIONS}  # in the same order
+
+
+def evaluation_columns(split: str) -> tuple[str, ...]:
+    """The rounds.parquet columns of one evaluation split: ``test_log_likelihood``, ``test_accuracy``, ..."""
+    return tuple(f"{split}_{m.name}" for m in METRIC_SPECS)
+
 LOG_EPS = 1e-12  # p_bar is clipped to [LOG_EPS, 1] before the log: a certain mistake costs log(1e-12) = -27.6
 
 

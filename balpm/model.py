@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from balpm import devices
 from balpm.config import ModelConfig
 from balpm.errors import ConfigError, FeatureError
 
@@ -115,16 +116,9 @@ class FitReport:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto`` -> CUDA when present, else CPU; ``cuda`` without a GPU is a one-line ConfigError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cpu":
-        return torch.device("cpu")
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("model.device is 'cuda' but no CUDA GPU is visible; use device 'auto' or 'cpu'")
-        return torch.device("cuda")
-    raise ConfigError(f"unknown model.device {name!r}; choose auto, cuda or cpu")
+    """``auto`` -> CUDA when present, else CPU (never mps: the model's kernels are checked on CPU and CUDA);
+    ``cuda`` without a GPU is a one-line ConfigError (:func:`balpm.devices.resolve`)."""
+    return devices.resolve(name, "model.device", mps=False)
 
 
 def use_onednn(cfg: ModelConfig, input_dim: int, device: torch.device) -> bool:

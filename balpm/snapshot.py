@@ -11,30 +11,30 @@ feature set::
 (M is the table's length, or less when the run featurized only the rows it reads.)
 
 and :func:`load_inputs` rebuilds ``(table, Features)`` from them (memory-mapped, no model, no data
-files, no feature cache). The dashboard's background jobs (ablation toggles, the start form) run
-through :func:`main` (``python -m balpm.snapshot``) so that they never re-featurize and never depend on
-the folder the dashboard was started in. Nothing here is pickled.
+files, no feature cache). This module only stores and reads; the dashboard's background jobs (ablation
+toggles, the start form) run from a snapshot through the hidden command ``balpm job`` (:mod:`balpm.cli.job`),
+so that they never re-featurize and never depend on the folder the dashboard was started in. Nothing here
+is pickled.
 """
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from balpm.errors import BalpmError, ConfigError
+from balpm import npy_files
+from balpm.errors import BalpmError
+from balpm.projection import snapshot_folder
+from balpm.runs import atomic_path, atomic_write_json, safe_path
 
 _CHUNK = 4096
 
 
 def features_folder(root: str | Path, data_hash: str, feature_hash: str) -> Path:
     """``root/_datasets/<data_hash>/features-<feature_hash>``, refusing names that would leave the root."""
-    from balpm.projection import snapshot_folder
-    from balpm.runs import safe_path
 
     fh = str(feature_hash)
     if not fh or not all(c.isalnum() for c in fh):
@@ -72,16 +72,12 @@ def write_features(root: str | Path, data_hash: str, table: pd.DataFrame, featur
     have = rows >= 0
     ids = table["pair_id"].astype(str).to_numpy()[have].tolist()
     rows = rows[have]
-    from balpm.runs import atomic_path
-
     with atomic_path(folder / "pairs.npy") as tmp:  # written in chunks to the temp file, then renamed
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(len(rows),) + tuple(pairs.shape[1:]))
         for s in range(0, len(rows), _CHUNK):
             out[s:s + _CHUNK] = pairs[rows[s:s + _CHUNK]]
         out.flush()
         del out
-    from balpm.runs import atomic_write_json
-
     atomic_write_json(folder / "pair_ids.json", ids)
     atomic_write_json(folder / "features.json", {"hash": fh, "pairs": len(rows), "dim": int(pairs.shape[-1])})
     return folder
@@ -89,10 +85,7 @@ def write_features(root: str | Path, data_hash: str, table: pd.DataFrame, featur
 
 def load_inputs(root: str | Path, data_hash: str, feature_hash: str) -> tuple[pd.DataFrame, Any]:
     """``(table, Features)`` of a run from its snapshot alone (pair features memory-mapped, read-only)."""
-    from balpm import npy_files
-    from balpm.features.featurize import Features
-    from balpm.projection import snapshot_folder
-    from balpm.runs import safe_path
+    from balpm.features.featurize import Features  # lazy: torch (the dashboard imports this module for has_features)
 
     folder = snapshot_folder(root, data_hash)
     ffolder = features_folder(root, data_hash, feature_hash)
@@ -122,57 +115,3 @@ def load_inputs(root: str | Path, data_hash: str, feature_hash: str) -> tuple[pd
                      pair_ids=np.asarray([str(p) for p in pair_ids], dtype=object), pairs_N_2_D=pairs,
                      manifest={"source": "snapshot", "data_hash": str(data_hash)}, hash=str(feature_hash))
     return table, feats
-
-
-def run_from_snapshot(config: str | Path, root: str | Path, data_hash: str, feature_hash: str, *,
-                      policies: list[str] | None = None, seeds: list[int] | None = None, workers: int = 1,
-                      progress: bool = False) -> int:
-    """Run ``config`` (one run, or ``policies`` x ``seeds`` of it) on the snapshot's inputs under ``root``.
-
-    Returns 0 when every run completed, 1 otherwise (a failed run is marked failed in its folder)."""
-    from balpm import loop, sweep
-    from balpm.config import RunConfig
-
-    cfg = RunConfig.from_yaml(Path(config))
-    table, feats = load_inputs(root, data_hash, feature_hash)
-    if policies:
-        configs = sweep.expand(cfg, policies, seeds or [cfg.loop.seed])
-        results = sweep.sweep(configs, root, workers=workers, progress=progress, table=table, features=feats)
-        failed = [r for r in results if r.state != "complete"]
-        for r in failed:
-            print(f"run {r.run_id} failed: {r.error}", file=sys.stderr, flush=True)
-        print(f"sweep: {len(results) - len(failed)}/{len(results)} runs complete in {root}", flush=True)
-        return 1 if failed or not results else 0
-    loop.run(cfg, root, resume=True, table=table, features=feats, progress=progress)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m balpm.snapshot --config C --runs-dir R --data-hash H --feature-hash F [--policies ...]``:
-    the dashboard's background job. Exit 0 when every run completed, 1 when one failed, 2 on bad input."""
-    ap = argparse.ArgumentParser(prog="python -m balpm.snapshot", description=main.__doc__)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--runs-dir", required=True)
-    ap.add_argument("--data-hash", required=True)
-    ap.add_argument("--feature-hash", required=True)
-    ap.add_argument("--policies", default="")
-    ap.add_argument("--seeds", default="")
-    ap.add_argument("--workers", type=int, default=1)
-    args = ap.parse_args(argv)
-    try:
-        from balpm import sweep
-
-        policies = sweep.parse_policies(args.policies) if args.policies else None
-        seeds = sweep.parse_seeds(args.seeds) if args.seeds else None
-        return run_from_snapshot(args.config, args.runs_dir, args.data_hash, args.feature_hash,
-                                 policies=policies, seeds=seeds, workers=max(1, args.workers))
-    except (BalpmError, ConfigError) as exc:
-        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr, flush=True)
-        return 2
-    except Exception as exc:  # noqa: BLE001 - the run folder already says failed; the job exits non-zero
-        print(f"error: {type(exc).__name__}: {' '.join(str(exc).split())[:500]}", file=sys.stderr, flush=True)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

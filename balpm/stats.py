@@ -110,10 +110,7 @@ __all__ = [
 # metric column of rounds.parquet -> direction (+1: higher is better, -1: lower is better). Only these
 # are treated as quality metrics; timing (train_seconds, ...) and diagnostics (mean_uncertainty, spreads
 # of U and beta*H, epochs, valid_loss, unique prompts, ...) never are.
-QUALITY_METRICS: dict[str, int] = {
-    "test_log_likelihood": 1, "test_accuracy": 1, "ood_log_likelihood": 1, "ood_accuracy": 1,
-    "test_brier": -1, "test_ece": -1, "ood_brier": -1, "ood_ece": -1,
-}
+QUALITY_METRICS: dict[str, int] = dict(metrics.QUALITY_DIRECTIONS)  # one source: balpm.metrics.METRIC_SPECS
 HEADLINE_METRIC = "test_log_likelihood"
 CEILING_POLICY = "full"
 LEVEL = 0.95
@@ -129,11 +126,7 @@ NOISE_Z = 1.96
 VERDICTS = ("better", "worse", "no detectable difference")
 _NO_DIFF = VERDICTS[2]
 _TOL = 1e-12  # differences this small are rounding, not evidence (identical runs computed twice)
-METRIC_NAMES: dict[str, str] = {
-    "test_log_likelihood": "test log-likelihood", "test_accuracy": "test accuracy",
-    "ood_log_likelihood": "OOD log-likelihood", "ood_accuracy": "OOD accuracy", "test_brier": "test Brier",
-    "test_ece": "test ECE", "ood_brier": "OOD Brier", "ood_ece": "OOD ECE",
-}
+METRIC_NAMES: dict[str, str] = dict(metrics.METRIC_LABELS)  # display labels, one source: balpm.metrics.METRIC_SPECS
 
 
 class RunLike(Protocol):
@@ -153,10 +146,9 @@ def metric_direction(metric: str) -> int:
     """+1 when higher is better (log-likelihood, accuracy), -1 when lower is (Brier, ECE)."""
     if metric in QUALITY_METRICS:
         return QUALITY_METRICS[metric]
-    if metric.endswith(("log_likelihood", "accuracy")):
-        return 1
-    if metric.endswith(("brier", "ece")):
-        return -1
+    for spec in metrics.METRIC_SPECS:  # a column of another split (valid_ece): the metric's own direction
+        if metric.endswith(spec.name):
+            return 1 if spec.higher_is_better else -1
     raise ConfigError(f"{metric!r} is not a quality metric; use one of {', '.join(QUALITY_METRICS)}")
 
 

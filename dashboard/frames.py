@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm import diagnostics, metrics
+from balpm.diagnostics import DIVERSITY_RATIO
+
 SCORE_CHOICES = ("final", "u", "beta_h")
 SCORE_LABELS = {"final": "final score U ± β·H", "u": "uncertainty U", "beta_h": "β·H (entropy term)"}
 
@@ -260,7 +263,6 @@ def round_spreads(rounds: pd.DataFrame | None, rnd: int, scores: pd.DataFrame | 
     """The U and β·H spreads of round ``rnd`` (:mod:`balpm.diagnostics` columns): as recorded in
     rounds.parquet, or, for runs written before they were recorded, computed from the round's pool
     scores (``u``, ``h``) with ``beta``. All NaN when neither is available."""
-    from balpm import diagnostics
 
     if rounds is not None and len(rounds) and "u_std" in rounds.columns:
         hit = rounds[rounds["round"] == int(rnd)]
@@ -283,7 +285,6 @@ DIVERSITY_MESSAGE = "this round BAL-PM acts as a prompt-diversity sampler"
 def diversity_message(spreads: dict[str, float]) -> str | None:
     """The plain warning when U's spread over the pool is below a tenth of β·H's (std based), with
     the numbers; None when U can compete (or nothing is recorded)."""
-    from balpm.diagnostics import DIVERSITY_RATIO
 
     ratio = spreads.get("beta_h_to_u_std", float("nan"))
     if not (ratio == ratio) or ratio <= DIVERSITY_RATIO:
@@ -419,11 +420,7 @@ def redundancy_frame(acq: pd.DataFrame, prompt_ids: Sequence[str] | None = None,
 
 
 # ---- learning curves -------------------------------------------------------------------------
-METRICS = {
-    "test_log_likelihood": "test log-likelihood", "test_accuracy": "test accuracy",
-    "ood_log_likelihood": "OOD log-likelihood", "ood_accuracy": "OOD accuracy",
-    "test_brier": "test Brier", "test_ece": "test ECE",
-}
+METRICS: dict[str, str] = dict(metrics.METRIC_LABELS)  # quality metric column -> label (balpm.metrics.METRIC_SPECS)
 
 
 def curve_runs(infos: Sequence[Any], rounds_of: Any) -> tuple[list[Any], list[dict[str, Any]]]:
@@ -502,7 +499,7 @@ def verdict_display(df: pd.DataFrame) -> pd.DataFrame:
         base = r["verdict"] == "(baseline)"
         n = None if base else int(r["seeds"])
         rows.append({
-            "metric": METRICS.get(r["metric"], stats.METRIC_NAMES.get(r["metric"], r["metric"])),
+            "metric": METRICS.get(r["metric"], r["metric"]),
             "policy": r["policy"],
             "verdict (AULC)": r["verdict"] + ("" if base or r["paired"] is not False else " (unpaired)"),
             "AULC diff [95% t CI]": "" if base else (
@@ -575,7 +572,6 @@ def curve_table(curves: Sequence[tuple[str, int, pd.DataFrame]], metric: str) ->
 def curve_stats(curves: Sequence[tuple[str, int, pd.DataFrame]], metric: str, smooth: int = 1) -> pd.DataFrame:
     """Mean +/- SEM over seeds per label and labelled-set size, after an optional trailing moving
     average of ``smooth`` rounds on each seed's curve (the paper uses 3). Uses :mod:`balpm.metrics`."""
-    from balpm import metrics
 
     long = curve_table(curves, metric)
     out = []
@@ -593,7 +589,6 @@ def curve_stats(curves: Sequence[tuple[str, int, pd.DataFrame]], metric: str, sm
 
 def seed_matrix(g: pd.DataFrame, smooth: int = 1) -> tuple[np.ndarray | None, np.ndarray]:
     """Seeds x labelled-sizes matrix of one label's curves (sizes every seed has), smoothed per seed."""
-    from balpm import metrics
 
     sizes = None
     for _, s in g.groupby("seed"):

@@ -3,7 +3,7 @@
 The dashboard never trains or selects inline: it writes the resolved config to
 ``<runs root>/_jobs/<job_id>/config.yaml`` and starts an engine process with its output in ``log.txt``
 beside it. A config whose data and feature settings match a run already in the folder runs from that
-run's snapshot (``python -m balpm.snapshot``: the table and the pair and prompt features under
+XX and the pair and prompt features under
 ``_datasets/``, memory-mapped), so a toggle never re-featurizes and never depends on the folder the
 dashboard was started in. Other configs (the teaching world, a YAML from the runs folder) run through
 ``balpm run`` / ``balpm sweep`` in the runs folder (or, with ``--allow-outside-data``, in the folder the
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from balpm import runs
+from balpm import runs, snapshot
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
 
@@ -74,8 +74,6 @@ def launch_dir() -> str:
 def snapshot_inputs(root: str | Path, cfg: RunConfig) -> tuple[str, str] | None:
     """``(data_hash, feature_hash)`` of a run under ``root`` with the same data and feature settings as
     ``cfg`` whose snapshot holds its pair features, or None. Symlinked run folders are never used."""
-    from balpm import snapshot
-
     want = cfg.to_dict()
     root = Path(root).resolve()
     for info in runs.list_runs(root):
@@ -130,7 +128,7 @@ def _engine(root: Path, cfg: RunConfig, conf: Path, cwd: str | Path | None) -> t
     the runs folder, else the balpm CLI in ``cwd`` (default: the runs folder)."""
     found = snapshot_inputs(root, cfg)
     if found is not None:
-        head = [sys.executable, "-m", "balpm.snapshot", "--config", str(conf), "--runs-dir", str(root),
+        head = [sys.executable, "-m", "balpm", "job", "--config", str(conf), "--runs-dir", str(root),
                 "--data-hash", found[0], "--feature-hash", found[1]]
         return head, root, f"snapshot {found[0]}"
     return [], Path(cwd) if cwd is not None else root, "cli"

@@ -91,29 +91,15 @@ def _root_fingerprint(root: Path) -> tuple:
     return tuple((name, run_fingerprint(root, name)) for name in entries)
 
 
-RUN_FILES = ("config.yaml", "status.json", "rounds.parquet", "acquisitions.parquet", "pool.parquet", "pool_scores")
-
-
 def refusal(root: Path, run_id: str) -> str | None:
-    """Why the folder ``root/run_id`` must not be read (a symlinked run folder, a file of it that leads
-    outside the runs folder, or a folder name that is not a run id, which ``balpm.runs`` cannot open), or
-    None. Every dashboard read of a run goes through this check."""
+    """Why the folder ``root/run_id`` must not be read, or None: a folder name that is not a run id (which
+    ``balpm.runs`` cannot open), else :func:`balpm.runs.refused` (a symlinked run folder, a run file that
+    leads outside the runs folder; its own list of run files). Every dashboard read of a run goes through this."""
     try:
         runs.check_run_id(run_id)
     except BalpmError:  # a renamed folder (markup, spaces): listed, never read
         return "refused: the folder name is not a run id (letters, digits and -_.=+ only); rename the folder"
-    folder = Path(root) / run_id
-    try:
-        if folder.is_symlink():
-            return f"refused: the run folder is a symbolic link (to {os.readlink(folder)}); copy the run instead"
-        runs.safe_path(root, run_id)
-        for name in RUN_FILES:
-            runs.safe_path(root, f"{run_id}/{name}")
-    except BalpmError as exc:
-        return f"refused: {exc}"
-    except OSError as exc:
-        return f"refused: unreadable ({' '.join(str(exc).split())[:120]})"
-    return None
+    return runs.refused(root, run_id)
 
 
 def safe_file(root: Path, run_id: str, name: str) -> Path:

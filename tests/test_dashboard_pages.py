@@ -7,6 +7,7 @@ pid: half-written) and a folder whose creation was interrupted (``broken``). No 
 """
 from __future__ import annotations
 
+import ast
 import inspect
 import os
 import re
@@ -28,8 +29,20 @@ from balpm import loop, runs
 from balpm.config import RunConfig
 
 APP = REPO / "dashboard" / "app.py"
-PAGES = ("views/runs.py", "views/prompt_space.py", "views/batch_anatomy.py", "views/learning_curves.py",
-         "views/ablations.py", "views/inspect.py")
+#: pages with a test file of their own (they need a teaching world, not the runs of this fixture)
+OWN_TESTS = {"views/lesson.py": "test_dashboard_lesson.py", "views/worlds.py": "test_dashboard_worlds.py"}
+
+
+def app_pages() -> tuple[str, ...]:
+    """The page files of ``dashboard/app.py``'s ``PAGES`` (its ``st.Page("views/...")`` calls, in order), read
+    from the source: the app itself is a Streamlit script, not importable."""
+    tree = ast.parse(APP.read_text(encoding="utf-8"))
+    return tuple(node.args[0].value for node in ast.walk(tree)
+                 if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Page" and node.args
+                 and isinstance(node.args[0], ast.Constant))
+
+
+PAGES = tuple(p for p in app_pages() if p not in OWN_TESTS)
 TINY = RunConfig().replace(
     model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 3, "lr": 3e-3, "batch_size": 16, "device": "cpu"},
     loop={"initial": 20, "batch_size": 20, "rounds": 3},
@@ -156,6 +169,14 @@ def test_typed_paths_cannot_leave_the_runs_folder(runs_root, monkeypatch, tmp_pa
     rid = runs.default_run_id(TINY.replace(acquisition={"policy": "bald"}, loop={"seed": 0}))
     at.text_input(key="typed_path").set_value(f"{rid}/status.json").run()
     assert any('"state": "complete"' in c.value for c in at.code)
+
+
+def test_the_page_list_is_the_apps():
+    """Every page of app.PAGES is rendered here or has its own test file; the list is read, not copied."""
+    pages = app_pages()
+    assert len(pages) == len(set(pages)) >= 6 and all((APP.parent / p).is_file() for p in pages)
+    assert set(pages) == set(PAGES) | set(OWN_TESTS)
+    assert all((REPO / "tests" / f).is_file() for f in OWN_TESTS.values())
 
 
 def test_every_page_renders_on_the_engine_runs(runs_root, monkeypatch):
@@ -491,7 +512,8 @@ def test_background_jobs_run_from_the_snapshot_wherever_the_dashboard_started(tm
     monkeypatch.setenv("BALPM_LAUNCH_DIR", str(elsewhere))
     variant = cfg.replace(acquisition={"beta": 0.1})
     job = jobs.start_run(root, variant, kind="ablation")
-    assert job.inputs == f"snapshot {info.data_hash}" and "balpm.snapshot" in job.cmd and job.cwd == root.resolve()
+    assert job.inputs == f"snapshot {info.data_hash}" and job.cmd[1:4] == ["-m", "balpm", "job"] \
+        and job.cwd == root.resolve()
     assert _wait_job(job) == 0, jobs.log_tail(job)
     vinfo = runs.inspect_run(root / runs.default_run_id(variant))
     assert vinfo.state == "complete" and vinfo.data_hash == info.data_hash and vinfo.feature_hash == info.feature_hash

@@ -185,6 +185,15 @@ def parse_world(spec: str) -> WorldSpec:
     return WorldSpec(**values)
 
 
+def canonical_spec(spec: str) -> str:
+    """The one spelling of the world ``spec`` names: ``""`` for the classic world (the default of
+    ``data.world``), else :meth:`WorldSpec.spec` (every knob, fixed order, shortest exact floats).
+    ``"test=pool,noisy_share=0.20"`` and ``"noisy_share=0.2,test=pool"`` are one world, one run hash; a
+    canonical spec (what ``balpm worlds`` writes) is returned unchanged. Errors as :func:`parse_world`."""
+    world = parse_world(spec)
+    return "" if world.is_classic() else world.spec()
+
+
 def world_knobs_help() -> list[tuple[str, str, str, str]]:
     """``(name, default, bounds or choices, help)`` of every knob (for ``balpm worlds --knobs`` and docs)."""
     out = []

@@ -34,8 +34,11 @@ import numpy as np
 
 from balpm.errors import ConfigError, FeatureError
 from balpm.features.cache import FeatureCache, _atomic_write
-from balpm.features.encoder import ModelSpec, Tokenized, hub_offline, pad_batch, tokenize_texts
-from balpm.features.templates import Text
+from balpm.features.encoder import (
+    ModelSpec, Tokenized, _quiet_transformers, hub_offline, load_encoder, pad_batch, tokenize_texts,
+)
+from balpm.features.templates import Text, unique_texts
+from balpm.ray_watchdog import start as start_watchdog
 
 log = logging.getLogger("balpm.features")
 
@@ -93,9 +96,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
         check_address(address)
     watchdog = None
     if not address:  # a local Ray: torn down by a watchdog if this process is killed (balpm.ray_watchdog)
-        from balpm.ray_watchdog import start
-
-        watchdog = start()
+        watchdog = start_watchdog()
     try:
         try:
             ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING)
@@ -118,7 +119,6 @@ def load_tokenizer(spec: ModelSpec) -> Any:
     """The model's tokenizer alone (no weights), loaded exactly as :func:`load_encoder` loads it."""
     from transformers import AutoTokenizer
 
-    from balpm.features.encoder import _quiet_transformers
 
     common: dict[str, Any] = ({"local_files_only": True} if spec.local
                               else {"revision": spec.revision, "local_files_only": hub_offline()})
@@ -196,7 +196,6 @@ class EncodeActor:
                  batch_size: int, threads: int) -> None:
         import torch
 
-        from balpm.features.encoder import load_encoder
 
         if threads > 0:
             torch.set_num_threads(threads)
@@ -269,7 +268,6 @@ def encode_ray(spec: ModelSpec, texts: Sequence[Text], key: str, cfg: Any, cache
         raise ConfigError(f"actors must be an integer >= 1 (got {actors!r})")
     if not len(texts):
         raise FeatureError("no texts to featurize; the table is empty")
-    from balpm.features.featurize import unique_texts
 
     # as in one process: identical texts are embedded once, the batches are planned over the distinct ones
     unique, inverse_M = unique_texts(texts)

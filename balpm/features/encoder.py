@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from balpm import devices
 from balpm.config import POOLINGS
 from balpm.errors import ConfigError, FeatureError
 from balpm.features.templates import Text
@@ -231,24 +232,9 @@ def resolve_model(model: str = MINILM, pooling: str = "auto") -> ModelSpec:
 # Devices and quiet loading
 # ---------------------------------------------------------------------------------------------
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is a one-line error."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise ConfigError(f"unknown device {device!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FeatureError(f"device {device} requested but no CUDA GPU is visible; use --device cpu or --device auto")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise FeatureError(f"device {device} requested but Apple mps is not available; use --device cpu or --device auto")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ConfigError(f"unsupported device {device!r}; use auto, cpu, cuda, cuda:N or mps")
-    return dev
+    """``auto`` picks cuda, then mps, then cpu; an explicit device that is absent is a one-line FeatureError,
+    an unknown name a ConfigError (:func:`balpm.devices.resolve`)."""
+    return devices.resolve(device, "features.device", error=FeatureError)
 
 
 @contextlib.contextmanager

@@ -36,7 +36,8 @@ from balpm.features.encoder import (
     quantization_name,
     resolve_model,
 )
-from balpm.features.templates import Text, template_for, templates_used, texts_sha256
+from balpm.features.distributed import check_backend, clear_shards, encode_ray
+from balpm.features.templates import Text, template_for, templates_used, texts_sha256, unique_texts
 
 log = logging.getLogger("balpm.features")
 
@@ -168,7 +169,6 @@ def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress
     ``backend="ray"``: parts not in the cache are computed by a Ray actor pool (``address``: a cluster;
     None: a local Ray), same cache entries, resumable by shards (see :mod:`balpm.features.distributed`).
     """
-    from balpm.features.distributed import check_backend
 
     cfg = cfg or FeatureConfig()
     check_options(dtype=cfg.dtype, max_length=cfg.max_length, batch_size=cfg.batch_size,
@@ -237,13 +237,6 @@ def featurize(table: pd.DataFrame, cfg: FeatureConfig | None = None, *, progress
     return feats.validate(table)
 
 
-def unique_texts(texts: Sequence[Text]) -> tuple[list[Text], np.ndarray]:
-    """``(distinct texts in first-appearance order, inverse)`` with ``texts[i] == unique[inverse[i]]``."""
-    index: dict[Text, int] = {}
-    inverse_M = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts))
-    return list(index), inverse_M
-
-
 def _say(message: str) -> None:
     from tqdm.auto import tqdm
 
@@ -255,7 +248,6 @@ def _compute_part(part: str, texts: list[Text], key: str, identity: dict[str, An
                   progress: bool, ray_opts: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
     start = time.perf_counter()
     if ray_opts is not None:  # Ray actor pool, same batches, resumable shards (balpm.features.distributed)
-        from balpm.features.distributed import encode_ray
 
         tokens, feats_M_D, device = encode_ray(ray_opts["spec"], texts, key, cfg, cache, progress=progress,
                                                desc=f"featurize {part}", address=ray_opts["address"],
@@ -285,7 +277,6 @@ def _compute_part(part: str, texts: list[Text], key: str, identity: dict[str, An
     }
     stored = cache.save(key, feats_M_D, manifest)
     if ray_opts is not None:
-        from balpm.features.distributed import clear_shards
 
         clear_shards(cache, key)
     log.info("%s features: computed %d texts in %.1f s, cached at %s", part, len(texts), seconds, cache.paths(key)[0])

@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 TEMPLATE_FORMAT_VERSION = 1
 
 
@@ -80,3 +82,10 @@ def texts_sha256(texts: Sequence[Text]) -> str:
         digest.update(len(blob.encode()).to_bytes(8, "little"))
         digest.update(blob.encode())
     return digest.hexdigest()
+
+
+def unique_texts(texts: Sequence[Text]) -> tuple[list[Text], np.ndarray]:
+    """``(distinct texts in first-appearance order, inverse)`` with ``texts[i] == unique[inverse[i]]``."""
+    index: dict[Text, int] = {}
+    inverse_M = np.fromiter((index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts))
+    return list(index), inverse_M
