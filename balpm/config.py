@@ -34,16 +34,15 @@ from typing import Any
 
 from balpm import safe_yaml
 from balpm.errors import ConfigError
-
-PAPER_COLDNESS = {"softmax_bald": 10000.0, "power_bald": 8.0, "softrank_bald": 1.0}
-POLICIES = (
-    "random", "bald", "softmax_bald", "power_bald", "softrank_bald", "balpm",
-    "full",  # the ceiling: trained once on the whole pool (balpm.acquisition.full, balpm sweep --ceiling)
+from balpm.knobs import (  # noqa: F401 - re-exported: the value lists live in the leaf module balpm.knobs
+    BETA_MODES,
+    ESTIMATORS,
+    NORMALIZATIONS,
+    PAPER_COLDNESS,
+    UNCERTAINTIES,
+    _f,
 )
-UNCERTAINTIES = ("epistemic", "predictive", "aleatoric", "variance", "none")
-ESTIMATORS = ("pool_radius", "kl")
-NORMALIZATIONS = ("none", "zscore", "faithful")
-BETA_MODES = ("fixed", "scaled")
+
 SECTIONS = ("data", "features", "model", "acquisition", "loop")
 #: the loaders' formats (balpm.data.load reads this tuple; it lives here because the CLI reads the config
 #: without importing the loaders and pandas); DataConfig.format adds "synthetic"
@@ -70,13 +69,19 @@ _TRUE = ("true", "yes", "on", "1", "y")
 _FALSE = ("false", "no", "off", "0", "n")
 
 
-def _f(default: Any, help: str, *, choices: tuple[str, ...] | None = None, ge: float | None = None,
-       gt: float | None = None, **kw: Any) -> Any:
-    """A dataclass field with its help text, allowed values (``choices``) and bounds (``ge``/``gt``)."""
-    meta = {"help": help, "choices": choices, "ge": ge, "gt": gt}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
-    return field(default=default, metadata=meta, **kw)
+def _registry() -> Any:
+    """The policy registry (:mod:`balpm.acquisition.registry`), imported lazily: the policy modules import
+    this module's value lists, so importing the registry at the top would circle."""
+    from balpm.acquisition import registry
+
+    return registry
+
+
+def __getattr__(name: str) -> Any:
+    """``POLICIES``: the registered policy names (the registry, loaded on first use; PEP 562)."""
+    if name == "POLICIES":
+        return _registry().names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -90,31 +95,27 @@ class DataConfig:
     synthetic: str = _f("teaching", "synthetic world when paths is empty: teaching or paper")
     synthetic_size: int = _f(0, "synthetic world size in comparisons (0: the world's default)", ge=0)
     synthetic_dim: int = _f(0, "feature dimension D of the paper-shape world (0: the world's default, 64); "
-                               "4096 is the paper's 7B-LLM width", ge=0)
+                               "4096 is the paper's 7B-LLM width", ge=0, since_default=0)
     world: str = _f("", "teaching-world knobs as a spec string, e.g. noisy_share=0.2,test=pool (empty: the classic "
-                        "teaching world; knobs and bounds: balpm worlds --knobs, balpm/data/worlds.py)")
+                        "teaching world; knobs and bounds: balpm worlds --knobs, balpm/data/worlds.py)", since_default="")
     split_ratios: tuple[float, float, float] = _f((0.7, 0.1, 0.2), "pool / valid / test fractions of prompts")
     split_seed: int = _f(0, "seed of the prompt-grouped split", ge=0)
     keep_original_splits: bool = _f(False, "keep the files' own splits (train; valid1 -> valid; valid2 -> test) instead of re-splitting")
     skip_bad: bool = _f(False, "skip malformed rows (counted) instead of stopping")
     subsample: int = _f(0, "keep whole prompts (seeded by split_seed) until this many comparisons, before the split "
-                           "and before featurization (0: all)", ge=0)
-    prompt_col: str = _f("", "column holding the prompt (format table; empty: 'prompt')")
-    chosen_col: str = _f("", "column holding the preferred answer (empty: 'chosen')")
-    rejected_col: str = _f("", "column holding the other answer (empty: 'rejected')")
-    split_col: str = _f("", "column holding the original split (optional)")
-    id_col: str = _f("", "column holding a unique pair id (optional)")
-    prompt_id_col: str = _f("", "column holding a prompt id (optional)")
-    source_col: str = _f("", "column holding the source name (optional)")
+                           "and before featurization (0: all)", ge=0, since_default=0)
+    prompt_col: str = _f("", "column holding the prompt (format table; empty: 'prompt')", since_default="")
+    chosen_col: str = _f("", "column holding the preferred answer (empty: 'chosen')", since_default="")
+    rejected_col: str = _f("", "column holding the other answer (empty: 'rejected')", since_default="")
+    split_col: str = _f("", "column holding the original split (optional)", since_default="")
+    id_col: str = _f("", "column holding a unique pair id (optional)", since_default="")
+    prompt_id_col: str = _f("", "column holding a prompt id (optional)", since_default="")
+    source_col: str = _f("", "column holding the source name (optional)", since_default="")
 
 
-#: DataConfig fields added after runs existed: left out of the hash while at their default
-_DATA_HASH_DEFAULTS = {"subsample": 0, "prompt_col": "", "chosen_col": "", "rejected_col": "", "split_col": "",
-                       "id_col": "", "prompt_id_col": "", "source_col": "", "synthetic_dim": 0,
-                       "world": ""}
-#: ModelConfig fields added after runs existed, with the value every run before them had in effect: left out of
-#: the hash at that value (so older run ids stay valid), and filled in when a run's own config.yaml lacks them
-_MODEL_HASH_DEFAULTS = {"precision": "fp32", "valid_subset": 0, "matmul": "blas"}
+# Fields added after runs existed carry ``since_default`` (balpm.knobs): the value every older run had in
+# effect. One rule for every section: RunConfig.hash() leaves such a field out at that value (older run ids stay
+# valid), and a run's own config.yaml that lacks it gets that value (:func:`_fill_predated`).
 
 
 @dataclass(frozen=True)
@@ -152,38 +153,174 @@ class ModelConfig:
     device: str = _f("auto", "auto, cuda or cpu", choices=("auto", "cuda", "cpu"))
     precision: str = _f("fp32", "fp32 (the default, exact) or bf16: forward passes and gradients in bfloat16 "
                                 "(autocast; weights and AdamW state stay fp32), ~3x faster on CPUs with AVX512-BF16, "
-                                "an approximation that changes results", choices=("fp32", "bf16"))
+                                "an approximation that changes results", choices=("fp32", "bf16"), since_default="fp32")
     valid_subset: int = _f(0, "0: early stopping on the whole validation split (the default); N: on a fixed, "
-                              "seeded subset of N validation pairs (faster, changes results)", ge=0)
+                              "seeded subset of N validation pairs (faster, changes results)", ge=0, since_default=0)
     matmul: str = _f("auto", "CPU matrix-product kernels of the model, all float32: onednn (oneDNN's JIT kernels, "
                              "AVX-512 on any x86 vendor; ~2x MKL on AMD CPUs), blas (torch's default: MKL or "
                              "OpenBLAS; what runs made before this field used), auto (onednn when this torch has "
                              "it and the first layer has >= 65,536 weights, else blas). Kernels differ at float32 "
                              "rounding (~1e-6 relative), so a run is bit-reproducible under one kernel; CUDA "
-                             "ignores it", choices=("auto", "onednn", "blas"))
+                             "ignores it", choices=("auto", "onednn", "blas"), since_default="blas")
 
 
-@dataclass(frozen=True)
+#: The knobs every policy's section carried before policies owned their knobs (issue 16), at their defaults.
+#: The acquisition section hashes as this union (a policy's own knobs and its ``legacy`` values over these
+#: defaults), so every run id made before stays what it was. In a config FILE, a legacy knob that the policy
+#: does not own is accepted: at its default it is dropped; otherwise (the old ``sweep --grid beta=...`` over
+#: random, or the teaching preset's beta 0.1 on every policy) it is kept in ``AcquisitionConfig.legacy``,
+#: which only enters the hash and the YAML: it never changed that policy's picks and never will.
+LEGACY_KNOBS: dict[str, Any] = {
+    "beta": 0.01, "k": 13, "d": 1.0, "floor": 1e-4, "normalize": "zscore", "estimator": "pool_radius",
+    "minimize_entropy": False, "coldness": 0.0, "exact_knn": True, "beta_mode": "fixed",
+}
+_LEGACY_SINCE = {"beta_mode": "fixed"}  # added after runs existed: out of the hash at this value
+
+
+@dataclass(frozen=True, init=False)
 class AcquisitionConfig:
-    """The acquisition policy and its parameters (docs/method.md sections 4-6)."""
+    """The acquisition policy, the uncertainty score every policy uses (random records it too) and the
+    policy's own knobs (docs/method.md sections 4-6).
 
-    policy: str = _f("balpm", f"one of {', '.join(POLICIES)}", choices=POLICIES)
-    beta: float = _f(0.01, "weight of the entropy term (BAL-PM)", ge=0)
-    k: int = _f(13, "k of the kNN radius, the point itself counted as neighbour 1", ge=1)
-    d: float = _f(1.0, "weight d of the digamma term (a free weight, not the dimension)")
-    floor: float = _f(1e-4, "added to 2*r before the log", gt=0)
-    normalize: str = _f("zscore", f"prompt-feature normalisation: {', '.join(NORMALIZATIONS)}", choices=NORMALIZATIONS)
-    estimator: str = _f("pool_radius", f"entropy estimator: {', '.join(ESTIMATORS)}", choices=ESTIMATORS)
-    uncertainty: str = _f("epistemic", f"uncertainty score: {', '.join(UNCERTAINTIES)}", choices=UNCERTAINTIES)
-    minimize_entropy: bool = _f(False, "ablation: U - beta*H instead of U + beta*H")
-    coldness: float = _f(0.0, "beta_g of the stochastic BALD family (Gumbel scale 1/beta_g); "
-                              "0 takes the paper's value: softmax 10000, power 8, softrank 1", ge=0)
-    exact_knn: bool = _f(True, "exact FAISS search (False: HNSW, approximate)")
-    beta_mode: str = _f("fixed", "fixed: beta as given (the paper's); scaled: each round beta_effective = beta * "
-                                 "IQR(U) / IQR(H) over the pool at step 0, so the spread of beta*H is beta times "
-                                 "that of U (std when an IQR is 0; beta unchanged when U or H is constant). "
-                                 "BAL-PM only; recorded per round in rounds.parquet (beta_effective)",
-                        choices=BETA_MODES)
+    ``knobs`` is an instance of the policy's knob class (its registry entry,
+    :mod:`balpm.acquisition.registry`; ``None`` here means its defaults); ``legacy`` holds hash-only
+    values of :data:`LEGACY_KNOBS` the policy does not own (see there). YAML and :meth:`to_dict` stay
+    flat (``{policy: balpm, uncertainty: epistemic, beta: 0.01, ...}``) and ``acq.beta`` reads a knob.
+    Build one with :meth:`make` (``AcquisitionConfig.make("balpm", beta=0.1)``).
+    """
+
+    policy: str = _f("balpm", "the acquisition policy (the registered ones: balpm run --help lists them)",
+                     flag="--policy")
+    uncertainty: str = _f("epistemic", f"uncertainty score: {', '.join(UNCERTAINTIES)}", choices=UNCERTAINTIES,
+                          flag="--uncertainty")
+    knobs: Any = field(default=None, metadata={"help": "the policy's own knobs", "internal": True})
+    legacy: tuple[tuple[str, Any], ...] = field(default=(), metadata={"help": "hash-only legacy values",
+                                                                       "internal": True})
+
+    def __init__(self, policy: str = "balpm", uncertainty: str = "epistemic", knobs: Any = None,
+                 legacy: tuple[tuple[str, Any], ...] = (), **knob_values: Any) -> None:
+        """``AcquisitionConfig(policy="balpm", beta=0.1)``: knob values by name (as with the old union of knobs,
+        a :data:`LEGACY_KNOBS` name the policy does not own is kept hash-only); or ``knobs=`` an instance."""
+        entry = _registry().policy_entry(policy)
+        if uncertainty not in UNCERTAINTIES:
+            raise ConfigError(f"unknown uncertainty {uncertainty!r}; choose one of {', '.join(UNCERTAINTIES)}")
+        if knobs is None:
+            knobs = entry.knobs()
+        elif type(knobs) is not entry.knobs:
+            raise ConfigError(f"acquisition.knobs of policy {policy!r} must be {entry.knobs.__name__} "
+                              f"(got {type(knobs).__name__})")
+        for name, value in (("policy", policy), ("uncertainty", uncertainty), ("knobs", knobs),
+                            ("legacy", tuple(legacy))):
+            object.__setattr__(self, name, value)
+        own = {k: knob_values.pop(k) for k in list(knob_values) if k in entry.knob_fields()}
+        if own:  # as given, like any dataclass field: validate() checks them
+            object.__setattr__(self, "knobs", dataclasses.replace(knobs, **own))
+        if knob_values:
+            done = self.updated(knob_values, strict=False)
+            object.__setattr__(self, "knobs", done.knobs)
+            object.__setattr__(self, "legacy", done.legacy)
+
+    def __getattr__(self, name: str) -> Any:
+        """``acq.beta``: a knob of the policy; for a policy without it, the legacy union's value (its
+        ``legacy`` value or the old default) so readers written for the union keep working."""
+        if name.startswith("__"):
+            raise AttributeError(name)
+        d = object.__getattribute__(self, "__dict__")
+        knobs = d.get("knobs")
+        if knobs is not None and name in {f.name for f in fields(knobs)}:
+            return getattr(knobs, name)
+        if name in LEGACY_KNOBS:
+            return dict(d.get("legacy", ())).get(name, LEGACY_KNOBS[name])
+        raise AttributeError(f"policy {d.get('policy')!r} has no knob {name!r}")
+
+    # ---- the policy's knobs --------------------------------------------------------------------
+    @property
+    def entry(self) -> Any:
+        """The policy's registry entry."""
+        return _registry().policy_entry(self.policy)
+
+    def knob_values(self) -> dict[str, Any]:
+        """The policy's own knobs, by name, in declaration order."""
+        return {f.name: getattr(self.knobs, f.name) for f in fields(self.knobs)}
+
+    @classmethod
+    def make(cls, policy: str = "balpm", uncertainty: str = "epistemic", **knobs: Any) -> "AcquisitionConfig":
+        """``make("balpm", beta=0.1)``: knob values coerced by their fields; a knob the policy does not own is
+        a one-line ConfigError naming the policy's knobs."""
+        return cls(policy=policy, uncertainty=uncertainty).updated(knobs)
+
+    def updated(self, changes: dict[str, Any], *, strict: bool = True) -> "AcquisitionConfig":
+        """A copy with ``changes`` (``policy``, ``uncertainty`` and knob names; values coerced by their fields).
+
+        A new ``policy`` keeps the knobs the new policy also owns and, as the union did, the non-default
+        :data:`LEGACY_KNOBS` values it does not own (hash-only, so sweeps made before keep their run ids).
+        ``strict``: a knob the policy does not own is a one-line ConfigError; otherwise (a config file, a
+        preset) a legacy knob goes to ``legacy`` (dropped at its default).
+        """
+        changes = dict(changes)
+        policy = coerce_value("acquisition.policy", changes.pop("policy", self.policy))
+        uncertainty = coerce_value("acquisition.uncertainty", changes.pop("uncertainty", self.uncertainty))
+        entry = _registry().policy_entry(policy)
+        own = entry.knob_fields()
+        values: dict[str, Any] = {}
+        legacy = dict(self.legacy)
+        if policy != self.policy:
+            for name, value in self.knob_values().items():
+                if name in own:
+                    values[name] = value
+                elif name in LEGACY_KNOBS and value != LEGACY_KNOBS[name]:
+                    legacy[name] = value
+        else:
+            values = self.knob_values()
+        for name, value in changes.items():
+            if name in own:
+                values[name] = coerce_value(f"acquisition.{name}", value, policy=policy)
+            elif not strict and name in LEGACY_KNOBS:
+                value = _coerce(type(LEGACY_KNOBS[name]), value, f"config key acquisition.{name}")
+                legacy[name] = value
+            else:
+                raise ConfigError(_not_owned(name, policy))
+        for name in list(legacy):
+            if name in own or legacy[name] == LEGACY_KNOBS[name]:
+                legacy.pop(name)
+        return AcquisitionConfig(policy=policy, uncertainty=uncertainty, knobs=entry.knobs(**values),
+                                 legacy=tuple(sorted(legacy.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The flat section: policy, uncertainty, the policy's knobs, then any legacy values."""
+        return {"policy": self.policy, "uncertainty": self.uncertainty, **self.knob_values(), **dict(self.legacy)}
+
+    def hash_dict(self) -> dict[str, Any]:
+        """The section as the run hash sees it: the legacy union (:data:`LEGACY_KNOBS`), overridden by the
+        policy's knobs and its legacy values; a field with ``since_default`` at that value is left out."""
+        d: dict[str, Any] = {"policy": self.policy, "uncertainty": self.uncertainty, **LEGACY_KNOBS}
+        d.update(self.knob_values())
+        d.update(dict(self.legacy))
+        since = dict(_LEGACY_SINCE)
+        since.update({f.name: f.metadata["since_default"] for f in fields(self.knobs) if "since_default" in f.metadata})
+        for name, value in since.items():
+            if name in d and d[name] == value:
+                d.pop(name)
+        return json.loads(json.dumps(d))
+
+
+def check_owned(policy: str, names: Any) -> None:
+    """One-line ConfigError (naming the flag, whose knob it is and ``policy``'s knobs) unless ``policy`` owns
+    every acquisition knob in ``names`` (``policy`` and ``uncertainty`` belong to every policy). The CLI
+    checks the knobs a user gave with this; files and :meth:`RunConfig.replace` keep legacy knobs hash-only."""
+    own = _registry().policy_entry(policy).knob_fields()
+    for name in names:
+        if name not in ("policy", "uncertainty") and name not in own:
+            raise ConfigError(_not_owned(name, policy))
+
+
+def _not_owned(name: str, policy: str) -> str:
+    reg = _registry()
+    own = list(reg.policy_entry(policy).knob_fields())
+    owners = reg.knob_owners(name)
+    whose = f"it is a knob of {', '.join(owners)}" if owners else "no policy has it"
+    return (f"{key_name(f'acquisition.{name}')} is not a knob of policy {policy!r} ({whose}); {policy}'s knobs: "
+            f"{', '.join(own) if own else '(none)'}")
 
 
 @dataclass(frozen=True)
@@ -202,6 +339,11 @@ class LoopConfig:
 def key_name(key: str) -> str:
     """How an error names a config key: ``acquisition.beta (--beta)`` or ``acquisition.floor (--set ...)``."""
     flag = CLI_FLAGS.get(key)
+    if flag is None and key.startswith("acquisition."):
+        try:
+            flag = field_info(key)[1].metadata.get("flag")
+        except ConfigError:
+            flag = None
     return f"{key} ({flag})" if flag else f"{key} (--set {key}=...)"
 
 
@@ -217,14 +359,34 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def field_info(key: str) -> tuple[Any, dataclasses.Field]:
-    """``(type, dataclasses.Field)`` of ``"section.field"`` (one-line ConfigError if unknown)."""
-    section, _, name = key.partition(".")
+def section_fields(section: str, policy: str | None = None) -> dict[str, tuple[Any, dataclasses.Field]]:
+    """``{name: (type, Field)}`` of a section's knobs. ``acquisition``: ``policy``, ``uncertainty`` and the
+    knobs of ``policy`` (None: of every registered policy, the first owner's field for a shared name)."""
     cls = section_class(section)
-    known = {f.name: f for f in fields(cls)}
+    types = _field_types(cls)
+    out = {f.name: (types[f.name], f) for f in fields(cls) if not f.metadata.get("internal")}
+    if section == "acquisition":
+        reg = _registry()
+        if policy is not None:
+            knob_cls = reg.policy_entry(policy).knobs
+            kt = _field_types(knob_cls)
+            out.update((f.name, (kt[f.name], f)) for f in fields(knob_cls))
+        else:
+            for name, (owner, f) in reg.all_knob_fields().items():
+                out.setdefault(name, (_field_types(reg.policy_entry(owner).knobs)[name], f))
+    return out
+
+
+def field_info(key: str, policy: str | None = None) -> tuple[Any, dataclasses.Field]:
+    """``(type, dataclasses.Field)`` of ``"section.field"`` (one-line ConfigError if unknown); an acquisition
+    knob is looked up in ``policy``'s knob class (None: any policy's)."""
+    section, _, name = key.partition(".")
+    known = section_fields(section, policy)
     if name not in known:
+        if section == "acquisition" and policy is not None and name in section_fields(section):
+            raise ConfigError(_not_owned(name, policy))
         raise ConfigError(f"unknown config key {key!r}; {section} has {', '.join(known)}")
-    return _field_types(cls)[name], known[name]
+    return known[name]
 
 
 def resolve_key(name: str) -> str:
@@ -233,7 +395,7 @@ def resolve_key(name: str) -> str:
     if "." in name:
         field_info(name)
         return name
-    hits = [s for s in SECTIONS if name in {f.name for f in fields(section_class(s))}]
+    hits = [s for s in SECTIONS if name in section_fields(s)]
     if not hits:
         raise ConfigError(f"unknown config field {name!r}; write section.field, e.g. acquisition.beta or loop.rounds")
     if len(hits) > 1:
@@ -320,16 +482,17 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
     return value
 
 
-def coerce_value(key: str, value: Any, where: str | None = None) -> Any:
+def coerce_value(key: str, value: Any, where: str | None = None, *, policy: str | None = None) -> Any:
     """``value`` (native or text) as the type of config key ``"section.field"``; one-line error otherwise.
 
     ``where`` names the source in the error (default: the key and its CLI flag). Allowed values
-    (``choices``) are checked here; bounds are checked by :meth:`RunConfig.validate`.
+    (``choices``; for ``acquisition.policy`` the registered policies) are checked here; bounds are checked
+    by :meth:`RunConfig.validate`. ``policy``: whose knob an acquisition key is (None: any policy's).
     """
-    tp, f = field_info(key)
+    tp, f = field_info(key, policy)
     where = where or key_name(key)
     out = _coerce(tp, value, where)
-    choices = f.metadata.get("choices")
+    choices = _registry().names() if key == "acquisition.policy" else f.metadata.get("choices")
     if choices and out not in choices:
         raise ConfigError(f"{where}: unknown value {_describe(out)}; choose one of {', '.join(choices)}")
     return out
@@ -354,7 +517,7 @@ class RunConfig:
     data: DataConfig = _f(DataConfig(), "data")
     features: FeatureConfig = _f(FeatureConfig(), "features")
     model: ModelConfig = _f(ModelConfig(), "model")
-    acquisition: AcquisitionConfig = _f(AcquisitionConfig(), "acquisition")
+    acquisition: AcquisitionConfig = field(default_factory=AcquisitionConfig, metadata={"help": "acquisition"})
     loop: LoopConfig = _f(LoopConfig(), "loop")
 
     # ---- validation -------------------------------------------------------------------------
@@ -366,17 +529,19 @@ class RunConfig:
         """
         for section in SECTIONS:
             sub = getattr(self, section)
-            for f in fields(sub):
-                key = f"{section}.{f.name}"
-                value = coerce_value(key, getattr(sub, f.name))
+            policy = self.acquisition.policy if section == "acquisition" else None
+            for name, (_, f) in section_fields(section, policy).items():
+                key = f"{section}.{name}"
+                raw = getattr(sub, name)
+                value = coerce_value(key, raw, policy=policy)
                 ge, gt = f.metadata.get("ge"), f.metadata.get("gt")
                 for v in (value if isinstance(value, tuple) else (value,)):
                     if isinstance(v, bool) or not isinstance(v, (int, float)):
                         continue
                     if ge is not None and not v >= ge:
-                        raise ConfigError(f"{key_name(key)} must be >= {ge:g} (got {_describe(getattr(sub, f.name))})")
+                        raise ConfigError(f"{key_name(key)} must be >= {ge:g} (got {_describe(raw)})")
                     if gt is not None and not v > gt:
-                        raise ConfigError(f"{key_name(key)} must be > {gt:g} (got {_describe(getattr(sub, f.name))})")
+                        raise ConfigError(f"{key_name(key)} must be > {gt:g} (got {_describe(raw)})")
         lp, m, ft = self.loop, self.model, self.features
         if not m.hidden:
             raise ConfigError(f"{key_name('model.hidden')} needs at least one width, e.g. 2048,256")
@@ -396,8 +561,11 @@ class RunConfig:
 
     # ---- serialisation ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        """Plain nested dict (tuples as lists) for YAML/JSON."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """Plain nested dict (tuples as lists) for YAML/JSON; the acquisition section flat."""
+        out = {f.name: (self.acquisition.to_dict() if f.name == "acquisition" else getattr(self, f.name))
+               for f in fields(self)}
+        return json.loads(json.dumps({k: dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+                                      for k, v in out.items()}))
 
     def to_yaml(self) -> str:
         """The config as YAML (sections in order; a valid ``-c`` input)."""
@@ -420,14 +588,13 @@ class RunConfig:
         """Stable 16-hex content hash of everything but ``name``."""
         d = self.to_dict()
         d.pop("name", None)
-        if d.get("acquisition", {}).get("beta_mode") == "fixed":
-            d["acquisition"].pop("beta_mode")  # the default leaves the hash of older configs unchanged
-        for key, default in _DATA_HASH_DEFAULTS.items():  # likewise the data fields added later
-            if d.get("data", {}).get(key, default) == default:
-                d.get("data", {}).pop(key, None)
-        for key, default in _MODEL_HASH_DEFAULTS.items():
-            if d.get("model", {}).get(key, default) == default:
-                d.get("model", {}).pop(key, None)
+        d["acquisition"] = self.acquisition.hash_dict()
+        for section in SECTIONS:  # one rule: a field added later is left out at its since_default
+            if section == "acquisition":
+                continue
+            for f in fields(section_class(section)):
+                if "since_default" in f.metadata and d[section].get(f.name) == _jsonable(f.metadata["since_default"]):
+                    d[section].pop(f.name)
         blob = json.dumps(d, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -443,6 +610,9 @@ class RunConfig:
                 continue
             if name not in SECTIONS:
                 raise ConfigError(f"unknown config section {name!r}; choose one of {', '.join(SECTIONS)}")
+            if name == "acquisition":  # as the union did: a legacy knob of another policy stays hash-only
+                out = dataclasses.replace(out, acquisition=out.acquisition.updated(dict(changes), strict=False))
+                continue
             typed = {k: coerce_value(f"{name}.{k}", v) for k, v in dict(changes).items()}
             out = dataclasses.replace(out, **{name: dataclasses.replace(getattr(out, name), **typed)})
         return out
@@ -495,14 +665,21 @@ def read_yaml(path_or_text: str | Path) -> dict[str, Any]:
 
 def _fill_predated(raw: dict[str, Any]) -> dict[str, Any]:
     """A run's own config.yaml (it has ``meta``) written before some model fields existed: those fields
-    get the value that run had in effect (``_MODEL_HASH_DEFAULTS``), not today's default, so resuming it
+    get the value that run had in effect (their ``since_default``), not today's default, so resuming it
     continues it bit for bit. Any other mapping is returned unchanged."""
-    if "meta" in raw and isinstance(raw.get("model"), dict):
-        return {**raw, "model": {**_MODEL_HASH_DEFAULTS, **raw["model"]}}
+    if "meta" in raw:
+        raw = dict(raw)
+        for section in SECTIONS:
+            if isinstance(raw.get(section), dict) and section != "acquisition":
+                predated = {f.name: f.metadata["since_default"] for f in fields(section_class(section))
+                            if "since_default" in f.metadata}
+                raw[section] = {**predated, **raw[section]}
     return raw
 
 
 def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
+    if cls is AcquisitionConfig:
+        return _build_acquisition(raw)
     known = {f.name: f for f in fields(cls)}
     unknown = [str(k) for k in raw if k not in known]
     if unknown:
@@ -523,3 +700,24 @@ def _build(cls: type, raw: dict[str, Any], where: str) -> Any:
         else:
             kwargs[name] = coerce_value(f"{where}.{name}", value, f"config key {key_name(f'{where}.{name}')}")
     return cls(**kwargs)
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value))
+
+
+def _build_acquisition(raw: dict[str, Any]) -> AcquisitionConfig:
+    """The flat acquisition section of a config file: policy, uncertainty, the policy's knobs; a legacy
+    union knob the policy does not own is kept hash-only (:data:`LEGACY_KNOBS`), any other is an error."""
+    raw = {str(k): v for k, v in raw.items()}
+    policy = coerce_value("acquisition.policy", raw.pop("policy", "balpm"),
+                          f"config key {key_name('acquisition.policy')}")
+    base = AcquisitionConfig(policy=policy)
+    where = {k: f"config key {key_name(f'acquisition.{k}')}" for k in raw}
+    try:
+        return base.updated(raw, strict=False)
+    except ConfigError as exc:
+        bad = [k for k in raw if k != "uncertainty" and k not in base.entry.knob_fields() and k not in LEGACY_KNOBS]
+        if bad and not any(w in str(exc) for w in where.values()):
+            raise ConfigError(_not_owned(bad[0], policy)) from None
+        raise

@@ -132,10 +132,12 @@ def scaled_beta(beta: float, u_N: np.ndarray, h_N: np.ndarray) -> tuple[float, s
     return float(beta), "fixed"
 
 
-def policy_diagnostics(policy: Any, state: Any, u_N: np.ndarray) -> dict[str, float]:
-    """The diagnostics of one selecting round: the policy's own (``policy.round_diagnostics(state)``,
-    BAL-PM) or, for a policy without an entropy term, the spread of ``u_N`` alone."""
+def policy_diagnostics(policy: Any, state: Any, u_N: np.ndarray, entry: Any = None) -> dict[str, float]:
+    """The diagnostics of one selecting round: the policy's own (``policy.round_diagnostics(state)``) where
+    its registry ``entry`` declares the entropy term's columns (``beta_h`` among its step columns: BAL-PM),
+    otherwise the spread of ``u_N`` alone (the beta*H columns NaN)."""
     own = getattr(policy, "round_diagnostics", None)
-    if callable(own):
+    declares = entry is None or "beta_h" in getattr(entry, "step_columns", ())
+    if callable(own) and declares:
         return own(state)
     return score_diagnostics(u_N)

@@ -47,8 +47,6 @@ from balpm.errors import ConfigError, FeatureError
 
 # purposes of the seed streams (spawn_key[0]); never renumber: it would change every run
 _POOL, _MODEL, _SELECT = 0, 2, 3
-_NAN_COMPONENTS = ("score", "u", "log_dist", "count_term", "h", "beta_h", "ratio", "n", "radius")
-_POOL_TABLE_COLUMNS = ("u", "radius", "n0", "log_dist", "count_term", "h", "score")
 _HELD = threading.local()  # run locks held by the run() calls of this thread
 
 
@@ -472,6 +470,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
     from balpm.uncertainty import score as uncertainty_score
 
     lp = cfg.loop
+    entry = cfg.acquisition.entry  # the policy's registry entry: its columns and abilities
     n_pool = len(inputs.pool_rows_N)
     n_rounds = rounds_and_initial(cfg, n_pool)[0]
     pool_pair_ids = inputs.table["pair_id"].to_numpy()[inputs.pool_rows_N].astype(str)
@@ -513,10 +512,13 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
             picked_pool = remaining[picks]
             t3 = time.perf_counter()
             u_N = uncertainty_score(probs_N_K, cfg.acquisition.uncertainty)
-            row.update(diagnostics.policy_diagnostics(policy, state, u_N))
-            acq_df = _acquisitions(t, sel, picks, picked_pool, pool_pair_ids, pool_prompt_ids, u_N)
+            row.update(diagnostics.policy_diagnostics(policy, state, u_N, entry))
+            acq_df = _acquisitions(t, sel, picks, picked_pool, pool_pair_ids, pool_prompt_ids, u_N,
+                                   entry.acquisition_columns)
             if lp.save_pool_scores:
-                scores_df = _pool_scores(policy, state, remaining, pool_pair_ids, pool_prompt_ids, probs_N_K, u_N)
+                table = policy.pool_table(state) if entry.has("pool_table") else None
+                scores_df = _pool_scores(table, entry.pool_score_columns, remaining, pool_pair_ids, pool_prompt_ids,
+                                         probs_N_K, u_N)
                 if sel.increments is not None:
                     inc = sel.increments
                     inc_df = pd.DataFrame({"step": inc["step"].to_numpy(dtype=np.int64),
@@ -558,7 +560,9 @@ def _check_selection(sel: Any, n: int, batch: int) -> np.ndarray:
 
 
 def _acquisitions(t: int, sel: Any, picks: np.ndarray, picked_pool: np.ndarray, pair_ids: np.ndarray,
-                  prompt_ids: np.ndarray, u_N: np.ndarray) -> pd.DataFrame:
+                  prompt_ids: np.ndarray, u_N: np.ndarray, columns: tuple[str, ...]) -> pd.DataFrame:
+    """One row per pick: the ids and the policy's declared step ``columns`` (its registry entry; a column
+    its steps lack is NaN; ``u`` falls back to the configured uncertainty)."""
     steps = sel.steps.sort_values("step").reset_index(drop=True) if sel.steps is not None else pd.DataFrame()
     df = pd.DataFrame({
         "round": np.full(len(picks), t, dtype=np.int64),
@@ -567,7 +571,7 @@ def _acquisitions(t: int, sel: Any, picks: np.ndarray, picked_pool: np.ndarray, 
         "pair_id": pair_ids[picked_pool],
         "prompt_id": prompt_ids[picked_pool],
     })
-    for col in _NAN_COMPONENTS:
+    for col in columns:
         if col in steps.columns and len(steps) == len(picks):
             df[col] = steps[col].to_numpy(dtype=np.float64)
         else:
@@ -577,15 +581,17 @@ def _acquisitions(t: int, sel: Any, picks: np.ndarray, picked_pool: np.ndarray, 
     return df
 
 
-def _pool_scores(policy: Any, state: Any, remaining: np.ndarray, pair_ids: np.ndarray, prompt_ids: np.ndarray,
-                 probs_N_K: np.ndarray, u_N: np.ndarray) -> pd.DataFrame:
+def _pool_scores(table: pd.DataFrame | None, columns: tuple[str, ...], remaining: np.ndarray, pair_ids: np.ndarray,
+                 prompt_ids: np.ndarray, probs_N_K: np.ndarray, u_N: np.ndarray) -> pd.DataFrame:
+    """Every pool item's scores: the ids, the policy's pool-score ``columns`` from its ``table`` (policies
+    with the ``pool_table`` ability; NaN otherwise; ``u`` falls back to the configured uncertainty) and
+    each member's probability."""
     df = pd.DataFrame({
         "pool_index": remaining.astype(np.int64),
         "pair_id": pair_ids[remaining],
         "prompt_id": prompt_ids[remaining],
     })
-    table = policy.pool_table(state) if hasattr(policy, "pool_table") else None
-    for col in _POOL_TABLE_COLUMNS:
+    for col in columns:
         if table is not None and col in table.columns:
             df[col] = table[col].to_numpy(dtype=np.float64)
         else:

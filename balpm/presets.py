@@ -94,11 +94,15 @@ def apply_preset(cfg: RunConfig, explicit: Iterable[str] = ()) -> RunConfig:
         for field, value in values.items():
             if (section, field) in named or ("*", field) in named:
                 continue
-            if getattr(current, field) != value:
+            if getattr(current, field) != value:  # acquisition: the union's value where the policy lacks the knob
                 changes.setdefault(section, {})[field] = value
     if not changes:
         return cfg
     out = cfg
     for section, values in changes.items():
+        if section == "acquisition":  # a preset knob the policy does not own (beta on random) stays hash-only,
+            # as the union kept it, so teaching-world run ids are those of runs made before (config.LEGACY_KNOBS)
+            out = dataclasses.replace(out, acquisition=out.acquisition.updated(values, strict=False))
+            continue
         out = dataclasses.replace(out, **{section: dataclasses.replace(getattr(out, section), **values)})
     return out

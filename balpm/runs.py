@@ -61,6 +61,9 @@ ROUND_COLUMNS: tuple[str, ...] = (
     "select_seconds", "epochs", "valid_loss",
     "noisy_share",  # share of the labelled pairs in a planted noisy region (NaN: unknown); balpm.loop
 ) + ROUND_DIAGNOSTIC_COLUMNS  # U / beta*H spreads and beta_effective (balpm.diagnostics)
+#: the columns every reader of acquisitions.parquet sees (ids, score, u, then BAL-PM's, which every policy wrote
+#: before policies declared their own); a writer writes the ids + its policy's ``acquisition_columns``
+#: (balpm.acquisition.registry), and :meth:`Run.acquisitions` reindexes (a missing column is NaN)
 ACQUISITION_COLUMNS: tuple[str, ...] = (
     "round", "step", "pool_index", "pair_id", "prompt_id", "score", "u", "log_dist", "count_term",
     "h", "beta_h", "ratio", "n", "radius",
@@ -188,16 +191,14 @@ def dataset_hash(table: pd.DataFrame, prompt_ids: Iterable[str], prompts_P_D: np
 
 
 def policy_label(cfg: RunConfig | AcquisitionConfig) -> str:
-    """``"balpm"`` or ``"balpm beta=0.1 estimator=kl"``: the policy plus its non-default label knobs.
-
-    The knobs of each policy come from the policy registry (``balpm.acquisition.REGISTRY``).
+    """``"balpm"`` or ``"balpm beta=0.1 estimator=kl"``: the policy plus its knobs that differ from the
+    defaults of its knob class (and a non-default uncertainty where the policy's entry says so), in the
+    entry's label order (:meth:`balpm.acquisition.registry.PolicyEntry.label_knobs`).
     """
-    from balpm.acquisition import label_knobs
-
     acq = cfg.acquisition if isinstance(cfg, RunConfig) else cfg
-    default = AcquisitionConfig()
+    default = AcquisitionConfig(policy=acq.policy)
     parts = [acq.policy]
-    for name in label_knobs(acq.policy):
+    for name in acq.entry.label_knobs():
         value = getattr(acq, name)
         if value != getattr(default, name):
             parts.append(f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}")
@@ -402,7 +403,7 @@ class RunWriter:
         if increments is not None:
             atomic_write_parquet(self.path / "pool_scores" / f"round={rnd}.increments.parquet", increments)
         if acquisitions is not None and len(acquisitions):
-            self._append("acquisitions.parquet", acquisitions[list(ACQUISITION_COLUMNS)], rnd)
+            self._append("acquisitions.parquet", acquisitions, rnd)  # the ids + the policy's declared columns
         row = {c: rounds_row.get(c, np.nan) for c in ROUND_COLUMNS}
         self._append("rounds.parquet", pd.DataFrame([row]), rnd)
         st = self.read_status()
@@ -754,8 +755,11 @@ class Run:
         return self._table("rounds.parquet", ROUND_COLUMNS)
 
     def acquisitions(self) -> pd.DataFrame:
-        """acquisitions.parquet (picks of complete rounds only)."""
-        return self._table("acquisitions.parquet", ACQUISITION_COLUMNS)
+        """acquisitions.parquet (picks of complete rounds only), reindexed to :data:`ACQUISITION_COLUMNS` plus any
+        other column the policy recorded: a column a policy does not declare reads as NaN, so folders of
+        every policy and folders written before policies declared their columns read alike."""
+        df = self._table("acquisitions.parquet", ACQUISITION_COLUMNS)
+        return df.reindex(columns=list(dict.fromkeys([*ACQUISITION_COLUMNS, *df.columns])))
 
     def pool(self) -> pd.DataFrame:
         """pool.parquet: pool_index, pair_id, prompt_id, initial."""
@@ -772,11 +776,13 @@ class Run:
         return sorted(r for r in rounds if r is not None and r <= last)
 
     def pool_scores(self, round: int) -> pd.DataFrame | None:
-        """Scores of every pool item remaining at round ``round``'s selection, or None when not saved."""
+        """Scores of every pool item remaining at round ``round``'s selection, or None when not saved; reindexed
+        to :data:`POOL_SCORE_COLUMNS` plus the columns the policy recorded (a missing column reads as NaN)."""
         p = self.path / "pool_scores" / f"round={int(round)}.parquet"
         if int(round) > self.last_round or not p.exists():
             return None
-        return pd.read_parquet(p)
+        df = pd.read_parquet(p)
+        return df.reindex(columns=list(dict.fromkeys([*POOL_SCORE_COLUMNS, *df.columns])))
 
     def increments(self, round: int) -> pd.DataFrame | None:
         """(step, pool_index) pairs: which items' counts each pick of round ``round`` raised, or None."""

@@ -13,7 +13,6 @@ and the run folders are written exactly as by the local backend, on a filesystem
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import itertools
 import json
 import multiprocessing as mp
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from balpm import runs, safe_yaml
-from balpm.config import POLICIES, RunConfig, coerce_value
+from balpm.config import RunConfig, coerce_value, section_fields
 from balpm.errors import ConfigError
 
 _SECTIONS = ("acquisition", "loop", "model", "features", "data")
@@ -66,21 +65,24 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_policies(text: str | Sequence[str]) -> list[str]:
-    """``"random,bald,balpm"`` -> the list, each checked against ``config.POLICIES``."""
+    """``"random,bald,balpm"`` -> the list, each checked against the registered policies."""
+    from balpm.acquisition.registry import names
+
     items = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
-    bad = [p for p in items if p not in POLICIES]
+    policies = names()
+    bad = [p for p in items if p not in policies]
     if bad or not items:
-        raise ConfigError(f"unknown policy {bad[0] if bad else '(none)'!r}; choose from {', '.join(POLICIES)}")
+        raise ConfigError(f"unknown policy {bad[0] if bad else '(none)'!r}; choose from {', '.join(policies)}")
     return list(dict.fromkeys(items))
 
 
 def _field_section(name: str) -> tuple[str, str]:
     if "." in name:
         section, field = name.split(".", 1)
-        if section not in _SECTIONS or field not in {f.name for f in dataclasses.fields(getattr(RunConfig(), section))}:
+        if section not in _SECTIONS or field not in section_fields(section):
             raise ConfigError(f"unknown grid parameter {name!r}; use e.g. beta, acquisition.k, model.lr")
         return section, field
-    hits = [s for s in _SECTIONS if name in {f.name for f in dataclasses.fields(getattr(RunConfig(), s))}]
+    hits = [s for s in _SECTIONS if name in section_fields(s)]
     if not hits:
         raise ConfigError(f"unknown grid parameter {name!r}; use a config field such as beta, k, d, estimator, lr")
     return hits[0], name  # acquisition first: batch_size means loop.batch_size only via "loop.batch_size"
@@ -108,8 +110,12 @@ def expand(base: RunConfig, policies: Sequence[str], seeds: Sequence[int],
 
     ``ceiling``: add the policy ``full`` (the same model trained once on the whole pool, one round; the
     report's ceiling) for every seed. ``full`` ignores the grid's acquisition knobs (one ``full`` run
-    per seed and per point of the other knobs), so it stays in the same setting as the others.
+    per seed and per point of the other knobs), so it stays in the same setting as the others. A grid
+    knob of a policy applies to the policies that own it; the others get one run per seed and point of
+    the other keys.
     """
+    from balpm.acquisition.registry import policy_entry
+
     grid = grid or {}
     keys = list(grid)
     policies = list(policies) + (["full"] if ceiling and "full" not in policies else [])
@@ -118,7 +124,8 @@ def expand(base: RunConfig, policies: Sequence[str], seeds: Sequence[int],
         changes: dict[str, dict[str, Any]] = {"acquisition": {"policy": policy}, "loop": {"seed": int(seed)}}
         for key, value in zip(keys, values):
             section, field = key.split(".", 1)
-            if policy == "full" and section == "acquisition":
+            if section == "acquisition" and (policy == "full" or (
+                    field not in ("policy", "uncertainty") and field not in policy_entry(policy).knob_fields())):
                 continue
             changes.setdefault(section, {})[field] = value
         try:

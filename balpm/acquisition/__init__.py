@@ -1,8 +1,8 @@
 """Acquisition policies: one protocol (:mod:`balpm.acquisition.base`), one module per family.
 
 ``make_policy(cfg)`` builds the policy of an :class:`~balpm.config.AcquisitionConfig` through the
-policy registry (:data:`REGISTRY`, one :class:`PolicySpec` per name: the knobs that belong in its
-label and how it is built); every name in ``config.POLICIES`` has an entry (a test checks it):
+policy registry (:mod:`balpm.acquisition.registry`; :data:`REGISTRY` views it): each policy module
+declares its knob class and registers one entry (knobs, build, help, colour, columns, abilities):
 
 =================  ==================================================================
 ``random``         uniform sample without replacement (:class:`RandomPolicy`)
@@ -19,116 +19,89 @@ U is ``balpm.uncertainty.score(state.probs_N_K, cfg.uncertainty)`` for every pol
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields
+from typing import Any
 
+# the built-in policies first, in the order every list shows them; registry.entries() then imports every
+# other module of this package (a new in-tree policy is one module) and the plugins
+from balpm.acquisition.random import RandomPolicy
 from balpm.acquisition.bald import BALDPolicy
+from balpm.acquisition.stochastic import PowerBALD, SoftmaxBALD, SoftRankBALD
 from balpm.acquisition.balpm import (
+    BalpmKnobs,
     BalpmPolicy,
     BalpmRound,
     greedy_select,
     prepare_balpm,
     select_balpm,
 )
+from balpm.acquisition.full import FullPoolPolicy
 from balpm.acquisition.base import Policy, PoolState, Selection
-from balpm.acquisition.random import RandomPolicy
-from balpm.acquisition.stochastic import PowerBALD, SoftmaxBALD, SoftRankBALD
-from balpm.config import PAPER_COLDNESS, POLICIES, UNCERTAINTIES, AcquisitionConfig  # noqa: F401
-from balpm.errors import ConfigError
+from balpm.acquisition.registry import (
+    Common,
+    PolicyEntry,
+    entries,
+    policy_entry,
+    register_policy,
+)
 
 
-@dataclass(frozen=True)
-class PolicySpec:
-    """One entry of the policy registry.
+class _Registry(dict):
+    """:data:`REGISTRY`: a live view of the registry's entries by name (loads them on first use)."""
 
-    ``name``: the ``AcquisitionConfig.policy`` value; ``label_knobs``: the acquisition fields that change
-    this policy's picks (a non-default value shows in its label, ``"balpm beta=0.1"``, so reports keep
-    such variants apart); ``build``: the policy from an :class:`AcquisitionConfig`; ``help``: one line.
-    """
+    def _all(self) -> dict[str, PolicyEntry]:
+        return entries()
 
-    name: str
-    label_knobs: tuple[str, ...]
-    build: Callable[[AcquisitionConfig], Policy]
-    help: str = ""
+    def __getitem__(self, name: str) -> PolicyEntry:
+        return self._all()[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._all()
+
+    def __iter__(self) -> Any:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def keys(self) -> Any:
+        return self._all().keys()
+
+    def values(self) -> Any:
+        return self._all().values()
+
+    def items(self) -> Any:
+        return self._all().items()
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._all().get(name, default)
 
 
-REGISTRY: dict[str, PolicySpec] = {}
+REGISTRY = _Registry()
+PolicySpec = PolicyEntry  # the old name
 
 
-def register_policy(name: str, label_knobs: tuple[str, ...], build: Callable[[AcquisitionConfig], Policy],
-                    help: str = "") -> PolicySpec:
-    """Add (or replace) a policy in :data:`REGISTRY`; every label knob must be an AcquisitionConfig field."""
-    known = {f.name for f in fields(AcquisitionConfig)}
-    bad = [k for k in label_knobs if k not in known]
-    if bad:
-        raise ValueError(f"policy {name!r}: label knobs {bad} are not AcquisitionConfig fields")
-    spec = PolicySpec(name, tuple(label_knobs), build, help)
-    REGISTRY[name] = spec
-    return spec
+def make_policy(cfg: Any) -> Policy:
+    """The policy of an :class:`~balpm.config.AcquisitionConfig` (its entry's ``build(knobs, common)``)."""
+    entry = policy_entry(cfg.policy)
+    return entry.build(cfg.knobs, Common(policy=cfg.policy, uncertainty=cfg.uncertainty))
 
 
-def policy_spec(name: str) -> PolicySpec:
+def policy_spec(name: str) -> PolicyEntry:
     """The registry entry of policy ``name`` (one-line ConfigError if unknown)."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise ConfigError(f"unknown policy {name!r}; choose one of {', '.join(REGISTRY)}") from None
-
-
-def _coldness(cfg: AcquisitionConfig) -> float:
-    return cfg.coldness or PAPER_COLDNESS[cfg.policy]
-
-
-_STOCHASTIC_KNOBS = ("uncertainty", "coldness")
-register_policy("random", (), lambda c: RandomPolicy(uncertainty=c.uncertainty),
-                "uniform sample without replacement")
-register_policy("bald", ("uncertainty",), lambda c: BALDPolicy(uncertainty=c.uncertainty), "top-B by U")
-register_policy("softmax_bald", _STOCHASTIC_KNOBS,
-                lambda c: SoftmaxBALD(coldness=_coldness(c), uncertainty=c.uncertainty),
-                "top-B of U + Gumbel(0, 1/coldness)")
-register_policy("power_bald", _STOCHASTIC_KNOBS,
-                lambda c: PowerBALD(coldness=_coldness(c), uncertainty=c.uncertainty),
-                "top-B of log U + Gumbel")
-register_policy("softrank_bald", _STOCHASTIC_KNOBS,
-                lambda c: SoftRankBALD(coldness=_coldness(c), uncertainty=c.uncertainty),
-                "top-B of -log rank(U) + Gumbel")
-register_policy(
-    "balpm",
-    ("beta", "k", "d", "floor", "normalize", "estimator", "uncertainty", "minimize_entropy", "exact_knn", "beta_mode"),
-    lambda c: BalpmPolicy(beta=c.beta, k=c.k, d=c.d, floor=c.floor, normalize=c.normalize,
-                          estimator=c.estimator, uncertainty=c.uncertainty, minimize=c.minimize_entropy,
-                          exact_knn=c.exact_knn, beta_mode=c.beta_mode),
-    "greedy U + beta H with its ablations")
-
-
-def _full(c: AcquisitionConfig) -> Policy:
-    from balpm.acquisition.full import FullPoolPolicy
-
-    return FullPoolPolicy(uncertainty=c.uncertainty)
-
-
-register_policy("full", (), _full,
-                "ceiling: the same model trained once on the whole pool (balpm sweep --ceiling)")
-
-
-def make_policy(cfg: AcquisitionConfig) -> Policy:
-    """The policy named by ``cfg.policy`` with the config's parameters (one-line ConfigError if unknown)."""
-    if cfg.uncertainty not in UNCERTAINTIES:
-        raise ConfigError(f"unknown uncertainty {cfg.uncertainty!r}; choose one of {', '.join(UNCERTAINTIES)}")
-    if not cfg.beta >= 0:
-        raise ConfigError(f"beta must be >= 0 (got {cfg.beta}); use minimize_entropy for the entropy minimiser")
-    return policy_spec(cfg.policy).build(cfg)
+    return policy_entry(name)
 
 
 def label_knobs(policy: str) -> tuple[str, ...]:
-    """The acquisition fields that belong in ``policy``'s label (all of them for an unregistered name)."""
-    spec = REGISTRY.get(policy)
-    return spec.label_knobs if spec else tuple(f.name for f in fields(AcquisitionConfig) if f.name != "policy")
+    """The names that belong in ``policy``'s label (``uncertainty`` and its knobs)."""
+    return policy_entry(policy).label_knobs()
 
 
 __all__ = [
     "BALDPolicy",
+    "BalpmKnobs",
     "BalpmPolicy",
+    "Common",
+    "FullPoolPolicy",
     "BalpmRound",
     "Policy",
     "PolicySpec",
@@ -144,5 +117,6 @@ __all__ = [
     "make_policy",
     "policy_spec",
     "prepare_balpm",
+    "register_policy",
     "select_balpm",
 ]

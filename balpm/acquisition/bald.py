@@ -5,6 +5,8 @@ import numpy as np
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, ranked_selection, state_uncertainty
+from balpm.acquisition.registry import register_policy
+from balpm.knobs import NoKnobs
 
 
 class BALDPolicy:
@@ -19,3 +21,7 @@ class BALDPolicy:
         u = state_uncertainty(state, self.uncertainty)
         check_batch(batch_size, u.size)
         return ranked_selection(u, u, batch_size)
+
+
+register_policy("bald", knobs=NoKnobs, build=lambda knobs, common: BALDPolicy(uncertainty=common.uncertainty),
+                help="top-B by U", color="#1f77b4")

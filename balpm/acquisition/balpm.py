@@ -29,7 +29,7 @@ import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
-from balpm.config import BETA_MODES, ESTIMATORS, NORMALIZATIONS
+from balpm.acquisition.registry import Common, register_policy
 from balpm.diagnostics import scaled_beta, score_diagnostics
 from balpm.entropy import (
     Geometry,
@@ -46,6 +46,7 @@ from balpm.entropy import (
     pool_radii,
 )
 from balpm.errors import ConfigError, FeatureError
+from balpm.knobs import BETA_MODES, ESTIMATORS, NORMALIZATIONS, knob
 
 STEP_COLUMNS = ("step", "index", "score", "u", "log_dist", "count_term", "h", "beta_h", "ratio", "n", "radius")
 
@@ -495,3 +496,39 @@ class BalpmPolicy:
         """Spread of U and beta*H over the pool at step 0, their ratio, rank correlation of the score
         with H and the effective beta (:mod:`balpm.diagnostics`)."""
         return self.prepare(state).diagnostics()
+
+
+@dataclass(frozen=True)
+class BalpmKnobs:
+    """BAL-PM's knobs (docs/method.md sections 4-6); bounds and choices are checked once, by the config."""
+
+    beta: float = knob(0.01, "weight of the entropy term (BAL-PM); >= 0, use minimize_entropy for the entropy "
+                             "minimiser", ge=0, flag="--beta")
+    k: int = knob(13, "k of the kNN radius, the point itself counted as neighbour 1", ge=1, flag="--k")
+    d: float = knob(1.0, "weight d of the digamma term (a free weight, not the dimension)", flag="--d")
+    floor: float = knob(1e-4, "added to 2*r before the log", gt=0)
+    normalize: str = knob("zscore", f"prompt-feature normalisation: {', '.join(NORMALIZATIONS)}",
+                          choices=NORMALIZATIONS, flag="--normalize")
+    estimator: str = knob("pool_radius", f"entropy estimator: {', '.join(ESTIMATORS)}", choices=ESTIMATORS,
+                          flag="--estimator")
+    minimize_entropy: bool = knob(False, "ablation: U - beta*H instead of U + beta*H", flag="--minimize-entropy")
+    exact_knn: bool = knob(True, "exact FAISS search (False: HNSW, approximate)")
+    beta_mode: str = knob("fixed", "fixed: beta as given (the paper's); scaled: each round beta_effective = beta * "
+                                   "IQR(U) / IQR(H) over the pool at step 0, so the spread of beta*H is beta times "
+                                   "that of U (std when an IQR is 0; beta unchanged when U or H is constant). "
+                                   "Recorded per round in rounds.parquet (beta_effective)",
+                          choices=BETA_MODES, since_default="fixed")
+
+
+def _build(knobs: BalpmKnobs, common: Common) -> BalpmPolicy:
+    return BalpmPolicy(beta=knobs.beta, k=knobs.k, d=knobs.d, floor=knobs.floor, normalize=knobs.normalize,
+                       estimator=knobs.estimator, uncertainty=common.uncertainty, minimize=knobs.minimize_entropy,
+                       exact_knn=knobs.exact_knn, beta_mode=knobs.beta_mode)
+
+
+register_policy(
+    "balpm", knobs=BalpmKnobs, build=_build, help="greedy U + beta H with its ablations", color="#d62728",
+    step_columns=("log_dist", "count_term", "h", "beta_h", "ratio", "n", "radius"),
+    pool_columns=("radius", "n0", "log_dist", "count_term", "h"), abilities={"pool_table", "replay"},
+    label_order=("beta", "k", "d", "floor", "normalize", "estimator", "uncertainty", "minimize_entropy", "exact_knn",
+                 "beta_mode"))

@@ -17,6 +17,8 @@ import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
+from balpm.acquisition.registry import register_policy
+from balpm.knobs import NoKnobs
 
 FULL_POLICY = "full"
 
@@ -35,3 +37,8 @@ class FullPoolPolicy:
         idx = np.arange(batch_size, dtype=np.int64)
         steps = pd.DataFrame({"step": idx.copy(), "index": idx, "score": np.full(batch_size, np.nan), "u": u[idx]})
         return Selection(indices=idx, steps=steps)
+
+
+register_policy(FULL_POLICY, knobs=NoKnobs, build=lambda knobs, common: FullPoolPolicy(uncertainty=common.uncertainty),
+                help="ceiling: the same model trained once on the whole pool (balpm sweep --ceiling)", color="#111827",
+                label_uncertainty=False)

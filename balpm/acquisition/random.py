@@ -6,6 +6,8 @@ import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
+from balpm.acquisition.registry import register_policy
+from balpm.knobs import NoKnobs
 
 
 class RandomPolicy:
@@ -27,3 +29,7 @@ class RandomPolicy:
         steps = pd.DataFrame({"step": np.arange(batch_size, dtype=np.int64), "index": idx,
                               "score": np.full(batch_size, np.nan), "u": u[idx]})
         return Selection(indices=idx, steps=steps)
+
+
+register_policy("random", knobs=NoKnobs, build=lambda knobs, common: RandomPolicy(uncertainty=common.uncertainty),
+                help="uniform sample without replacement", color="#7f7f7f", label_uncertainty=False)

@@ -13,6 +13,8 @@ The noise comes only from the generator passed to ``select``.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from balpm.acquisition.base import PoolState, Selection
@@ -22,7 +24,9 @@ from balpm.acquisition.common import (
     state_uncertainty,
     top_b,
 )
+from balpm.acquisition.registry import Common, register_policy
 from balpm.errors import ConfigError
+from balpm.knobs import PAPER_COLDNESS, knob
 
 
 class _GumbelTopB:
@@ -83,4 +87,25 @@ class SoftRankBALD(_GumbelTopB):
         return -np.log(rank)
 
 
-__all__ = ["PowerBALD", "SoftRankBALD", "SoftmaxBALD"]
+@dataclass(frozen=True)
+class StochasticKnobs:
+    """The knob of the stochastic BALD family."""
+
+    coldness: float = knob(0.0, "beta_g of the stochastic BALD family (Gumbel scale 1/beta_g); "
+                                "0 takes the paper's value: softmax 10000, power 8, softrank 1", ge=0, flag="--coldness")
+
+
+def _builder(cls: type) -> object:
+    def build(knobs: StochasticKnobs, common: Common) -> _GumbelTopB:
+        return cls(coldness=knobs.coldness or PAPER_COLDNESS[common.policy], uncertainty=common.uncertainty)
+    return build
+
+
+register_policy("softmax_bald", knobs=StochasticKnobs, build=_builder(SoftmaxBALD),
+                help="top-B of U + Gumbel(0, 1/coldness)", color="#9467bd")
+register_policy("power_bald", knobs=StochasticKnobs, build=_builder(PowerBALD),
+                help="top-B of log U + Gumbel", color="#8c564b")
+register_policy("softrank_bald", knobs=StochasticKnobs, build=_builder(SoftRankBALD),
+                help="top-B of -log rank(U) + Gumbel", color="#e377c2")
+
+__all__ = ["PowerBALD", "SoftRankBALD", "SoftmaxBALD", "StochasticKnobs"]

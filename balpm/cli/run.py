@@ -18,6 +18,7 @@ import typer
 from balpm.config import (
     CLI_FLAGS,
     RunConfig,
+    check_owned,
     coerce_value,
     parse_assignment,
     read_yaml,
@@ -125,6 +126,7 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
         key, value = parse_assignment(item)
         put(key, value)
     cfg = cfg.replace(**changes) if changes else cfg
+    check_owned(cfg.acquisition.policy, changes.get("acquisition", {}))  # --beta on random: whose knob it is
     if base is None:  # no data: the teaching world's preset sizes (balpm/presets.py) fill what was not set
         from balpm.presets import apply_preset
 
