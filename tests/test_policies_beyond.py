@@ -227,8 +227,8 @@ def test_coreset_matches_brute_force_k_center():
     sel = select_coreset(pool, lab, 12, np.random.default_rng(0))
     picks, radii = _kcenter_brute(pool, lab, 12)
     assert sel.indices.tolist() == picks
-    np.testing.assert_allclose(sel.steps["radius"], radii, rtol=1e-4)
-    assert (np.diff(sel.steps["radius"]) <= 1e-6).all()
+    np.testing.assert_allclose(sel.steps["covered_radius"], radii, rtol=1e-4)
+    assert (np.diff(sel.steps["covered_radius"]) <= 1e-6).all()
 
 
 def test_coreset_without_labelled_items_draws_its_first_centre_from_the_rng():
@@ -236,7 +236,7 @@ def test_coreset_without_labelled_items_draws_its_first_centre_from_the_rng():
     firsts = {int(select_coreset(pool, np.zeros((0, 3)), 3, np.random.default_rng(s)).indices[0]) for s in range(6)}
     assert len(firsts) > 1
     sel = select_coreset(pool, np.zeros((0, 3)), 3, np.random.default_rng(0))
-    assert math.isinf(sel.steps["radius"][0]) and np.isfinite(sel.steps["radius"][1:]).all()
+    assert math.isinf(sel.steps["covered_radius"][0]) and np.isfinite(sel.steps["covered_radius"][1:]).all()
 
 
 def test_coreset_picks_nothing_already_covered_while_new_prompts_remain():

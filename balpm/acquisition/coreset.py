@@ -74,7 +74,7 @@ def sq_distances_to(pool_N_D: np.ndarray, norms_N: np.ndarray, j: int) -> np.nda
 
 def select_coreset(pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray, batch_size: int,
                    rng: np.random.Generator, u_N: np.ndarray | None = None) -> Selection:
-    """Greedy k-center batch (see module docstring). Steps: ``score`` = ``radius`` = the pick's distance
+    """Greedy k-center batch (see module docstring). Steps: ``score`` = ``covered_radius`` = the pick's distance
     to its nearest centre (z-scored units; inf for a first centre with nothing labelled), ``u`` = the
     given uncertainty (NaN if None)."""
     pool = check_features(pool_prompts_N_D, "pool prompt features")
@@ -99,7 +99,7 @@ def select_coreset(pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarra
     r = np.asarray(radius, dtype=np.float64)
     u = np.asarray(u_N, dtype=np.float64)[idx] if u_N is not None else np.full(idx.size, np.nan)
     steps = pd.DataFrame({"step": np.arange(idx.size, dtype=np.int64), "index": idx, "score": r, "u": u,
-                          "radius": r})
+                          "covered_radius": r})
     return Selection(indices=idx, steps=steps)
 
 
