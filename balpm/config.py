@@ -25,14 +25,14 @@ import functools
 import hashlib
 import json
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from balpm import safe_yaml
+from balpm import devices, safe_yaml
+from balpm.data.worlds import canonical_spec
 from balpm.errors import ConfigError
 from balpm.knobs import (  # noqa: F401 - re-exported: the value lists live in the leaf module balpm.knobs
     BETA_MODES,
@@ -492,6 +492,8 @@ def coerce_value(key: str, value: Any, where: str | None = None, *, policy: str 
     tp, f = field_info(key, policy)
     where = where or key_name(key)
     out = _coerce(tp, value, where)
+    if key == "data.world" and out:  # one spelling per world, so two spellings of a world hash the same
+        out = canonical_spec(out)
     choices = _registry().names() if key == "acquisition.policy" else f.metadata.get("choices")
     if choices and out not in choices:
         raise ConfigError(f"{where}: unknown value {_describe(out)}; choose one of {', '.join(choices)}")
@@ -553,10 +555,9 @@ class RunConfig:
             raise ConfigError(f"data.split_ratios must be non-negative with a positive sum (got {self.data.split_ratios})")
         if ft.load_in_4bit and ft.load_in_8bit:
             raise ConfigError("features.load_in_4bit and load_in_8bit exclude each other; choose one")
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", ft.device):
-            raise ConfigError(f"features.device: unknown device {ft.device!r}; use auto, cpu, cuda, cuda:N or mps")
-        _check_device_available(m.device, "model.device (--device)")
-        _check_device_available(ft.device, "features.device (--set features.device=...)")
+        devices.check_name(ft.device, "features.device")
+        devices.check_available(m.device, "model.device (--device)")
+        devices.check_available(ft.device, "features.device (--set features.device=...)")
         return self
 
     # ---- serialisation ----------------------------------------------------------------------
@@ -622,20 +623,6 @@ class RunConfig:
         key = resolve_key(key)
         section, _, name = key.partition(".")
         return self.replace(**{section: {name: value}})
-
-
-def _check_device_available(device: str, where: str) -> None:
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(f"{where} is {device!r} but no CUDA GPU is visible (torch.cuda.is_available() is "
-                              "False); use --device auto or cpu")
-    elif device == "mps":
-        import torch
-
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ConfigError(f"{where} is 'mps' but Apple mps is not available; use auto or cpu")
 
 
 def read_yaml(path_or_text: str | Path) -> dict[str, Any]:

@@ -28,22 +28,24 @@ the round; the last round's value covers the whole final labelled set).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
-import os
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
 import balpm
-from balpm import runs
+from balpm import diagnostics, runs, snapshot
 from balpm.config import RunConfig
 from balpm.data.splits import check_run_sizes
+from balpm.data.synthetic import world_seed
 from balpm.errors import ConfigError, FeatureError
+from balpm.metrics import PREFERENCE_METRICS, preference_metrics
 
 # purposes of the seed streams (spawn_key[0]); never renumber: it would change every run
 _POOL, _MODEL, _SELECT = 0, 2, 3
@@ -143,10 +145,6 @@ def data_config(cfg: RunConfig) -> Any:
     d = cfg.data
     if d.paths or d.ood_paths:
         return d
-    import dataclasses
-
-    from balpm.data.synthetic import world_seed
-
     return dataclasses.replace(d, split_seed=world_seed(cfg.loop.seed, d.split_seed))
 
 
@@ -279,7 +277,7 @@ def _hold_lock(root: Path, run_id: str) -> None:
 @_releases_run_locks
 def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.DataFrame | None = None,
         features: Any = None, progress: bool = True, run_id: str | None = None,
-        only_used: bool = True) -> Path:
+        only_used: bool = True, after_round: Callable[[str, int], None] | None = None) -> Path:
     """Run (or resume) one simulated active-learning run; return its directory ``root/<run_id>``.
 
     ``resume=True`` continues a killed or failed run from its last complete round (a run that does not
@@ -287,6 +285,8 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
     an existing complete run with the same config is returned as is, any other existing run is an error.
     ``only_used``: a new run featurizes only the rows it reads (:func:`used_rows`); False featurizes every
     row (a sweep's workers: the prefetch cached them once for all runs).
+    ``after_round(run_id, round)``, when given, is called right after each round is committed to the run
+    folder (progress reporting; tests kill the process there to check that a resume continues bit for bit).
 
     Every check (config, runs root, inputs) runs before anything is written. The run id's OS-level
     lock (:func:`balpm.runs.lock_run`) is held from the first write to the return, so a second writer
@@ -352,12 +352,10 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
         writer.resume_running()
         _say(progress, f"resuming run {run_id} at round {start} ({len(labelled)} labelled)")
     if meta.get("data_hash") and (inputs.pair_rows_T >= 0).all():  # pair features beside the snapshot, once: the dashboard's jobs run from it
-        from balpm import snapshot
-
         snapshot.write_features(root, meta["data_hash"], inputs.table, features, inputs.pair_rows_T)
 
     try:
-        _loop(cfg, inputs, policy, writer, start, labelled, acquired_prompts, progress)
+        _loop(cfg, inputs, policy, writer, start, labelled, acquired_prompts, progress, after_round)
         writer.finish()
     except BaseException as exc:
         writer.fail(exc)
@@ -371,25 +369,6 @@ def _feature_rows(root: Path, run_id: str) -> str:
         return str(runs.open_run(root, run_id).meta.get("feature_rows", "all"))
     except Exception:  # noqa: BLE001 - an unreadable run is reported by the resume checks
         return "all"
-
-
-def _crash_hook(run_id: str, rnd: int) -> None:
-    """Testing aid for resume: when ``$BALPM_TEST_CRASH_DIR/<run_id>`` holds a round number equal to
-    ``rnd``, rename it to ``<run_id>.crashed`` (so it fires once; it then holds this process's pid) and
-    kill this process with ``os._exit(70)`` right after that round commits. tests/test_ray.py kills a
-    Ray worker this way."""
-    folder = os.environ.get("BALPM_TEST_CRASH_DIR")
-    if not folder:
-        return
-    armed = Path(folder) / run_id
-    try:
-        if int(armed.read_text().strip()) != rnd:
-            return
-        armed.write_text(f"{rnd} {os.getpid()}\n")
-        os.replace(armed, armed.with_name(run_id + ".crashed"))
-    except (OSError, ValueError):
-        return
-    os._exit(70)
 
 
 def is_full(cfg: RunConfig) -> bool:
@@ -453,19 +432,17 @@ def predict(model: Any, inputs: Inputs, rows: np.ndarray, chunk: int = 8192) -> 
 
 
 def _evaluate(model: Any, inputs: Inputs, rows: np.ndarray, prefix: str) -> dict[str, float]:
-    from balpm.metrics import preference_metrics
-
-    names = ("log_likelihood", "accuracy", "brier", "ece")
+    """The quality metrics (:data:`balpm.metrics.PREFERENCE_METRICS`) of ``rows`` as ``<prefix>_<metric>``."""
     if len(rows) == 0:
-        return {f"{prefix}_{k}": float("nan") for k in names}
-    metrics = preference_metrics(predict(model, inputs, rows))
-    return {f"{prefix}_{k}": float(metrics[k]) for k in names}
+        return {f"{prefix}_{k}": float("nan") for k in PREFERENCE_METRICS}
+    values = preference_metrics(predict(model, inputs, rows))
+    return {f"{prefix}_{k}": float(values[k]) for k in PREFERENCE_METRICS}
 
 
 def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, start: int,
-          labelled: list[int], acquired_prompts: set[str], progress: bool) -> None:
-    from balpm import diagnostics
-    from balpm.model import PreferenceEnsemble
+          labelled: list[int], acquired_prompts: set[str], progress: bool,
+          after_round: Callable[[str, int], None] | None = None) -> None:
+    from balpm.model import PreferenceEnsemble  # lazy: torch (balpm run --help / config checks must not import it)
     from balpm.uncertainty import bald
     from balpm.uncertainty import score as uncertainty_score
 
@@ -530,7 +507,8 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
             labelled.extend(int(i) for i in picked_pool)
             in_labelled[picked_pool] = True
         writer.commit_round(t, row, acq_df, scores_df, inc_df)
-        _crash_hook(writer.run_id, t)
+        if after_round is not None:
+            after_round(writer.run_id, t)
         if bar is not None:
             bar.update(1)
             bar.set_postfix(test_ll=f"{row['test_log_likelihood']:.4f}", labelled=row["labelled"])

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from balpm import runs, snapshot
+from balpm import runs, snapshot, sweep
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
 
@@ -158,8 +158,6 @@ def start_sweep(root: str | Path, base: RunConfig, policies: Sequence[str], seed
                 workers: int = 1, title: str | None = None, launch: bool = True, cwd: str | Path | None = None) -> Job:
     """Run policies x seeds of ``base`` in the background (from a snapshot as :func:`start_run`, else
     ``balpm sweep``)."""
-    from balpm import sweep
-
     root = Path(root).resolve()
     configs = sweep.expand(base.validate(), list(policies), [int(s) for s in seeds])
     job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"

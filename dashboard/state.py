@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from balpm import runs
+from balpm import ablations, presets, runs, safe_yaml
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
+from balpm.projection import cached_projection, snapshot_folder
 from balpm_dashboard import frames, untrusted
 
 T = TypeVar("T")
@@ -33,8 +34,6 @@ SELECTION = "inspect_selection"  # session key: list of {"run": run_id, "pool_in
 def config_for_display(text: str) -> str:
     """A run's config.yaml as the Runs page shows it: for a run on data files the synthetic-world knobs
     (``synthetic: teaching`` ...) are dropped, since they do not apply, with a comment saying so."""
-    from balpm import safe_yaml
-
     try:
         doc = safe_yaml.load_text(text, "config.yaml")  # bounded: size, depth, nodes; no aliases
     except BalpmError:
@@ -230,8 +229,6 @@ SNAPSHOT_FILES = ("table.parquet", "prompt_ids.json", "prompt_features.npy")
 
 def snapshot_file(root: Path, data_hash: str, name: str) -> Path:
     """A file of the dataset snapshot ``_datasets/<data_hash>`` checked with ``runs.safe_path``."""
-    from balpm.projection import snapshot_folder
-
     folder = snapshot_folder(root, data_hash)  # refuses a hash that is not a plain folder name
     return runs.safe_path(root, folder / name)
 
@@ -270,8 +267,6 @@ def _check_snapshot(root: str, data_hash: str) -> None:
 
 @st.cache_resource(show_spinner="Fitting the 2-D map of the prompts (once per dataset, cached on disk)...", max_entries=8)
 def _projection(root: str, data_hash: str, method: str, stamp: int) -> Any:
-    from balpm.projection import cached_projection
-
     _check_snapshot(root, data_hash)
     return cached_projection(root, data_hash, method=method, seed=0)  # cached maps open without the features
 
@@ -348,15 +343,13 @@ def holds_teaching_world(root: Path, infos: list[runs.RunInfo]) -> bool:
     """Whether a readable run of the runs folder is on the classic teaching world at the teaching preset's
     loop sizes (what ``balpm demo`` and a bare ``balpm sweep`` run: the budget the lesson was measured at),
     which makes the Lesson the landing page. Smaller teaching runs still have the Lesson page, not as landing."""
-    from balpm.presets import TEACHING_PRESET, uses_teaching_world
-
     for i in usable(infos):
         try:
             cfg, _ = config(root, i.run_id)
         except Exception:  # noqa: BLE001 - an unreadable config is simply not the teaching world
             continue
-        sizes = {k: getattr(cfg.loop, k) for k in TEACHING_PRESET["loop"]}
-        if uses_teaching_world(cfg) and not cfg.data.world and sizes == TEACHING_PRESET["loop"]:
+        sizes = {k: getattr(cfg.loop, k) for k in presets.TEACHING_PRESET["loop"]}
+        if presets.uses_teaching_world(cfg) and not cfg.data.world and sizes == presets.TEACHING_PRESET["loop"]:
             return True
     return False
 
@@ -364,8 +357,6 @@ def holds_teaching_world(root: Path, infos: list[runs.RunInfo]) -> bool:
 def is_variant(root: Path, info: runs.RunInfo) -> bool:
     """Whether a run is an ablation variant (:func:`balpm.ablations.is_variant`): kept out of the default
     comparisons (the Runs page's picks still add it)."""
-    from balpm import ablations
-
     try:
         return ablations.is_variant(config(root, info.run_id)[0])
     except Exception:  # noqa: BLE001

@@ -4,7 +4,6 @@ actor pool equal to one process and resumable from its shards."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -23,22 +22,51 @@ from balpm.errors import ConfigError  # noqa: E402
 
 @pytest.fixture(scope="module")
 def crash_dir(tmp_path_factory):
-    """Folder read by loop's test-only crash hook (arm a run by writing a round number to crash_dir/<run_id>)."""
+    """Folder read by the workers' crash hook (arm a run by writing a round number to crash_dir/<run_id>)."""
     return tmp_path_factory.mktemp("crash")
+
+
+def _crash_hook_installer(crash_dir: Path):
+    """A Ray worker set-up hook: every ``balpm.loop.run`` in the worker gets an ``after_round`` callback that,
+    when ``crash_dir/<run_id>`` holds the round just committed, renames it to ``<run_id>.crashed`` (so it fires
+    once; it then holds the worker's pid) and kills the worker with ``os._exit(70)``. Defined here, in the test:
+    the engine has no test hooks, only the documented ``after_round`` parameter."""
+    folder = str(crash_dir)
+
+    def install() -> None:
+        import os
+        from pathlib import Path
+
+        import balpm.loop
+
+        real_run = balpm.loop.run
+
+        def crash_after(run_id: str, rnd: int) -> None:
+            armed = Path(folder) / run_id
+            try:
+                if int(armed.read_text().strip()) != rnd:
+                    return
+                armed.write_text(f"{rnd} {os.getpid()}\n")
+                os.replace(armed, armed.with_name(run_id + ".crashed"))
+            except (OSError, ValueError):
+                return
+            os._exit(70)
+
+        def run(*args, **kwargs):
+            return real_run(*args, after_round=crash_after, **kwargs)
+
+        balpm.loop.run = run
+
+    return install
 
 
 @pytest.fixture(scope="module")
 def ray_cluster(crash_dir):
-    """One local Ray for the module; workers inherit BALPM_TEST_CRASH_DIR from this process."""
-    old = os.environ.get("BALPM_TEST_CRASH_DIR")
-    os.environ["BALPM_TEST_CRASH_DIR"] = str(crash_dir)
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning")
+    """One local Ray for the module; each worker installs the crash hook when it starts."""
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="warning",
+             runtime_env={"worker_process_setup_hook": _crash_hook_installer(crash_dir)})
     yield
     ray.shutdown()
-    if old is None:
-        os.environ.pop("BALPM_TEST_CRASH_DIR", None)
-    else:
-        os.environ["BALPM_TEST_CRASH_DIR"] = old
 
 
 def base_cfg() -> RunConfig:
@@ -174,7 +202,7 @@ def test_ray_featurize_equals_local_and_resumes_from_its_shards(ray_cluster, tld
 def test_ray_shards_hold_the_single_process_batches(tldr_table, monkeypatch):
     """The shard plan cuts the very batches (same texts, same padding) that Encoder.encode_ids forms."""
     from balpm.features import distributed, encoder, load_encoder, table_texts
-    from balpm.features.featurize import unique_texts
+    from balpm.features.templates import unique_texts
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     enc = load_encoder("minilm", device="cpu")
