@@ -149,6 +149,8 @@ def _field_rows(obj: Any, prefix: str, flags: dict[str, str]) -> tuple[list[str]
     rows, nested = [], []
     instance = obj if not isinstance(obj, type) else None
     for f in dataclasses.fields(obj):
+        if (f.metadata or {}).get("internal"):  # plumbing, not a knob (e.g. the slot holding a policy's knobs)
+            continue
         if instance is not None:
             value = getattr(instance, f.name)
         elif f.default is not dataclasses.MISSING:
@@ -174,7 +176,7 @@ def _field_rows(obj: Any, prefix: str, flags: dict[str, str]) -> tuple[list[str]
                 limits.append(f"{word} {bound:g}" if isinstance(bound, (int, float)) else f"{word} {bound}")
         if choices:
             limits.append("one of " + ", ".join(str(c) for c in choices))
-        limits.extend(f"{k}: {v}" for k, v in meta.items() if v not in (None, "", (), []))
+        limits.extend(f"{k}: {v}" for k, v in meta.items() if v is not None and v != "" and v != () and v != [])
         flag = own_flag or flags.get(key, "")
         rows.append(f"| {_code(key)} | {_code(flag) if flag else ''} | {_code(_show_default(value))} | "
                     f"{_cell('; '.join(limits))} | {_cell(help_text)} |")
@@ -212,13 +214,16 @@ def config_markdown() -> str:
 
 
 # ---- the policy registry --------------------------------------------------------------------------
+#: the config section a policy's knobs are set in (``--set acquisition.<knob>=...``)
+POLICY_SECTION = "acquisition"
+
 def policies_markdown() -> str:
     from balpm import acquisition
 
     registry = getattr(acquisition, "REGISTRY", {})
     lines = ["The policy registry (`balpm.acquisition.REGISTRY`), entry by entry, as the code holds it. "
              "`--policy NAME` (run) and `--policies A,B` (sweep) take these names.", ""]
-    knob_sections: list[str] = []
+    knob_owners: dict[Any, list[str]] = {}
     summary = ["| policy | help | other fields of its entry |", "|---|---|---|"]
     for name, spec in registry.items():
         help_text = getattr(spec, "help", "") or ""
@@ -228,12 +233,13 @@ def policies_markdown() -> str:
         for attr, value in attrs:
             if attr in ("name", "help"):
                 continue
-            if isinstance(value, type) and dataclasses.is_dataclass(value):
-                extras.append(f"{attr}: {value.__name__} (below)")
-                knob_sections += _section_markdown(f"`{name}`: `{value.__name__}`", value, "", {}, 3)
-            elif dataclasses.is_dataclass(value):
-                extras.append(f"{attr}: {type(value).__name__} (below)")
-                knob_sections += _section_markdown(f"`{name}`: `{type(value).__name__}`", value, "", {}, 3)
+            if dataclasses.is_dataclass(value):
+                cls = value if isinstance(value, type) else type(value)
+                if dataclasses.fields(cls):
+                    extras.append(f"{attr}: {cls.__name__} (below)")
+                    knob_owners.setdefault(value, []).append(name)
+                else:
+                    extras.append(f"{attr}: none")
             elif callable(value):  # how it is built: code, not documentation
                 continue
             elif isinstance(value, (tuple, list, frozenset, set)):
@@ -241,6 +247,11 @@ def policies_markdown() -> str:
             else:
                 extras.append(f"{attr}: {value}")
         summary.append(f"| {_code(name)} | {_cell(help_text)} | {_cell('; '.join(extras))} |")
+    knob_sections: list[str] = []
+    for value, owners in knob_owners.items():
+        cls = value if isinstance(value, type) else type(value)
+        title = f"`{cls.__name__}`: the knobs of " + ", ".join(f"`{o}`" for o in owners)
+        knob_sections += _section_markdown(title, value, POLICY_SECTION, {}, 3)
     return "\n".join(lines + summary + [""] + knob_sections)
 
 
@@ -371,6 +382,14 @@ def layers_markdown() -> str:
     back = sorted((a, b) for (a, b) in edges if (b, a) in edges and a < b)
     if back:
         lines.append("Layers that import each other both ways: " + "; ".join(f"{a} <-> {b}" for a, b in back) + ".")
+    lines.append("")
+    lines.append("The same as a table (the picture needs JavaScript from a CDN; this does not):")
+    lines.append("")
+    lines.append("| layer | imports from (number of imports) |")
+    lines.append("|---|---|")
+    for name in members:
+        outs = sorted((b, n) for (a, b), n in edges.items() if a == name)
+        lines.append(f"| {name} | {', '.join(f'{b} ({n})' for b, n in outs) or '-'} |")
     lines.append("")
     lines.append("| layer | modules |")
     lines.append("|---|---|")
