@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, gammaln
 
-from balpm.config import NORMALIZATIONS
+from balpm.knobs import NORMALIZATIONS
 from balpm.errors import ConfigError, FeatureError
 
 #: extra unique neighbours fetched beyond k by the first float32 search (widened x4 when needed).

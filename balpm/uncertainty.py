@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import xlogy
 
-from balpm.config import UNCERTAINTIES
+from balpm.knobs import UNCERTAINTIES
 from balpm.errors import ConfigError, FeatureError
 
 
