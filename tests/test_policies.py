@@ -9,6 +9,7 @@ import pytest
 
 from balpm.acquisition import PoolState, Selection, make_policy, select_balpm
 from balpm.acquisition.bald import BALDPolicy
+from balpm.acquisition.base import RunPool
 from balpm.acquisition.stochastic import PowerBALD, SoftmaxBALD, SoftRankBALD
 from balpm.config import POLICIES, AcquisitionConfig
 from balpm.errors import ConfigError, FeatureError
@@ -28,13 +29,18 @@ CONFIGS.update({
 })
 
 
-def _state(seed=0, n=150, n_lab=30, dim=6, k_members=5):
+def _state(seed=0, n=150, n_lab=30, dim=6, k_members=5, pairs=False):
     rng = np.random.default_rng(seed)
     base = rng.normal(size=(50, dim)).astype(np.float32)
     pool = base[rng.integers(0, 50, size=n)]           # repeated prompts, as in real data
     lab = base[rng.integers(0, 50, size=n_lab)]
     probs = rng.beta(2, 2, size=(n, k_members))
-    return PoolState(probs_N_K=probs, pool_prompts_N_D=pool, labelled_prompts_L_D=lab)
+    run = None
+    if pairs:  # pair features (labelled first, then the pool) for policies that read them (dopt)
+        pair_features = rng.normal(size=(n_lab + n, 2, dim)).astype(np.float32)
+        pool_idx = np.arange(n_lab, n_lab + n)
+        run = RunPool(np.concatenate([lab, pool]), pool_idx, pool_idx, np.arange(n_lab), pairs_F_2_D=pair_features)
+    return PoolState(probs_N_K=probs, pool_prompts_N_D=pool, labelled_prompts_L_D=lab, run=run)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -45,7 +51,8 @@ class TestEveryPolicy:
 
     def _select(self, name, seed, state=None):
         policy = make_policy(CONFIGS[name])
-        return policy.select(state or _state(), self.batch, np.random.default_rng(seed))
+        return policy.select(state or _state(pairs=CONFIGS[name].policy == "dopt"), self.batch,
+                             np.random.default_rng(seed))
 
     def test_reproducible_under_a_seed(self, name):
         a, b = self._select(name, 3), self._select(name, 3)
@@ -82,7 +89,7 @@ class TestEveryPolicy:
 
 def test_make_policy_unknown():
     with pytest.raises(ConfigError, match="unknown policy"):
-        make_policy(AcquisitionConfig(policy="coreset"))
+        make_policy(AcquisitionConfig(policy="no_such_policy"))
     with pytest.raises(ConfigError, match="unknown uncertainty"):
         make_policy(AcquisitionConfig(policy="bald", uncertainty="margin"))
 

@@ -293,17 +293,14 @@ def test_dopt_without_pair_features_or_with_a_bad_lambda_is_refused():
 # ---- through the loop: resume bit-identical ----------------------------------------------------
 def _cfg(name, seed=1):
     """A few seconds per run (as tests/test_loop.py's small_cfg): 400-comparison teaching world, 3 rounds."""
-    from balpm.acquisition import REGISTRY
     from balpm.config import RunConfig
 
-    policy = name if name in REGISTRY else "bald"
-    cfg = RunConfig().replace(
+    return RunConfig().replace(
         data={"synthetic_size": 400},
         model={"hidden": (16, 8), "ensemble_size": 3, "max_epochs": 2, "lr": 1e-2, "batch_size": 16},
-        acquisition={"policy": policy},
+        acquisition={"policy": name},
         loop={"initial": 16, "batch_size": 16, "rounds": 3, "seed": seed},
     )
-    return cfg, policy != name
 
 
 class _Killed(RuntimeError):
@@ -314,9 +311,7 @@ class _Killed(RuntimeError):
 def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch, name):
     from balpm.data import load_for_config
 
-    cfg, patch = _cfg(name)
-    if patch:  # not registered yet: the loop builds this policy in place of bald
-        monkeypatch.setattr(loop, "_make_policy", lambda c: FACTORIES[name]())
+    cfg = _cfg(name)
     res = load_for_config(cfg.data)
     world = {"table": res.table, "features": res.features, "progress": False}
     full = runs.open_run(tmp_path / "full", loop.run(cfg, tmp_path / "full", **world).name)
@@ -336,5 +331,9 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch, name):
     pd.testing.assert_frame_equal(acq, full.acquisitions())
     assert len(acq) == 32 and acq["pool_index"].is_unique
     assert not np.allclose(acq["score"], acq["u"])  # this policy's score, not BALD's U
+    from balpm.acquisition.registry import policy_entry
+
+    for col in policy_entry(name).step_columns:  # its own per-step columns are recorded
+        assert col in acq.columns and acq[col].notna().all(), col
     pd.testing.assert_frame_equal(part.rounds().drop(columns=["train_seconds", "eval_seconds", "select_seconds"]),
                                   full.rounds().drop(columns=["train_seconds", "eval_seconds", "select_seconds"]))

@@ -29,13 +29,17 @@ noise of each other. The steps table records how many candidates each step evalu
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy.special import xlogy
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
+from balpm.acquisition.registry import register_policy
 from balpm.errors import ConfigError
+from balpm.knobs import knob
 from balpm.uncertainty import binary_entropy, check_probs
 
 STEP_COLUMNS = ("step", "index", "score", "u", "joint_mi", "joint_entropy", "exact", "evaluated")
@@ -224,3 +228,19 @@ class BatchBALDPolicy:
         sel = select_batchbald(state.probs_N_K, batch_size, rng, self.num_samples)
         sel.steps["u"] = u[sel.indices]
         return sel
+
+
+@dataclass(frozen=True)
+class BatchBALDKnobs:
+    """BatchBALD's knobs (docs/policies.md)."""
+
+    num_samples: int = knob(1000, "BatchBALD: label configurations sampled once 2^picks exceeds it (the joint is "
+                                  "exact below)", ge=2)
+
+
+register_policy("batchbald", knobs=BatchBALDKnobs,
+                build=lambda knobs, common: BatchBALDPolicy(num_samples=knobs.num_samples,
+                                                            uncertainty=common.uncertainty),
+                help="greedy joint mutual information of the batch with the model (Kirsch et al. 2019)",
+                color="#00798c", step_columns=("joint_mi", "joint_entropy", "exact", "evaluated"),
+                label_uncertainty=False)

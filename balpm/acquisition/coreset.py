@@ -20,7 +20,9 @@ import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
+from balpm.acquisition.registry import register_policy
 from balpm.entropy import check_features
+from balpm.knobs import NoKnobs
 
 BLOCK_ROWS = 16384  # rows per block of the distance updates (bounds the float64 temporaries)
 
@@ -116,3 +118,8 @@ class CoresetPolicy:
         u = state_uncertainty(state, self.uncertainty)
         check_batch(batch_size, u.size)
         return select_coreset(state.pool_prompts_N_D, state.labelled_prompts_L_D, batch_size, rng, u_N=u)
+
+
+register_policy("coreset", knobs=NoKnobs, build=lambda knobs, common: CoresetPolicy(uncertainty=common.uncertainty),
+                help="k-center greedy on z-scored prompt features, diversity only (Sener & Savarese 2018)",
+                color="#66a61e", step_columns=("covered_radius",), label_uncertainty=False)

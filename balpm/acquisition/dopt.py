@@ -21,6 +21,7 @@ a Cholesky factor of V otherwise (float64); later steps keep the rank-one vector
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -28,8 +29,10 @@ import scipy.linalg
 
 from balpm.acquisition.base import PoolState, RunPool, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
+from balpm.acquisition.registry import register_policy
 from balpm.entropy import check_features
 from balpm.errors import ConfigError
+from balpm.knobs import knob
 
 BLOCK_ROWS = 8192  # pool rows per float64 block
 
@@ -159,3 +162,16 @@ class DOptPolicy:
         phi = pair_differences(run, run.pool_index_N)
         lab = pair_differences(run, run.labelled_index_L)
         return select_dopt(phi, lab, batch_size, self.lam, u_N=u)
+
+
+@dataclass(frozen=True)
+class DOptKnobs:
+    """D-optimal design's knobs (docs/policies.md)."""
+
+    lam: float = knob(1.0, "dopt: ridge lambda of the design matrix V = lambda I + sum phi phi^T", gt=0)
+
+
+register_policy("dopt", knobs=DOptKnobs,
+                build=lambda knobs, common: DOptPolicy(lam=knobs.lam, uncertainty=common.uncertainty),
+                help="greedy D-optimal design on pair-feature differences, rank-one updates (APO, Das et al. 2024)",
+                color="#4a1486", step_columns=("logdet_gain",), label_uncertainty=False)

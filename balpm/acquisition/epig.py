@@ -15,12 +15,16 @@ Each of the four joint cells is one (N x K) @ (K x T) product; float64; pool row
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.special import xlogy
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, ranked_selection, state_uncertainty
+from balpm.acquisition.registry import register_policy
 from balpm.errors import ConfigError
+from balpm.knobs import knob
 from balpm.uncertainty import check_probs
 
 BLOCK_ELEMENTS = 1 << 22  # pool rows x targets per block
@@ -91,3 +95,16 @@ class EPIGPolicy:
         u = state_uncertainty(state, self.uncertainty)
         check_batch(batch_size, u.size)
         return select_epig(state.probs_N_K, batch_size, rng, self.target_size, u_N=u)
+
+
+@dataclass(frozen=True)
+class EPIGKnobs:
+    """EPIG's knobs (docs/policies.md)."""
+
+    target_size: int = knob(100, "EPIG: unlabelled pool items drawn (seeded) as the target distribution", ge=1)
+
+
+register_policy("epig", knobs=EPIGKnobs,
+                build=lambda knobs, common: EPIGPolicy(target_size=knobs.target_size, uncertainty=common.uncertainty),
+                help="top-B expected predictive information gain on sampled pool targets (Smith et al. 2023)",
+                color="#e6ab02", label_uncertainty=False)
