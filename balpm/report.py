@@ -276,16 +276,18 @@ def learning_curves_figure(summary: dict[str, Any]) -> Any:
     """Plotly figure: test/OOD log-likelihood and accuracy vs labelled size, mean +/- SEM bands, chance and
     (when ``full`` runs exist) ceiling lines."""
     import plotly.graph_objects as go
-    from plotly.colors import qualitative
     from plotly.subplots import make_subplots
+
+    from balpm.colors import darker, label_color
 
     titles = ("Test log-likelihood", "OOD log-likelihood", "Test accuracy", "OOD accuracy")
     fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.12)
     multi = len(summary["settings"]) > 1
-    palette = qualitative.Plotly
     for i, e in enumerate(summary["policies"]):
         name = e["label"] + (f" [{e['setting']}]" if multi else "") + f" (n={e['n_seeds']})"
-        color = palette[i % len(palette)]
+        color = label_color(e["label"])  # one colour table with the dashboard (balpm.colors: the registry's)
+        if multi:  # the same label in another setting: the same hue, a shade darker per setting
+            color = darker(color, 0.2 * (list(summary["settings"]).index(e["setting"]) % 4))
         x = e["labelled"]
         for j, col in enumerate(CURVES):
             if col not in e["curves"]:

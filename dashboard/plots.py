@@ -23,60 +23,14 @@ from balpm_dashboard.frames import METRICS, SCORE_LABELS
 from balpm_dashboard.untrusted import plot as inert
 from balpm_dashboard.untrusted import plots as inert_all
 
-BASE_COLORS = {
-    "random": "#7f7f7f", "bald": "#1f77b4", "balpm": "#d62728", "softmax_bald": "#9467bd",
-    "power_bald": "#8c564b", "softrank_bald": "#e377c2", "full": "#111827",
-}
-#: the paper's ablations (docs/method.md section 6), by the ``knob=value`` a label carries: the same colour in every
-#: runs folder, whatever the base's other knobs (``balpm uncertainty=none`` = ``balpm beta=0.1 uncertainty=none``)
-ABLATION_COLORS = {
-    "uncertainty=none": "#2ca02c",  # no U: greedy entropy only
-    "minimize_entropy=True": "#ff7f0e",  # entropy minimiser: U - beta*H
-    "uncertainty=predictive": "#17becf",
-    "estimator=kl": "#bcbd22",
-    "uncertainty=aleatoric": "#393b79",
-    "uncertainty=variance": "#637939",
-    "beta=0": "#8c6d31",  # no entropy term
-}
-#: any other label: a stable hash of the label itself picks one of these (never the order of the labels)
-EXTRA_COLORS = ("#843c39", "#5254a3", "#e7ba52", "#a55194", "#31a354", "#6b6ecf", "#ad494a", "#de9ed6", "#9c9ede",
-                "#e7969c")
+# one colour table for every page and the HTML report: balpm.colors (a policy's colour is its registry entry's)
+from balpm.colors import ABLATION_COLORS, BASE_COLORS, EXTRA_COLORS, label_color  # noqa: E402,F401
+from balpm.colors import darker as _darker  # noqa: E402,F401
+
 ROUND_SCALE = "Viridis"
 SCORE_SCALE = "Inferno"
 FONT = dict(family="Inter, Helvetica, Arial, sans-serif", size=13)
 MAP_HEIGHT = 520
-
-
-def _darker(color: str, amount: float = 0.25) -> str:
-    """``#rrggbb`` mixed with ``amount`` of black."""
-    rgb = [int(color[i:i + 2], 16) for i in (1, 3, 5)]
-    return "#" + "".join(f"{round(c * (1.0 - amount)):02x}" for c in rgb)
-
-
-def label_color(label: str) -> str:
-    """The colour of one run label, from the label alone (the same in every runs folder and every page).
-
-    A plain policy (``balpm``): :data:`BASE_COLORS`; a policy with only the teaching preset's knobs
-    (``balpm beta=0.1``, the teaching world's BAL-PM): the same hue a shade darker (:func:`_darker`), so it is
-    BAL-PM's red in every folder and still apart from ``balpm`` in a beta grid. A label with an ablation's ``knob=value``
-    (``balpm beta=0.1 uncertainty=none``): :data:`ABLATION_COLORS` (the first in that table's order). Any other
-    label: :data:`EXTRA_COLORS` by a SHA-256 of the label (stable across processes and runs folders).
-    """
-    import hashlib
-
-    from balpm.presets import TEACHING_PRESET
-
-    text = str(label)
-    if text in BASE_COLORS:
-        return BASE_COLORS[text]
-    policy, *knobs = text.split()
-    for knob, color in ABLATION_COLORS.items():
-        if knob in knobs:
-            return color
-    preset = {f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in TEACHING_PRESET.get("acquisition", {}).items()}
-    if policy in BASE_COLORS and knobs and set(knobs) <= preset:
-        return _darker(BASE_COLORS[policy])
-    return EXTRA_COLORS[hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[0] % len(EXTRA_COLORS)]
 
 
 def policy_colors(labels: Sequence[str]) -> dict[str, str]:

@@ -305,7 +305,7 @@ def test_ablation_toggle_runs_the_variant_for_every_seed_of_the_base(runs_root, 
     at.switch_page("views/ablations.py").run()
     at.selectbox(key="abl_base").set_value(base_id).run()
     _ok(at)
-    at.select_slider(key="abl_beta").set_value(0.1)
+    at.number_input(key="abl_beta").set_value(0.1)
     next(b for b in at.get("form_submit_button")).click().run()
     _ok(at)
     base = runs.open_run(root, base_id).config
@@ -339,13 +339,13 @@ def test_ablation_toggle_runs_the_variant_for_every_seed_of_the_base(runs_root, 
         rounds += at.dataframe[-1].value[["base_round", "variant_round"]].to_numpy().ravel().tolist()
     assert rounds and all(isinstance(r, str) and (r == "-" or r.isdigit()) for r in rounds), rounds[:5]
     # toggling the same knob again reuses the runs: no new folder
-    at.select_slider(key="abl_beta").set_value(0.1)
+    at.number_input(key="abl_beta").set_value(0.1)
     next(b for b in at.get("form_submit_button")).click().run()
     _ok(at)
     assert "reusing the 2 runs of this variant" in _texts(at.success)
     assert _run_dirs(root) == after
     # and the base's own values are not a variant
-    at.select_slider(key="abl_beta").set_value(0.01)
+    at.number_input(key="abl_beta").set_value(0.01)
     next(b for b in at.get("form_submit_button")).click().run()
     assert any("Nothing changed" in i.value for i in at.info)
     assert _run_dirs(root) == after

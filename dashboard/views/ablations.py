@@ -4,6 +4,7 @@ verdict paired by seed, the curves with their bands, and the picks at the base's
 from __future__ import annotations
 
 import dataclasses
+import typing
 from types import SimpleNamespace
 
 import pandas as pd
@@ -11,7 +12,8 @@ import streamlit as st
 from balpm_dashboard import frames, jobs, plots, state, untrusted
 
 from balpm import ablations, runs, stats
-from balpm.config import ESTIMATORS, NORMALIZATIONS, POLICIES, UNCERTAINTIES, RunConfig
+from balpm.acquisition import registry
+from balpm.config import UNCERTAINTIES, RunConfig
 from balpm.errors import BalpmError
 
 VARIANT = "abl_variant"
@@ -193,35 +195,45 @@ def run_variant_for_every_seed(changed: dict) -> None:
 
 st.divider()
 st.subheader("One knob, every seed of the base")
-BETAS = sorted({1.0, 0.1, 0.01, 0.001, 0.0001, float(a.beta)}, reverse=True)
+KNOB_LABELS = {"pool_radius": "pool radius (KSG-style)", "kl": "KL"}
+
+
+def knob_widget(where: st.delta_generator.DeltaGenerator, name: str, f: dataclasses.Field, tp: type, value: object) -> object:
+    """One knob's widget, from its field (balpm.knobs metadata): choices -> select box, bool -> checkbox,
+    numbers -> number input with the field's bounds; its help is the field's help."""
+    meta, key, helptext = f.metadata, f"abl_{name}", f.metadata.get("help") or None
+    if meta.get("choices"):
+        opts = list(meta["choices"])
+        return where.selectbox(name, opts, index=opts.index(value) if value in opts else 0, key=key, help=helptext,
+                               format_func=lambda e: KNOB_LABELS.get(e, e))
+    if tp is bool:
+        return where.checkbox(name, value=bool(value), key=key, help=helptext)
+    lo = meta.get("ge") if meta.get("ge") is not None else meta.get("gt")
+    if tp is int:
+        return int(where.number_input(name, min_value=None if lo is None else int(lo), value=int(value), step=1,
+                                      key=key, help=helptext))
+    return float(where.number_input(name, min_value=None if lo is None else float(lo), value=float(value),
+                                    format="%g", key=key, help=helptext))
+
+
+# the widgets come from the base policy's knob class (its registry entry): a plugin policy's knobs show here too
+entry = a.entry
+knob_types = typing.get_type_hints(entry.knobs)
 with st.form("ablation"):
     r1 = st.columns(4)
-    policy = r1[0].selectbox("policy", list(POLICIES), index=list(POLICIES).index(a.policy), key="abl_policy",
-                             help="balpm, or the stochastic BALD family (softmax / power / softrank) with its coldness")
-    beta = r1[1].select_slider("β (entropy weight)", BETAS, value=float(a.beta), key="abl_beta")
-    k = r1[2].number_input("k (kNN, self included)", 1, 1000, int(a.k), key="abl_k")
-    d = r1[3].number_input("d (digamma weight)", 0.01, 1000.0, float(a.d), key="abl_d")
-    r2 = st.columns(4)
-    estimator = r2[0].radio("estimator", list(ESTIMATORS), index=list(ESTIMATORS).index(a.estimator), key="abl_est",
-                            format_func=lambda e: {"pool_radius": "pool radius (KSG-style)", "kl": "KL"}.get(e, e))
-    uncertainty = r2[1].radio("uncertainty", list(UNCERTAINTIES), index=list(UNCERTAINTIES).index(a.uncertainty),
-                              key="abl_unc")
-    normalize = r2[2].radio("normalisation", list(NORMALIZATIONS), index=list(NORMALIZATIONS).index(a.normalize),
-                            key="abl_norm")
-    with r2[3]:
-        minimize = st.toggle("entropy minimiser (U − β·H)", value=bool(a.minimize_entropy), key="abl_min")
-        scaled = st.toggle("β scaled to U (beta_mode=scaled)", value=a.beta_mode == "scaled", key="abl_beta_mode",
-                           help="off: β as given (the paper's). On: each round β_eff = β · IQR(U) / IQR(H) over the "
-                                "pool, so the spread of β·H is β times that of U (recorded as beta_effective)")
-        coldness = st.number_input("coldness β_g (stochastic BALD)", 0.0, 1e9, float(a.coldness), step=0.5,
-                                   key="abl_cold", help="0: the paper's value for the policy "
-                                                        "(softmax 10000, power 8, softrank 1)")
+    policies = list(registry.names())
+    policy = r1[0].selectbox("policy", policies, index=policies.index(a.policy), key="abl_policy",
+                             help="the base's policy; another policy keeps the knobs it shares with this one")
+    uncertainty = r1[1].selectbox("uncertainty", list(UNCERTAINTIES), index=list(UNCERTAINTIES).index(a.uncertainty),
+                                  key="abl_unc", help=dict(dataclasses.fields(a)[1].metadata).get("help"))
+    cols = st.columns(4)
+    knob_values = {name: knob_widget(cols[i % 4], name, f, knob_types[name], getattr(a.knobs, name))
+                   for i, (name, f) in enumerate(entry.knob_fields().items())}
     go_btn = st.form_submit_button("Run or reuse this variant", type="primary")
 
-if go_btn:
-    changes = dict(policy=policy, beta=float(beta), k=int(k), d=float(d), estimator=estimator, uncertainty=uncertainty,
-                   normalize=normalize, minimize_entropy=bool(minimize), coldness=float(coldness),
-                   beta_mode="scaled" if scaled else "fixed")
+if go_btn:  # another policy: the knobs it shares with the base's (a knob it does not own is not carried)
+    own = registry.policy_entry(policy).knob_fields()
+    changes = dict(policy=policy, uncertainty=uncertainty, **{k: v for k, v in knob_values.items() if k in own})
     changed = {f: v for f, v in changes.items() if getattr(a, f) != v}
     run_variant_for_every_seed(changed)
 
@@ -231,8 +243,9 @@ siblings = [i for i in infos if i.run_id != base_id and i.state != "broken" and 
 if siblings:
     def _diff(info: runs.RunInfo) -> str:
         cfg, _ = state.config(root, info.run_id)
-        return ", ".join(f"{f.name}={getattr(cfg.acquisition, f.name)}" for f in dataclasses.fields(a)
-                         if getattr(cfg.acquisition, f.name) != getattr(a, f.name)) or "(same)"
+        mine, theirs = a.to_dict(), cfg.acquisition.to_dict()
+        return ", ".join(f"{k}={theirs.get(k)}" for k in dict.fromkeys([*mine, *theirs])
+                         if theirs.get(k) != mine.get(k)) or "(same)"
     sib = pd.DataFrame([{"run": i.run_id, "state": i.state, "rounds done": i.last_round + 1, "differs in": _diff(i)}
                         for i in siblings])
     with st.expander(f"{len(siblings)} variant(s) of this base on disk (same seed and setting)"):
@@ -267,8 +280,8 @@ if vinfo is None or vinfo.state == "broken" or vinfo.last_round < 0:
     st.stop()
 
 vcfg, _ = state.config(root, vid)
-diff = {f.name: (getattr(a, f.name), getattr(vcfg.acquisition, f.name)) for f in dataclasses.fields(a)
-        if getattr(a, f.name) != getattr(vcfg.acquisition, f.name)}
+_mine, _theirs = a.to_dict(), vcfg.acquisition.to_dict()
+diff = {k: (_mine.get(k), _theirs.get(k)) for k in dict.fromkeys([*_mine, *_theirs]) if _mine.get(k) != _theirs.get(k)}
 st.subheader(f"{untrusted.md(base_info.label)}  →  {untrusted.md(vinfo.label)}")
 st.caption("changed: " + ", ".join(f"**{k}** {untrusted.md(v0)} → {untrusted.md(v1)}" for k, (v0, v1) in diff.items())
            + f" · seed {base_info.seed} · variant {untrusted.code(vid)} ({vinfo.state}, {vinfo.last_round + 1}/{vinfo.rounds} rounds)")
