@@ -6,7 +6,7 @@ Today there is one, the **teaching preset**, used whenever a run has no data (``
 pool. :func:`apply_preset` fills every preset field the user did not
 set explicitly; ``balpm run``, ``balpm sweep``, ``balpm demo`` (without real data) and the dashboard's
 start form all call it, so a bare ``balpm sweep --policies random,bald,balpm --seeds 0-7`` runs the
-teaching world at the size its lessons were measured at (README, "The teaching world").
+teaching world at the size its lessons were measured at (docs/teaching-world.md).
 
 Why these values:
 
@@ -17,14 +17,14 @@ Why these values:
   design K = 5 with init std 0.3 started below chance, about -0.71), one hidden layer of 32 tanh
   units, init std 0.2 (the members' prior opinions differ enough for U to see where they have no
   data), AdamW lr 3e-3, minibatch 32, at most 30 epochs, early stopping with patience 3 on the
-  valid split (time measured: README, "The teaching world").
+  valid split (time measured: docs/teaching-world.md).
 * **beta = 0.1** (the paper's 0.01 was tuned for 4,096-D LLM features, where U and H have other
   scales; here BAL-PM at 0.01 put 83% of its labels in chit-chat, like BALD, and was no better than
   random, 8 seeds): in this world the spread (std over the pool) of
   beta*H is about 1.7x that of U at round 0 (IQR 1.6x), and the rank correlation of the score with H
   is about 0.8, so both terms are visible: H decides which region is labelled, U which comparison of
   a prompt and which prompts inside a region. BAL-PM's AULC gain over random was the same at 0.1,
-  0.15 and 0.2 (8 seeds, README "The teaching world"); larger beta hides U (3.4x at 0.2).
+  0.15 and 0.2 (8 seeds, docs/teaching-world.md); larger beta hides U (3.4x at 0.2).
 """
 from __future__ import annotations
 

@@ -300,7 +300,7 @@ def baselines(args, u, pool, lab) -> dict:
 
 def table_rounds(args) -> dict:
     """``--table``: our phases in round 0 and in later (incremental) rounds, plus both baselines on the
-    same round-0 inputs, for the README table."""
+    same round-0 inputs, for the table in docs/performance.md."""
     u0, pool, lab = make_world(args.n, args.d, args.labelled, args.prompts_per_comparison, args.seed)
     prompts = np.concatenate([lab, pool])
     n_lab = lab.shape[0]
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--approx", action="store_true", help="HNSW radii (exact_knn=False) vs exact: radius error, pick overlap")
     ap.add_argument("--skip-exact", action="store_true", help="with --approx: time only the approximate round (1M pools)")
     ap.add_argument("--table", action="store_true",
-                    help="README table: our phases per round (round 0, incremental later rounds) and both baselines")
+                    help="docs/performance.md table: our phases per round (round 0, incremental later rounds) and both baselines")
     ap.add_argument("--skip-baselines", action="store_true", help="with --table: only our phases")
     ap.add_argument("--baseline-rows", type=int, default=5000, help="rows on which the baselines' radii are timed")
     ap.add_argument("--reference-rows", type=int, default=64, help="rows on which the reference's cdist radii are timed")

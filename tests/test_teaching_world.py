@@ -1,6 +1,6 @@
 """The teaching world teaches the paper's lessons, end to end through the engine at the teaching preset.
 
-With 4 seeds (the README's table uses 8; the claims there are stronger): paired by seed, on the AULC of
+With 4 seeds (docs/teaching-world.md's table uses 8; the claims there are stronger): paired by seed, on the AULC of
 test log-likelihood, with 95% Student-t intervals (``balpm.stats.t_interval``):
 
 * BAL-PM beats random and BALD (interval above zero);

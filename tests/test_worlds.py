@@ -35,7 +35,7 @@ def _digest(table: pd.DataFrame, features) -> tuple[str, str]:
             features.hash)
 
 
-# Measured on the teaching world before the world knobs existed (balpm 3672363^): the README's numbers
+# Measured on the teaching world before the world knobs existed (balpm 3672363^): the numbers of docs/teaching-world.md
 # were made on exactly these tables and features.
 CLASSIC_DIGESTS = {0: ("843e7381a7401183", "e13c442a1e787283"), 5: ("fa9a31424c9a84aa", "828c8dbd902f202f")}
 

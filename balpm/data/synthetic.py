@@ -57,7 +57,7 @@ TEACHING_CLUSTER_SIZES: tuple[float, ...] = (0.40, 0.18, 0.14, 0.11, 0.09, 0.08)
 TEACHING_TEST_WEIGHTS: tuple[float, ...] = (0.0, 1.0, 1.0, 1.0, 1.0, 1.0)
 
 # Teaching-world geometry and scales (fixed: the picture is the same for every seed; the seed draws the
-# samples). Why each value: see the module docstring and the README's "The teaching world".
+# samples). Why each value: see the module docstring and docs/teaching-world.md.
 _CHAT_STD = 0.25      # chit-chat prompts: a tight, dense blob at the centre of the map
 _TOPIC_STD = 0.7      # topic prompts: wider clusters on a ring
 _RING = 4.0           # radius of the ring of topic clusters

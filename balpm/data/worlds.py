@@ -1,7 +1,7 @@
 """Teaching worlds as a distribution: the knobs that decided each lesson of the teaching world, a
 canonical spec string for them (``data.world``), and a stated prior to sample worlds from.
 
-The classic teaching world (:func:`balpm.data.synthetic.teaching_world`, README "The teaching world")
+The classic teaching world (:func:`balpm.data.synthetic.teaching_world`, docs/teaching-world.md)
 is one point of this space: :data:`CLASSIC` (every knob at its default). Its lessons each rest on one
 knob (issue 13): BAL-PM > random needs ``test=topics``; BALD <= random needs a noisy region whose
 answers differ ~9x more than the topics' (``contrast_ratio``) with coin-flip labels (``noisy_flip=1``).
