@@ -257,3 +257,29 @@ def test_command_checker_catches_what_it_should():
     assert problems[2] == ["unknown command 'balpm nonsense'"]
     assert problems[3] == []
     assert len(problems[4]) == 1 and "nonexistent_knob" in problems[4][0]
+
+
+CHEAP = ("--print-config", "--knobs", "--help", "--version")
+
+
+def test_cheap_documented_commands_run(capsys):
+    """The documented lines that only print (a resolved config, the world knobs, help) are run as written,
+    in process, and must exit 0: what the docs show as a way to inspect things works."""
+    from balpm.cli import main
+
+    ran = []
+    for path in DOC_FILES:
+        for line in documented_commands(path.read_text(encoding="utf-8")):
+            args = shlex.split(line)[1:]
+            if not any(a in CHEAP for a in args) or any(a.isupper() for a in args):
+                continue
+            try:
+                main(args)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code or 0
+            out = capsys.readouterr()
+            assert code == 0, f"{path.name}: {line} exited {code}: {out.err[-500:]}"
+            ran.append(line)
+    assert len(ran) >= 3, ran
+
