@@ -103,7 +103,7 @@ def _redux(probs, batch, num_samples, monkeypatch):
     return get_batchbald_batch(log_probs, batch, num_samples, dtype=torch.double)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_batchbald_matches_batchbald_redux_exact(seed, monkeypatch):
     """Same member probabilities, exact joint (2^b <= num_samples): the same picks and joint MI values."""
     probs = np.random.default_rng(seed).beta(0.6, 0.6, size=(40, 6))
