@@ -27,14 +27,15 @@ import enum
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # the checkout's own balpm when the hook runs outside an install
     sys.path.insert(0, str(ROOT))
 
-MARKER = re.compile(r"^<!-- generated: ([a-z_]+) -->[ \t]*$", re.M)
+MARKER = re.compile(r"^<!-- generated: ([a-z_]+) -->[ \t]*$", re.MULTILINE)
 
 
 def _cell(value: Any) -> str:
@@ -96,9 +97,10 @@ def cli_tree() -> Any:
 
 def cli_markdown() -> str:
     root = cli_tree()
-    lines = ["Every command of `balpm` with every option, generated from the command line itself "
+    intro = ("Every command of `balpm` with every option, generated from the command line itself "
              "(`balpm COMMAND --help` prints the same). A config knob without a flag of its own is set with "
-             "`--set section.field=value`: see the config reference below.", ""]
+             "`--set section.field=value`: see the config reference below.")
+    lines = [intro, ""]
     lines.append("| command | what it does |")
     lines.append("|---|---|")
     commands = _commands(root)
@@ -201,11 +203,13 @@ def config_markdown() -> str:
 
     flags = dict(getattr(config, "CLI_FLAGS", {}) or {})
     run = config.RunConfig()
-    lines = ["The fields of `balpm/config.py`'s dataclasses, with the help, bounds and allowed values the code "
+    intro = ("The fields of `balpm/config.py`'s dataclasses, with the help, bounds and allowed values the code "
              "checks. Set any of them in a YAML config (`-c FILE`, sections as below), with its flag where it has "
              "one, or with `--set section.field=value`; precedence: defaults < YAML < flags < `--set`. These are the "
              "dataclass defaults (the paper's settings); a run without `--data` fills the fields you did not set from "
-             "the teaching preset (`balpm/presets.py`; `balpm run --print-config` shows the resolved values).", ""]
+             "the teaching preset (`balpm/presets.py`; `balpm run --print-config` shows the resolved values). A policy's "
+             "own knobs (`acquisition.<knob>`) are listed with their policy in the policies section below.")
+    lines = [intro, ""]
     for f in dataclasses.fields(run):
         value = getattr(run, f.name)
         if dataclasses.is_dataclass(value):
@@ -221,8 +225,9 @@ def policies_markdown() -> str:
     from balpm import acquisition
 
     registry = getattr(acquisition, "REGISTRY", {})
-    lines = ["The policy registry (`balpm.acquisition.REGISTRY`), entry by entry, as the code holds it. "
-             "`--policy NAME` (run) and `--policies A,B` (sweep) take these names.", ""]
+    intro = ("The policy registry (`balpm.acquisition.REGISTRY`), entry by entry, as the code holds it. "
+             "`--policy NAME` (run) and `--policies A,B` (sweep) take these names.")
+    lines = [intro, ""]
     knob_owners: dict[Any, list[str]] = {}
     summary = ["| policy | help | other fields of its entry |", "|---|---|---|"]
     for name, spec in registry.items():
@@ -308,7 +313,7 @@ def import_graph() -> dict[str, set[str]]:
                 t = t.replace("balpm_dashboard", "dashboard", 1) if t.startswith("balpm_dashboard") else t
                 while t and t not in modules:
                     t = t.rpartition(".")[0]
-                if t and t != name and (t.startswith("balpm") or t.startswith("dashboard")):
+                if t and t != name and t.startswith(("balpm", "dashboard")):
                     deps.add(t)
         graph[name] = deps
     return graph
@@ -371,8 +376,8 @@ def layers_markdown() -> str:
                 edges[(a, b)] += 1
     ids = {name: re.sub(r"\W", "_", name) for name in members}
     lines = ["```mermaid", "flowchart TD"]
-    for name in members:
-        lines.append(f'  {ids[name]}["{name} ({len(members[name])} modules)"]')
+    for name, mods in members.items():
+        lines.append(f'  {ids[name]}["{name} ({len(mods)} modules)"]')
     for (a, b), n in sorted(edges.items()):
         lines.append(f"  {ids[a]} -->|{n}| {ids[b]}")
     lines.append("```")
@@ -393,8 +398,8 @@ def layers_markdown() -> str:
     lines.append("")
     lines.append("| layer | modules |")
     lines.append("|---|---|")
-    for name in members:
-        lines.append(f"| {name} | {', '.join(_code(m) for m in sorted(members[name]))} |")
+    for name, mods in members.items():
+        lines.append(f"| {name} | {', '.join(_code(m) for m in sorted(mods))} |")
     return "\n".join(lines)
 
 
