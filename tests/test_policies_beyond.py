@@ -78,6 +78,17 @@ class TestTemplate:
         assert np.isfinite(sel.steps["score"]).all()
         np.testing.assert_allclose(sel.steps["u"], bald(_state().probs_N_K)[sel.indices])
 
+    def test_pool_table_holds_the_round_start_scores(self, name):
+        state = _state()
+        policy = FACTORIES[name]()
+        sel = policy.select(state, self.batch, np.random.default_rng(0))
+        table = policy.pool_table(state)
+        assert list(table.columns) == ["u", "score"] and len(table) == 150
+        np.testing.assert_allclose(table["u"], bald(state.probs_N_K))
+        first = sel.indices[0]
+        assert table["score"][first] == pytest.approx(sel.steps["score"][0], rel=1e-6)
+        assert table["score"][first] == pytest.approx(table["score"].max(), rel=1e-6)  # step 0 takes the best
+
     @pytest.mark.parametrize("bad", [0, -1, 2.5, 151])
     def test_bad_batch_sizes_are_refused(self, name, bad):
         with pytest.raises(ConfigError, match="batch size"):
@@ -200,6 +211,8 @@ def test_epig_targets_come_from_the_rng():
     np.testing.assert_allclose(full.steps["score"], epig_scores(p, p)[full.indices])
     with pytest.raises(ConfigError, match="target_size"):
         EPIGPolicy(target_size=0)
+    with pytest.raises(ConfigError, match="call select"):  # its targets come from select's rng
+        EPIGPolicy().pool_table(_state())
 
 
 # ---- coreset -------------------------------------------------------------------------------------
@@ -337,3 +350,7 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch, name):
         assert col in acq.columns and acq[col].notna().all(), col
     pd.testing.assert_frame_equal(part.rounds().drop(columns=["train_seconds", "eval_seconds", "select_seconds"]),
                                   full.rounds().drop(columns=["train_seconds", "eval_seconds", "select_seconds"]))
+    for r in range(2):
+        scores = part.pool_scores(r)
+        pd.testing.assert_frame_equal(scores, full.pool_scores(r))
+        assert scores["score"].notna().all()

@@ -229,6 +229,12 @@ class BatchBALDPolicy:
         sel.steps["u"] = u[sel.indices]
         return sel
 
+    def pool_table(self, state: PoolState) -> pd.DataFrame:
+        """Per pool item: ``u`` and ``score`` = its gain at the first step (BALD, the empty batch's gain)."""
+        from balpm.uncertainty import bald
+
+        return pd.DataFrame({"u": state_uncertainty(state, self.uncertainty), "score": bald(state.probs_N_K)})
+
 
 @dataclass(frozen=True)
 class BatchBALDKnobs:
@@ -243,4 +249,4 @@ register_policy("batchbald", knobs=BatchBALDKnobs,
                                                             uncertainty=common.uncertainty),
                 help="greedy joint mutual information of the batch with the model (Kirsch et al. 2019)",
                 color="#00798c", step_columns=("joint_mi", "joint_entropy", "exact", "evaluated"),
-                label_uncertainty=False)
+                abilities={"pool_table"}, label_uncertainty=False)

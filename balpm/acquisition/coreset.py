@@ -15,6 +15,8 @@ float32 product, float64 norms). With no labelled items the first centre is draw
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -75,10 +77,12 @@ def sq_distances_to(pool_N_D: np.ndarray, norms_N: np.ndarray, j: int) -> np.nda
 
 
 def select_coreset(pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray, batch_size: int,
-                   rng: np.random.Generator, u_N: np.ndarray | None = None) -> Selection:
-    """Greedy k-center batch (see module docstring). Steps: ``score`` = ``covered_radius`` = the pick's distance
-    to its nearest centre (z-scored units; inf for a first centre with nothing labelled), ``u`` = the
-    given uncertainty (NaN if None)."""
+                   rng: np.random.Generator, u_N: np.ndarray | None = None,
+                   on_start: Callable[[np.ndarray], None] | None = None) -> Selection:
+    """Greedy k-center batch (see module docstring). Steps: ``score`` = ``covered_radius`` = the pick's
+    distance to its nearest centre (z-scored units; inf for a first centre with nothing labelled), ``u`` =
+    the given uncertainty (NaN if None). ``on_start(distance_N)``, when given, receives every pool item's
+    distance to its nearest labelled item before the first pick."""
     pool = check_features(pool_prompts_N_D, "pool prompt features")
     lab = check_features(labelled_prompts_L_D, "labelled prompt features", dim=pool.shape[1], allow_empty=True)
     n = pool.shape[0]
@@ -86,6 +90,8 @@ def select_coreset(pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarra
     z_pool, z_lab = zscore(pool, lab)
     norms = sq_norms(z_pool)
     nearest = nearest_sq_distances(z_pool, z_lab)
+    if on_start is not None:
+        on_start(np.sqrt(nearest))
     alive = np.ones(n, dtype=bool)
     picks, radius = [], []
     for step in range(batch_size):
@@ -112,14 +118,27 @@ class CoresetPolicy:
     def __init__(self, uncertainty: str = "epistemic", name: str = "coreset") -> None:
         self.name = name
         self.uncertainty = uncertainty
+        self._start: tuple[PoolState, np.ndarray, np.ndarray] | None = None  # (state, u, distance) of the last select
 
     def select(self, state: PoolState, batch_size: int, rng: np.random.Generator) -> Selection:
         """Farthest-first batch on the z-scored prompt features."""
         u = state_uncertainty(state, self.uncertainty)
         check_batch(batch_size, u.size)
-        return select_coreset(state.pool_prompts_N_D, state.labelled_prompts_L_D, batch_size, rng, u_N=u)
+
+        def keep(distance_N: np.ndarray) -> None:
+            self._start = (state, u, distance_N)
+
+        return select_coreset(state.pool_prompts_N_D, state.labelled_prompts_L_D, batch_size, rng, u_N=u,
+                              on_start=keep)
+
+    def pool_table(self, state: PoolState) -> pd.DataFrame:
+        """Per pool item: ``u`` and ``score`` = its distance to the nearest labelled item (z-scored units)."""
+        if self._start is None or self._start[0] is not state:  # not from select: the same (rng-free) numbers
+            self.select(state, 1, np.random.default_rng(0))
+        return pd.DataFrame({"u": self._start[1], "score": self._start[2]})
 
 
 register_policy("coreset", knobs=NoKnobs, build=lambda knobs, common: CoresetPolicy(uncertainty=common.uncertainty),
                 help="k-center greedy on z-scored prompt features, diversity only (Sener & Savarese 2018)",
-                color="#66a61e", step_columns=("covered_radius",), label_uncertainty=False)
+                color="#66a61e", step_columns=("covered_radius",), abilities={"pool_table"},
+                label_uncertainty=False)

@@ -21,6 +21,7 @@ a Cholesky factor of V otherwise (float64); later steps keep the rank-one vector
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -90,11 +91,12 @@ class DesignInverse:
 
 
 def select_dopt(pool_phi_N_D: np.ndarray, labelled_phi_L_D: np.ndarray, batch_size: int, lam: float = 1.0,
-                u_N: np.ndarray | None = None) -> Selection:
+                u_N: np.ndarray | None = None, on_start: Callable[[np.ndarray], None] | None = None) -> Selection:
     """Greedy D-optimal batch on pair-feature differences (see module docstring).
 
     Steps table: ``score`` = ``||phi||_{V^-1}`` of the pick at its step (the design including earlier
     picks), ``u`` = the given uncertainty (NaN if None), ``logdet_gain`` = ``log(1 + s)``.
+    ``on_start(norm_N)``, when given, receives every pool pair's norm before the first pick.
     """
     if not (isinstance(lam, (int, float, np.floating, np.integer)) and math.isfinite(lam) and lam > 0):
         raise ConfigError(f"lam must be a finite number > 0 (got {lam}); it is the ridge of the design matrix")
@@ -104,6 +106,8 @@ def select_dopt(pool_phi_N_D: np.ndarray, labelled_phi_L_D: np.ndarray, batch_si
     check_batch(batch_size, n)
     inv0 = DesignInverse(lab, lam)
     s = inv0.scores(phi)
+    if on_start is not None:
+        on_start(np.sqrt(s))
     alive = np.ones(n, dtype=bool)
     ws: list[np.ndarray] = []
     dens: list[float] = []
@@ -147,6 +151,7 @@ class DOptPolicy:
         self.name = name
         self.lam = float(lam)
         self.uncertainty = uncertainty
+        self._start: tuple[PoolState, np.ndarray, np.ndarray] | None = None  # (state, u, norm) of the last select
 
     def select(self, state: PoolState, batch_size: int, rng: np.random.Generator) -> Selection:
         """Greedy D-optimal batch on the pool pairs' feature differences."""
@@ -161,7 +166,17 @@ class DOptPolicy:
                               "pool rows; pass the RunPool of this round")
         phi = pair_differences(run, run.pool_index_N)
         lab = pair_differences(run, run.labelled_index_L)
-        return select_dopt(phi, lab, batch_size, self.lam, u_N=u)
+
+        def keep(norm_N: np.ndarray) -> None:
+            self._start = (state, u, norm_N)
+
+        return select_dopt(phi, lab, batch_size, self.lam, u_N=u, on_start=keep)
+
+    def pool_table(self, state: PoolState) -> pd.DataFrame:
+        """Per pool item: ``u`` and ``score`` = ``||phi||_{V^-1}`` under the labelled design (before any pick)."""
+        if self._start is None or self._start[0] is not state:  # not from select: the same (rng-free) numbers
+            self.select(state, 1, np.random.default_rng(0))
+        return pd.DataFrame({"u": self._start[1], "score": self._start[2]})
 
 
 @dataclass(frozen=True)
@@ -174,4 +189,4 @@ class DOptKnobs:
 register_policy("dopt", knobs=DOptKnobs,
                 build=lambda knobs, common: DOptPolicy(lam=knobs.lam, uncertainty=common.uncertainty),
                 help="greedy D-optimal design on pair-feature differences, rank-one updates (APO, Das et al. 2024)",
-                color="#4a1486", step_columns=("logdet_gain",), label_uncertainty=False)
+                color="#4a1486", step_columns=("logdet_gain",), abilities={"pool_table"}, label_uncertainty=False)

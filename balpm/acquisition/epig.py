@@ -15,9 +15,11 @@ Each of the four joint cells is one (N x K) @ (K x T) product; float64; pool row
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy.special import xlogy
 
 from balpm.acquisition.base import PoolState, Selection
@@ -61,10 +63,12 @@ def sample_targets(n_pool: int, target_size: int, rng: np.random.Generator) -> n
 
 
 def select_epig(probs_N_K: np.ndarray, batch_size: int, rng: np.random.Generator, target_size: int = 100,
-                u_N: np.ndarray | None = None) -> Selection:
+                u_N: np.ndarray | None = None,
+                on_start: Callable[[np.ndarray], None] | None = None) -> Selection:
     """Top-``batch_size`` pool rows by EPIG over a seeded sample of ``target_size`` pool rows as targets.
 
-    Steps table: ``score`` = EPIG, ``u`` = the given uncertainty (BALD if None).
+    Steps table: ``score`` = EPIG, ``u`` = the given uncertainty (BALD if None). ``on_start(score_N)``,
+    when given, receives every pool row's EPIG.
     """
     if int(target_size) != target_size or target_size < 1:
         raise ConfigError(f"target_size must be an integer >= 1 (got {target_size})")
@@ -72,6 +76,8 @@ def select_epig(probs_N_K: np.ndarray, batch_size: int, rng: np.random.Generator
     check_batch(batch_size, p.shape[0])
     targets = sample_targets(p.shape[0], target_size, rng)
     score = epig_scores(p, p[targets])
+    if on_start is not None:
+        on_start(score.copy())
     if u_N is None:
         from balpm.uncertainty import bald
 
@@ -89,12 +95,24 @@ class EPIGPolicy:
         self.name = name
         self.target_size = int(target_size)
         self.uncertainty = uncertainty
+        self._start: tuple[PoolState, np.ndarray, np.ndarray] | None = None  # (state, u, EPIG) of the last select
 
     def select(self, state: PoolState, batch_size: int, rng: np.random.Generator) -> Selection:
         """Top-B by EPIG; ``u`` of the steps table is the configured uncertainty."""
         u = state_uncertainty(state, self.uncertainty)
         check_batch(batch_size, u.size)
-        return select_epig(state.probs_N_K, batch_size, rng, self.target_size, u_N=u)
+
+        def keep(score_N: np.ndarray) -> None:
+            self._start = (state, u, score_N)
+
+        return select_epig(state.probs_N_K, batch_size, rng, self.target_size, u_N=u, on_start=keep)
+
+    def pool_table(self, state: PoolState) -> pd.DataFrame:
+        """Per pool item: ``u`` and ``score`` (EPIG against the targets of the last ``select`` of this state)."""
+        if self._start is None or self._start[0] is not state:
+            raise ConfigError("epig's pool table holds the scores of its last select (the targets come from "
+                              "select's rng); call select(state, ...) first with this state")
+        return pd.DataFrame({"u": self._start[1], "score": self._start[2]})
 
 
 @dataclass(frozen=True)
@@ -107,4 +125,4 @@ class EPIGKnobs:
 register_policy("epig", knobs=EPIGKnobs,
                 build=lambda knobs, common: EPIGPolicy(target_size=knobs.target_size, uncertainty=common.uncertainty),
                 help="top-B expected predictive information gain on sampled pool targets (Smith et al. 2023)",
-                color="#e6ab02", label_uncertainty=False)
+                color="#e6ab02", abilities={"pool_table"}, label_uncertainty=False)
