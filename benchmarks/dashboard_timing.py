@@ -12,7 +12,8 @@
    page ready (navigation click until the script is idle and every chart is drawn) for the Lesson,
    Prompt space and Ablations pages; one replay step redrawn (the "next" button until the figure's
    title shows the next pick); one ablation toggle (a finished variant's button until its paired
-   verdict is on screen). Medians over ``--steps`` repetitions (at most 10 for pages and toggles).
+   verdict is on screen and its curve is in the chart, checked every animation frame). Medians over
+   ``--steps`` repetitions (at most 10 for pages and toggles).
 
 3. ``--map-points N`` (e.g. 92000): the first Prompt space chart at paper scale. A run folder is made
    by the engine (policy random, a tiny reward model: the model is not what is timed) on
@@ -208,6 +209,11 @@ def time_replay(n: int, dim: int, steps: int) -> dict:
             "step_ms_max": round(float(np.max(total)) * 1e3, 1), "mb_sent": round(float(np.median(sizes)) / 1e6, 2)}
 
 
+TOGGLED_JS = """(name) => [...document.querySelectorAll('[data-testid=stAlert]')].some(e => e.innerText.includes(name + ' against '))
+    && [...document.querySelectorAll('.js-plotly-plot')].some(gd => (gd._fullData || []).some(
+        t => (t.name || '').startsWith(name + ' (')))"""
+
+
 def _idle(page, timeout: float = 600.0) -> None:
     """Until the script is not running, no skeleton is left and every plotly chart has drawn (3 checks)."""
     t0, stable = time.perf_counter(), 0
@@ -294,8 +300,10 @@ def time_browser(root: Path, reps: int = 10) -> dict:
                     break
                 t = time.perf_counter()
                 page.locator("[data-testid='stButtonGroup'] button", has_text=name).first.click()
-                page.get_by_text(f"{name} against ").first.wait_for(timeout=120_000)
-                page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
+                # switched: the variant's verdict on screen and its curve in the chart, checked every animation
+                # frame (a locator's wait_for polls every 500 ms after its first tries: it read ~1.1 s for
+                # toggles whose verdict had shown at 0.4-0.8 s)
+                page.wait_for_function(TOGGLED_JS, arg=name, polling="raf", timeout=120_000)
                 toggles.append(time.perf_counter() - t)
                 _idle(page)
             out["ablation_toggle_s"] = {"median": round(float(np.median(toggles)), 3),
