@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from balpm import devices, safe_yaml
-from balpm.data.worlds import canonical_spec
 from balpm.errors import ConfigError
 from balpm.knobs import (  # noqa: F401 - re-exported: the value lists live in the leaf module balpm.knobs
     BETA_MODES,
@@ -493,6 +492,8 @@ def coerce_value(key: str, value: Any, where: str | None = None, *, policy: str 
     where = where or key_name(key)
     out = _coerce(tp, value, where)
     if key == "data.world" and out:  # one spelling per world, so two spellings of a world hash the same
+        from balpm.data.worlds import canonical_spec  # lazy: numpy (balpm --help imports none)
+
         out = canonical_spec(out)
     choices = _registry().names() if key == "acquisition.policy" else f.metadata.get("choices")
     if choices and out not in choices:
