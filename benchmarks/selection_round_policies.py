@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append({"policy": name, "error": proc.stderr.strip().splitlines()[-1:]})
             continue
         results.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+        print(json.dumps(results[-1]), file=sys.stderr, flush=True)  # progress: each policy as it finishes
     import faiss
 
     print(json.dumps({"n": args.n, "d": args.d, "labelled": args.labelled, "picks": args.picks,
