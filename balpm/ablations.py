@@ -50,6 +50,10 @@ PAPER: tuple[Variant, ...] = (
 PRESETS: dict[str, tuple[Variant, ...]] = {"paper": PAPER}
 
 
+#: the policy whose knobs the paper's ablation set flips (docs/method.md section 6)
+POLICY = "balpm"
+
+
 def variants(preset: str) -> tuple[Variant, ...]:
     """The variants of a named preset (``paper``); a one-line ConfigError naming the choices otherwise."""
     if preset not in PRESETS:
@@ -59,13 +63,13 @@ def variants(preset: str) -> tuple[Variant, ...]:
 
 def variant_config(base: RunConfig, v: Variant) -> RunConfig:
     """``base`` as BAL-PM with ``v``'s knobs and the name ``ablation: <short>`` (seed unchanged)."""
-    return base.replace(acquisition={"policy": "balpm", **v.knobs}, name=NAME_PREFIX + v.short)
+    return base.replace(acquisition={"policy": POLICY, **v.knobs}, name=NAME_PREFIX + v.short)
 
 
 def variant_configs(base: RunConfig, preset: str, seeds: Sequence[int]) -> list[RunConfig]:
     """Every variant of ``preset`` that differs from ``base`` (taken as BAL-PM), for every seed: validated
     configs, the base's own config (e.g. ``β=0.1`` when the base's beta is 0.1) left out."""
-    base = base.replace(acquisition={"policy": "balpm"})
+    base = base.replace(acquisition={"policy": POLICY})
     out: dict[str, RunConfig] = {}
     for v in variants(preset):
         for seed in seeds:
@@ -93,4 +97,4 @@ def is_variant(cfg: RunConfig) -> bool:
     if str(cfg.name).startswith(NAME_PREFIX):
         return True
     a = cfg.acquisition
-    return a.policy == "balpm" and (a.uncertainty != "epistemic" or a.minimize_entropy or a.estimator == "kl")
+    return a.policy == POLICY and (a.uncertainty != "epistemic" or a.minimize_entropy or a.estimator == "kl")

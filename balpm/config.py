@@ -27,6 +27,7 @@ import json
 import math
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -50,19 +51,40 @@ LOADER_FORMATS = ("auto", "openai", "hub", "carper", "hh", "table")
 POOLINGS = ("auto", "mean", "last", "cls", "max")
 
 # First-class CLI flags of ``balpm run`` / ``sweep`` and the config key each one sets (every other
-# knob: ``--set section.field=value``). Error messages name the flag.
-CLI_FLAGS: dict[str, str] = {
+# knob: ``--set section.field=value``). Error messages name the flag. A policy's knob declares its own flag
+# (``knob(..., flag="--beta")`` in its module); :data:`CLI_FLAGS` adds those from the registry.
+_SECTION_FLAGS: dict[str, str] = {
     "data.paths": "--data", "data.ood_paths": "--ood", "data.format": "--format", "data.skip_bad": "--skip-bad",
     "features.model": "--model",
     "model.ensemble_size": "--ensemble-size", "model.max_epochs": "--epochs", "model.hidden": "--hidden",
     "model.lr": "--lr", "model.device": "--device",
-    "acquisition.policy": "--policy", "acquisition.beta": "--beta", "acquisition.k": "--k", "acquisition.d": "--d",
-    "acquisition.normalize": "--normalize", "acquisition.estimator": "--estimator",
-    "acquisition.uncertainty": "--uncertainty", "acquisition.minimize_entropy": "--minimize-entropy",
-    "acquisition.coldness": "--coldness",
+    "acquisition.policy": "--policy", "acquisition.uncertainty": "--uncertainty",
     "loop.pool_size": "--pool-size", "loop.initial": "--initial", "loop.batch_size": "--batch-size",
     "loop.rounds": "--rounds", "loop.seed": "--seed", "loop.save_pool_scores": "--pool-scores",
 }
+
+
+class _CliFlags(Mapping):
+    """:data:`CLI_FLAGS`: the sections' first-class flags plus every registered policy knob's own ``flag``."""
+
+    def _all(self) -> dict[str, str]:
+        out = dict(_SECTION_FLAGS)
+        for name, (_, f) in _registry().all_knob_fields().items():
+            if f.metadata.get("flag"):
+                out.setdefault(f"acquisition.{name}", f.metadata["flag"])
+        return out
+
+    def __getitem__(self, key: str) -> str:
+        return self._all()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+
+CLI_FLAGS: Mapping[str, str] = _CliFlags()
 
 _TRUE = ("true", "yes", "on", "1", "y")
 _FALSE = ("false", "no", "off", "0", "n")
@@ -269,6 +291,8 @@ class AcquisitionConfig:
                     values[name] = value
                 elif name in LEGACY_KNOBS and value != LEGACY_KNOBS[name]:
                     legacy[name] = value
+            for name in [n for n in legacy if n in own]:  # a legacy value the new policy owns becomes its knob
+                values[name] = coerce_value(f"acquisition.{name}", legacy.pop(name), policy=policy)
         else:
             values = self.knob_values()
         for name, value in changes.items():
@@ -303,14 +327,20 @@ class AcquisitionConfig:
         return json.loads(json.dumps(d))
 
 
-def check_owned(policy: str, names: Any) -> None:
-    """One-line ConfigError (naming the flag, whose knob it is and ``policy``'s knobs) unless ``policy`` owns
-    every acquisition knob in ``names`` (``policy`` and ``uncertainty`` belong to every policy). The CLI
-    checks the knobs a user gave with this; files and :meth:`RunConfig.replace` keep legacy knobs hash-only."""
-    own = _registry().policy_entry(policy).knob_fields()
+def check_owned(policy: str | Any, names: Any) -> None:
+    """One-line ConfigError (naming the flag, whose knob it is and the policy's knobs) unless ``policy`` (or,
+    given several, one of them: a sweep's) owns every acquisition knob in ``names`` (``policy`` and
+    ``uncertainty`` belong to every policy). The CLI checks the knobs a user gave with this; files and
+    :meth:`RunConfig.replace` keep legacy knobs hash-only."""
+    policies = [policy] if isinstance(policy, str) else list(policy)
+    own = {k for p in policies for k in _registry().policy_entry(p).knob_fields()}
     for name in names:
         if name not in ("policy", "uncertainty") and name not in own:
-            raise ConfigError(_not_owned(name, policy))
+            if len(policies) == 1:
+                raise ConfigError(_not_owned(name, policies[0]))
+            owners = _registry().knob_owners(name)
+            raise ConfigError(f"{key_name(f'acquisition.{name}')} is not a knob of any of the policies "
+                              f"{', '.join(policies)} ({'it is a knob of ' + ', '.join(owners) if owners else 'no policy has it'})")
 
 
 def _not_owned(name: str, policy: str) -> str:

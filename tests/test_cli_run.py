@@ -15,8 +15,9 @@ from balpm.cli.run import build_config
 from balpm.config import RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
+# no --k: it is BAL-PM's knob, and a flag of a knob the run's policy does not own is refused
 SMALL = ["--ensemble-size", "3", "--hidden", "16,8", "--epochs", "2", "--lr", "0.01", "--initial", "16",
-         "--batch-size", "16", "--k", "5", "--quiet"]
+         "--batch-size", "16", "--quiet"]
 
 
 def _synthetic_small(tmp_path: Path) -> Path:
@@ -137,7 +138,7 @@ def test_resume_by_run_id_reads_the_runs_own_config(tmp_path, capsys):
     (w.path / ".acquisitions.parquet.dead.tmp").write_bytes(b"half-written by the killed process")
     capsys.readouterr()
     main(["runs", "--runs-dir", str(root)])
-    assert f"mine\tfailed\t1/3\tbalpm beta=0.2 k=5 seed 7 (resume: balpm run --resume --run-id mine --runs-dir {root})" \
+    assert f"mine\tfailed\t1/3\tbalpm beta=0.2 seed 7 (resume: balpm run --resume --run-id mine --runs-dir {root})" \
         in capsys.readouterr().out
     main(["run", "--resume", "--run-id", "mine", "--runs-dir", str(root), "--quiet"])  # the README's form
     assert "mine: complete, 3 rounds" in capsys.readouterr().out
@@ -162,7 +163,7 @@ def _bad(tmp_path: Path, name: str, text: str) -> str:
 @pytest.mark.parametrize("args, needle", [
     (["--beta", "inf"], "--beta"), (["--d", "nan"], "--d"), (["--lr", "inf"], "--lr"),
     (["--hidden", "0"], "--hidden"), (["--device", "foo"], "--device"), (["--seed", "-1"], "--seed"),
-    (["--policy", "coreset"], "--policy"), (["--set", "loop.rounds=3.5"], "--set loop.rounds"),
+    (["--policy", "no_such_policy"], "--policy"), (["--set", "loop.rounds=3.5"], "--set loop.rounds"),
     (["--set", "acquisition.floor=0"], "acquisition.floor"), (["--set", "nosuch=1"], "nosuch"),
     (["-c", "rounds_35.yaml"], "loop.rounds"), (["-c", "beta_abc.yaml"], "acquisition.beta"),
     (["-c", "rounds_str.yaml", "--set", "model.hidden=0"], "model.hidden"),

@@ -37,7 +37,7 @@ def test_yaml_values_are_coerced_by_the_field_type():
     ("acquisition: {d: .nan}", ("acquisition.d", "finite")),
     ("loop: {save_pool_scores: maybe}", ("loop.save_pool_scores", "true or false")),
     ("loop: {seed: true}", ("loop.seed", "whole number")),
-    ("acquisition: {policy: coreset}", ("acquisition.policy", "--policy", "balpm")),
+    ("acquisition: {policy: no_such_policy}", ("acquisition.policy", "--policy", "balpm")),
     ("loop: {roundz: 3}", ("roundz", "loop")),
     ("loop: 3", ("loop", "mapping")),
     ("- a\n- b", ("mapping",)),

@@ -452,9 +452,7 @@ class BalpmPolicy:
                  normalize: str = "zscore", estimator: str = "pool_radius", uncertainty: str = "epistemic",
                  minimize: bool = False, exact_knn: bool = True, name: str = "balpm",
                  beta_mode: str = "fixed") -> None:
-        if beta_mode not in BETA_MODES:
-            raise ConfigError(f"unknown beta_mode {beta_mode!r}; choose one of {', '.join(BETA_MODES)}")
-        self.name = name
+        self.name = name  # knobs are checked once: by the config (BalpmKnobs' fields), or by prepare_balpm
         self.beta_mode = beta_mode
         self.beta, self.k, self.d, self.floor = beta, k, d, floor
         self.normalize, self.estimator, self.uncertainty = normalize, estimator, uncertainty

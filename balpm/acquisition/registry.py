@@ -98,6 +98,10 @@ class PolicyEntry:
         """The per-item pool-score columns: ``u``, its own, then ``score``."""
         return ("u",) + tuple(c for c in self.pool_columns if c not in BASE_POOL_COLUMNS) + ("score",)
 
+    def records(self, column: str) -> bool:
+        """Whether its picks record ``column`` (``"beta_h"``: the policy has an entropy term, BAL-PM)."""
+        return column in self.acquisition_columns
+
     def has(self, ability: str) -> bool:
         """Whether the policy declares ``ability`` (``"pool_table"`` or ``"replay"``)."""
         return ability in self.abilities
@@ -198,6 +202,19 @@ def policy_entry(name: str) -> PolicyEntry:
     except KeyError:
         raise ConfigError(f"unknown policy {name!r}; choose one of {', '.join(reg)} (a plugin policy: "
                           f"${PLUGINS_ENV}=module)") from None
+
+
+def records(policy: str, column: str) -> bool:
+    """Whether registered policy ``policy`` records ``column`` (False for a name not registered here, e.g. a
+    plugin's run listed without its plugin)."""
+    entry = entries().get(policy)
+    return entry is not None and entry.records(column)
+
+
+def has_ability(policy: str, ability: str) -> bool:
+    """Whether registered policy ``policy`` declares ``ability`` (False for a name not registered here)."""
+    entry = entries().get(policy)
+    return entry is not None and entry.has(ability)
 
 
 def knob_owners(knob_name: str) -> list[str]:

@@ -25,6 +25,8 @@ from balpm.config import (
 )
 from balpm.cli.options import GivenOptions, field_option
 from balpm.cli.options import config_options as generated_options
+from balpm.acquisition.registry import knob_owners
+from balpm.acquisition.registry import names as registry_names
 from balpm.errors import ConfigError
 
 # ---- the config flags, generated from the dataclasses ------------------------------------------
@@ -33,12 +35,13 @@ FLAG_PARAMS: dict[str, str] = {
     "format": "data.format", "skip_bad": "data.skip_bad",
     "policy": "acquisition.policy", "seed": "loop.seed",
     "rounds": "loop.rounds", "batch_size": "loop.batch_size", "initial": "loop.initial", "pool_size": "loop.pool_size",
-    "beta": "acquisition.beta", "k": "acquisition.k", "d": "acquisition.d", "normalize": "acquisition.normalize",
-    "estimator": "acquisition.estimator", "uncertainty": "acquisition.uncertainty",
-    "minimize_entropy": "acquisition.minimize_entropy", "coldness": "acquisition.coldness",
+    "uncertainty": "acquisition.uncertainty",
     "model": "features.model", "ensemble_size": "model.ensemble_size", "epochs": "model.max_epochs",
     "hidden": "model.hidden", "lr": "model.lr", "device": "model.device", "save_pool_scores": "loop.save_pool_scores",
 }
+# every registered policy knob with a flag of its own (--beta, --k, --coldness, a plugin's): generated
+FLAG_PARAMS.update((flag.lstrip("-").replace("-", "_"), key) for key, flag in CLI_FLAGS.items()
+                   if key.startswith("acquisition.") and key not in FLAG_PARAMS.values())
 _NEGATIVE = {"data.skip_bad": "--no-skip-bad", "acquisition.minimize_entropy": "--maximize-entropy",
              "loop.save_pool_scores": "--no-pool-scores"}
 _SWEEP_SKIPS = ("policy", "seed")  # the sweep has --policies and --seeds instead
@@ -59,17 +62,26 @@ def _option(param: str, key: str) -> tuple[Any, Any]:
     ``--help`` shows the default a run really uses: for a field of the teaching preset both values
     (without ``--data``: the preset's; with: the field's).
     """
-    return field_option(key, CLI_FLAGS[key], negative=_NEGATIVE.get(key), preset=_preset_default(key),
-                        preset_note="without --data, the teaching world's preset", default_note="with --data")
+    ann, opt = field_option(key, CLI_FLAGS[key], negative=_NEGATIVE.get(key), preset=_preset_default(key),
+                            preset_note="without --data, the teaching world's preset", default_note="with --data")
+    name = key.partition(".")[2]
+    if key == "acquisition.policy":  # the registered policies (plugins included), as choices
+        opt.metavar = "[" + "|".join(registry_names()) + "]"
+        opt.help = f"one of {', '.join(registry_names())}"
+    owners = knob_owners(name) if key.startswith("acquisition.") and name not in ("policy", "uncertainty") else []
+    if owners:  # whose knob it is (a flag of a knob the chosen policy does not own is refused)
+        opt.help = f"({', '.join(owners)} knob) {opt.help}"
+    return ann, opt
 
 
 @dataclass
 class ConfigFlags(GivenOptions):
     """The config part of a ``run`` / ``sweep`` command line: ``-c``, the first-class flags given, ``--set``."""
 
-    def build(self, base: RunConfig | None = None) -> RunConfig:
-        """The validated RunConfig: ``base`` (or ``-c``, or the defaults) with the flags, then ``--set``, applied."""
-        return build_config(self.config, sets=self.sets, base=base, **self.values)
+    def build(self, base: RunConfig | None = None, *, policies: list[str] | None = None) -> RunConfig:
+        """The validated RunConfig: ``base`` (or ``-c``, or the defaults) with the flags, then ``--set``, applied.
+        ``policies`` (a sweep's): a knob flag must belong to one of them (else to the config's policy)."""
+        return build_config(self.config, sets=self.sets, base=base, policies=policies, **self.values)
 
 
 def config_options(*, policy_and_seed: bool = True) -> Any:
@@ -86,7 +98,7 @@ def config_options(*, policy_and_seed: bool = True) -> Any:
 
 def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = None,
                  ood: Optional[list[str]] = None, sets: Optional[list[str]] = None, base: RunConfig | None = None,
-                 **flags: Any) -> RunConfig:
+                 policies: Optional[list[str]] = None, **flags: Any) -> RunConfig:
     """A validated RunConfig: ``base`` (or the YAML ``config``, or the defaults), then flags, then ``--set``.
 
     ``flags`` are keyed by the Python names of :data:`FLAG_PARAMS` (``rounds=2``, ``hidden="16,8"``);
@@ -126,7 +138,7 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
         key, value = parse_assignment(item)
         put(key, value)
     cfg = cfg.replace(**changes) if changes else cfg
-    check_owned(cfg.acquisition.policy, changes.get("acquisition", {}))  # --beta on random: whose knob it is
+    check_owned(policies or cfg.acquisition.policy, changes.get("acquisition", {}))  # --beta on random: whose knob
     if base is None:  # no data: the teaching world's preset sizes (balpm/presets.py) fill what was not set
         from balpm.presets import apply_preset
 
@@ -253,7 +265,7 @@ def sweep_command(
     from balpm import runs, sweep
 
     runs.check_root(runs_dir)
-    base = flags.build()
+    base = flags.build(policies=sweep.parse_policies(policies))
     configs = sweep.expand(base, sweep.parse_policies(policies), sweep.parse_seeds(seeds), sweep.parse_grid(grid or []),
                            ceiling=ceiling)
     if ablations:

@@ -133,7 +133,7 @@ def check_run_sizes(split_N: Sequence[str] | np.ndarray, loop: Any, acquisition:
     if need > pool_size:
         raise ConfigError(f"initial + batch_size * (rounds - 1) = {need} exceeds the pool size {pool_size}; "
                           "lower --rounds or --batch-size")
-    if acquisition.policy == "balpm" and loop.rounds > 1:
+    if "k" in acquisition.knob_values() and loop.rounds > 1:  # a kNN policy (its registry knobs have k)
         smallest = pool_size - loop.initial - loop.batch_size * (loop.rounds - 2)
         if acquisition.k >= smallest:
             raise ConfigError(f"k {acquisition.k} is not below the smallest pool the policy sees ({smallest} items); lower --k")

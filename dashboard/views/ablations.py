@@ -23,7 +23,7 @@ root, infos, ok = state.page_runs(
     empty="No readable runs yet: an ablation starts from an existing run (start one on the Runs page).")
 
 cmp_ids = [i.run_id for i in state.compared(infos)]
-candidates = sorted(ok, key=lambda i: (i.run_id not in cmp_ids, i.policy != "balpm", i.run_id))
+candidates = sorted(ok, key=lambda i: (i.run_id not in cmp_ids, i.policy != ablations.POLICY, i.run_id))
 names = {i.run_id: f"{i.label} · seed {i.seed} ({i.run_id})" for i in candidates}
 base_id = st.selectbox("base run", list(names), format_func=lambda r: names[r], key="abl_base")
 base_cfg, _ = state.config(root, base_id)
@@ -44,7 +44,7 @@ def _variant_groups() -> dict[str, list[runs.RunInfo]]:
     variant at every seed of the setting (seeds x variants hashes), then one hash per run. Asking
     ``variant_of`` per run hashed seeds x variants configs for each run: 0.59 s of every toggle with the
     88 runs of ``balpm sweep --ablations paper --seeds 0-7``."""
-    cand = [i for i in ok if i.setting == base_info.setting and i.label != base_info.label and i.policy == "balpm"]
+    cand = [i for i in ok if i.setting == base_info.setting and i.label != base_info.label and i.policy == ablations.POLICY]
     want: dict[str, str] = {}
     for seed in sorted({int(i.seed) for i in cand}):
         at_seed = base_cfg.replace(loop={"seed": seed})

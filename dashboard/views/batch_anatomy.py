@@ -6,11 +6,13 @@ import streamlit as st
 
 from balpm_dashboard import frames, plots, state, untrusted
 
+from balpm.acquisition import registry
+
 root, infos, runs_cmp = state.page_runs("Anatomy of a batch")
 
 with_picks = [i for i in runs_cmp if i.last_round >= 1 or (i.state == "complete" and i.rounds > 1)]
 names = {i.run_id: f"{i.label} · seed {i.seed}" for i in runs_cmp}
-pref = next((i.run_id for i in runs_cmp if i.policy == "balpm"), runs_cmp[0].run_id)
+pref = next((i.run_id for i in runs_cmp if registry.records(i.policy, "beta_h")), runs_cmp[0].run_id)
 c = st.columns([2, 1])
 rid = c[0].selectbox("run", list(names), index=list(names).index(pref), format_func=lambda r: names[r], key="ba_run")
 acq = state.attempt(state.acquisitions, root, rid, what=rid)
@@ -32,7 +34,8 @@ else:
     sign_txt = "U − β·H" if a.minimize_entropy else "U + β·H"
     beta_txt = (f"β={frames.fmt_num(beta_r)}, scaled from {a.beta:g}" if getattr(a, "beta_mode", "fixed") == "scaled"
                 else f"β={a.beta:g}")
-    if a.policy == "balpm":
+    entropy_term = registry.records(a.policy, "beta_h")  # its registry entry declares the U + beta*H columns
+    if entropy_term:
         spreads = frames.round_spreads(rounds_df, rnd)
         if not spreads["u_std"] == spreads["u_std"]:  # an older run: compute them from the round's pool scores
             scores_r, _ = state.pool_scores(root, rid, rnd)
@@ -43,7 +46,7 @@ else:
     st.plotly_chart(plots.anatomy_bars(anat, title=f"{names[rid]} · round {rnd}: each pick's score = {sign_txt} "
                                                    f"({beta_txt}, d={a.d:g}, k={a.k})"),
                     key="ba_bars", config={"displaylogo": False}, theme=None)
-    if cfg.acquisition.policy != "balpm":
+    if not entropy_term:
         st.caption(f"{untrusted.md(cfg.acquisition.policy)} has no entropy term: the bars are its uncertainty alone.")
     else:
         st.caption(f"Over this batch's picks: median U {frames.fmt_num(anat['u'].median())} "

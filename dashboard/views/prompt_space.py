@@ -5,6 +5,8 @@ import streamlit as st
 
 from balpm_dashboard import frames, plots, state, untrusted
 
+from balpm.acquisition import registry
+
 root, infos, runs_cmp = state.page_runs("Prompt space")
 
 ctl = st.columns([1, 2, 1, 1])
@@ -81,7 +83,8 @@ if not replayable:
     st.info("No run saved per-round pool scores (loop.save_pool_scores), so there is nothing to replay.")
     st.stop()
 rnames = {i.run_id: f"{i.label} · seed {i.seed}" for i in replayable}
-pref = next((i.run_id for i in replayable if i.policy == "balpm" and i.seed == seed), replayable[0].run_id)
+pref = next((i.run_id for i in replayable if registry.has_ability(i.policy, "replay") and i.seed == seed),
+            replayable[0].run_id)  # a policy whose picks replay step by step (its registry entry says so)
 rc = st.columns([2, 1, 2])
 rid = rc[0].selectbox("run", list(rnames), index=list(rnames).index(pref), format_func=lambda r: rnames[r],
                       key="rp_run")
@@ -110,7 +113,7 @@ sign = frames.score_sign(acfg.minimize_entropy)
 rounds_df = state.attempt(state.rounds, root, rid, what=rid)
 beta_r = frames.round_beta(rounds_df, rnd, acfg.beta)  # beta_mode=scaled: this round's effective beta
 spreads = frames.round_spreads(rounds_df, rnd, scores, beta_r)
-if acfg.policy == "balpm":
+if registry.records(acfg.policy, "beta_h"):  # a policy with an entropy term (its declared columns)
     msg = frames.diversity_message(spreads)
     if msg:
         st.warning(msg)
