@@ -30,7 +30,7 @@ base_cfg, _ = state.config(root, base_id)
 a = base_cfg.acquisition
 st.caption("Each change gives a config that differs from the base only in the acquisition knobs: same data, "
            "model, seed and therefore the same initial set. A variant already on disk (same config hash) is "
-           "reused; otherwise `balpm run` starts in the background.")
+           "reused; otherwise it runs for every seed of the base in the background (`balpm sweep`).")
 
 # ---- the paper's ablation set: finished variants switched instantly, missing ones run for every seed -----
 base_info = next(i for i in ok if i.run_id == base_id)
