@@ -11,6 +11,8 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+# the BatchBALD reference for the tests, without its torchvision dependency (see pyproject.toml's dev extra)
+.venv/bin/python -m pip install --quiet -c constraints.txt --no-deps 'batchbald-redux==2.0.5'
 if [ ! -x /usr/bin/chromium ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "setup: installing Debian's chromium for the browser test"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
