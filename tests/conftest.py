@@ -126,3 +126,43 @@ def hostile_runs_root(tmp_path_factory) -> Path:
     import hostile_runs
 
     return hostile_runs.build(tmp_path_factory.mktemp("hostile"))
+
+
+@pytest.fixture(scope="module")
+def dashboard_server(tmp_path_factory):
+    """``start(runs_root) -> url``: ``balpm dashboard --runs runs_root`` on a free 127.0.0.1 port, returned
+    once its health check answers (waits on the server, not a fixed sleep; a server that exits fails at
+    once with its log). Every server a module started is stopped (SIGTERM) at the module's end. The one
+    start-up of the Chromium tests (test_dashboard_browser, test_dashboard_hostile_browser)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    started: list[tuple[subprocess.Popen, object]] = []
+
+    def start(runs_root: Path, timeout: float = 240.0) -> str:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        log_path = tmp_path_factory.mktemp("dashboard-log") / "balpm-dashboard.log"
+        log = open(log_path, "wb")  # noqa: SIM115 - closed at teardown
+        proc = subprocess.Popen([sys.executable, "-m", "balpm", "dashboard", "--runs", str(runs_root), "--port", str(port)],
+                                stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
+        started.append((proc, log))
+        url = f"http://127.0.0.1:{port}"
+        t0 = time.time()
+        while time.time() - t0 < timeout and proc.poll() is None:
+            try:
+                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
+                    return url
+            except OSError:
+                time.sleep(0.2)
+        raise AssertionError("balpm dashboard did not start: " + log_path.read_text(errors="replace")[-2000:])
+
+    yield start
+    for proc, log in started:
+        proc.terminate()  # balpm dashboard stops its Streamlit child on SIGTERM
+        assert proc.wait(timeout=30) is not None
+        log.close()

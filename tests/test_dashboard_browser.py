@@ -1,23 +1,24 @@
 """End to end in Debian's Chromium (headless, Playwright) against ``balpm dashboard`` on 127.0.0.1.
 
-Runs made by the engine on the synthetic teaching world (with two ablation variants); the test walks
-the lesson step by step, visits every page, steps the replay with the button and the slider, presses
-play, clicks a point on a map and inspects it, switches between finished ablation variants, waits for
-the plot itself to redraw each time, and saves a screenshot of every page under
+Runs made by the engine on the synthetic teaching world (with two ablation variants); one server
+(``dashboard_server`` in conftest.py) and one browser page serve every check: the test switches between
+finished ablation variants, starts a one-knob variant for every seed of the base, walks the lesson step
+by step, then steps the replay with the button and the slider and presses play (the Lesson-then-play
+sequence), clicks a point on a map and inspects it, visits every page, reads the variant's verdict over
+all seeds, waits for the plot itself to redraw each time, and saves a screenshot of every page under
 ``test-artifacts/screenshots/``.
 
-Robust under load: every wait is on the app's state (the script's run state, skeletons gone, an element
-or a title appearing), never on a wall-clock budget a loaded machine misses. ``HANG`` (5 minutes,
-``BALPM_BROWSER_HANG_S``) only turns a hung app into a failure instead of a stuck test.
+Robust under load and quick: every wait is on the app's state (the script's run state watched every
+20-100 ms, skeletons gone, charts drawn, an element or a title appearing), never a fixed sleep standing in
+for one and never a wall-clock budget a loaded machine misses (one 2 s pause checks that a paused replay
+stays paused). ``HANG`` (5 minutes, ``BALPM_BROWSER_HANG_S``) only turns a hung app into a failure
+instead of a stuck test. The helpers :func:`idle`, :func:`act`, :func:`goto` and :func:`shot` serve the
+hostile-folder browser test too.
 """
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -64,7 +65,7 @@ def runs_root(private_tmp) -> Path:
     root = private_tmp / "browser-runs"
     root.mkdir()
     cfg = RunConfig().replace(
-        model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 8, "lr": 3e-3, "batch_size": 16,
+        model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 4, "lr": 3e-3, "batch_size": 16,
                "init_std": 0.1, "device": "cpu"},
         loop={"initial": 20, "batch_size": 20, "rounds": 4})
     from balpm import ablations
@@ -80,60 +81,66 @@ def runs_root(private_tmp) -> Path:
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(runs_root, private_tmp):
-    port = _free_port()
-    log_path = private_tmp / "balpm-dashboard.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "balpm", "dashboard", "--runs", str(runs_root), "--port",
-                                 str(port)], stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.time()
-        while time.time() - t0 < 120:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            proc.terminate()
-            raise AssertionError("balpm dashboard did not start: " + log_path.read_text()[-2000:])
-        yield url
-        proc.terminate()  # balpm dashboard stops its Streamlit child on SIGTERM
-        assert proc.wait(timeout=30) is not None
+def server(runs_root, dashboard_server) -> str:
+    return dashboard_server(runs_root)  # tests/conftest.py
 
 
-def _idle(page, timeout: float = HANG) -> None:
-    """Wait until the script has finished and every element has rendered (no skeletons, charts drawn)."""
-    t0 = time.time()
-    stable = 0
-    while time.time() - t0 < timeout:
-        state = page.evaluate("() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state')")
-        busy = page.locator("[data-testid='stSkeleton']").count()
-        if state == "notRunning" and busy == 0:
-            stable += 1
-            if stable >= 4:
-                return
-        else:
-            stable = 0
-        time.sleep(0.25)
-    raise AssertionError("the app did not become idle")
+SCRIPT_STATE = "document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state')"
+IDLE_JS = f"""() => {{
+    const charts = document.querySelectorAll('.js-plotly-plot').length;
+    return {SCRIPT_STATE} === 'notRunning' && !document.querySelector('[data-testid=stSkeleton]')
+        && document.querySelectorAll('.js-plotly-plot .main-svg').length >= charts; }}"""
 
 
-def _shot(page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+def idle(page, timeout: float = HANG) -> None:
+    """Until the script is not running, no skeleton is left and every plotly chart has drawn, on three
+    checks 0.1 s apart (the app's own state; ``timeout`` only turns a hung app into a failure)."""
+    t0, stable = time.time(), 0
+    while stable < 3:
+        if time.time() - t0 > timeout:
+            raise AssertionError("the app did not become idle")
+        stable = stable + 1 if page.evaluate(IDLE_JS) else 0
+        time.sleep(0.1)
+
+
+def act(page, action) -> None:
+    """Do ``action`` (a click, a key press) and wait for the rerun it starts to be over: first for the script
+    to leave ``notRunning`` (watched every 20 ms; a rerun too short to be seen lets this pass after 3 s), then
+    for :func:`idle`."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    action()
+    try:
+        page.wait_for_function(f"() => {SCRIPT_STATE} !== 'notRunning'", polling=20, timeout=3000)
+    except PlaywrightTimeout:
+        pass
+    idle(page)
+
+
+def goto(page, title: str) -> None:
+    """Click ``title`` in the sidebar; wait for the page's heading and for :func:`idle`."""
+    act(page, lambda: page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click())
+    page.locator("h1", has_text=title).first.wait_for(timeout=HANG * 1000)
+    idle(page)
+
+
+def shot(page, path: Path) -> Path:
+    """A screenshot of the whole main column (the viewport grown to its height; its width, and so the
+    charts' layout, unchanged), with the mouse off the charts."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     height = page.evaluate("() => document.querySelector('[data-testid=stMainBlockContainer]')?.scrollHeight || 1000")
     page.set_viewport_size({"width": 1440, "height": min(int(height) + 160, 5000)})
     page.mouse.move(2, 2)  # no hover label or plot toolbar in the picture
-    time.sleep(1.5)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    idle(page)
+    page.evaluate("() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true))))")
+    page.screenshot(path=str(path))
     page.set_viewport_size({"width": 1440, "height": 1000})
+    return path
+
+
+def _shot(page, name: str) -> None:
+    shot(page, SHOTS / f"{name}.png")
 
 
 def _no_errors(page) -> None:
@@ -145,23 +152,40 @@ def _metric(page, label: str) -> str:
     return box.locator("[data-testid='stMetricValue']").inner_text().strip()
 
 
-def _goto_page(page, title: str) -> None:
-    page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
-    _idle(page)
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` of the form widget ``label``: a radio, or a select box (the knob widgets come from the
+    policy's knob class, so either may show a choice)."""
+    radio = page.locator("[data-testid='stRadio']", has_text=label)
+    if radio.count():
+        radio.get_by_text(option, exact=True).click()
+        return
+    page.locator("[data-testid='stSelectbox']", has_text=label).first.click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+REPLAY_TITLE = ("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)"
+                ".find(t => t.includes(' pick ')) || ''")
 
 
 def _replay_title(page) -> str:
-    return page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot .gtitle')].map(t => t.textContent)"
-                         ".find(t => t.includes(' pick ')) || ''")
+    return page.evaluate(REPLAY_TITLE)
 
 
-def _wait_replay_title(page, text: str, timeout: float = HANG) -> None:
-    page.wait_for_function(
-        "(s) => [...document.querySelectorAll('.js-plotly-plot .gtitle')].some(t => t.textContent.includes(s))",
-        arg=text, timeout=timeout * 1000)
+def _wait_pick(page, at_least: int, timeout: float = HANG) -> int:
+    """Until the replay figure itself shows pick ``at_least`` or later (play skips picks when a redraw takes
+    longer than a pick's second: waiting for one exact pick missed it on a loaded machine); returns the pick."""
+    page.wait_for_function(f"() => {{ const t = ({REPLAY_TITLE})(); return t.includes(' pick ') "
+                           f"&& parseInt(t.split(' pick ')[1]) >= {int(at_least)}; }}", timeout=timeout * 1000)
+    return int(_replay_title(page).split(" pick ")[1].split("/")[0])
 
 
 def test_every_page_in_chromium(server):
+    """One Chromium page walks the whole app in the order a teacher would, so that one server and one
+    browser serve every check: the Runs page; the Ablations page (a finished variant switched, then a
+    one-knob variant started for every seed of the base, which runs in the background meanwhile); the
+    lesson step by step; then Prompt space (the "Lesson first, then play" sequence that once failed to
+    play: next, slider, play, pause); a map point inspected; Anatomy and Learning curves; back to
+    Ablations for the variant's verdict over all seeds. No page error, nothing fetched off 127.0.0.1."""
     from playwright.sync_api import sync_playwright
 
     console_errors: list[str] = []
@@ -173,42 +197,70 @@ def test_every_page_in_chromium(server):
                 else None)
         page.on("pageerror", lambda e: console_errors.append(str(e)))
         page.goto(server)
-        _idle(page)
+        idle(page)
         _no_errors(page)
         assert page.get_by_text("run folders").count() >= 1
         _shot(page, "01-runs")
 
+        # ---- ablations: finished variants switch without a run, each with its paired verdict ----
+        goto(page, "Ablations")
+        _no_errors(page)
+        page.get_by_text("no U against balpm").first.wait_for(timeout=HANG * 1000)
+        act(page, lambda: page.locator("[data-testid='stButtonGroup'] button", has_text="H minimiser").first.click())
+        page.get_by_text("H minimiser against balpm").first.wait_for(timeout=HANG * 1000)
+        assert page.get_by_text("2 paired seeds").count() >= 1
+        # ---- one knob: the estimator flipped to KL runs for EVERY seed of the base, in the background ----
+        _choose(page, "estimator", "KL")
+        act(page, lambda: page.get_by_role("button", name="Run or reuse this variant").click())
+        page.get_by_text("started ablation KL x 2 seeds").first.wait_for(timeout=HANG * 1000)
+        _no_errors(page)
+
+        # ---- the lesson, step by step with "next" (opened before Prompt space: the play sequence) ----
+        goto(page, "Lesson")
+        step = 0
+        while True:
+            step += 1
+            page.locator("h3", has_text=f"{step}. ").first.wait_for(timeout=HANG * 1000)
+            idle(page)
+            _no_errors(page)
+            assert page.locator(".js-plotly-plot").count() >= 1 or step == 6
+            assert page.locator("[data-testid='stPageLink']").count() >= 1  # every step links to its page
+            _shot(page, f"lesson-{step}")
+            nxt = page.get_by_role("button", name="next ▶")
+            if nxt.is_disabled():
+                break
+            act(page, nxt.click)
+        assert step == 6
+
         # ---- prompt space: maps, replay by button, slider and play -----------------------------
-        _goto_page(page, "Prompt space")
+        goto(page, "Prompt space")
         _no_errors(page)
         plots = page.locator(".js-plotly-plot")
         assert plots.count() >= 4
         assert page.locator(".js-plotly-plot canvas").count() >= 4  # WebGL scatter layers
-        _wait_replay_title(page, " pick 1/")
+        assert _wait_pick(page, 1) == 1
         first = _metric(page, "current pick")
-        page.get_by_role("button", name="next ▶").click()
-        _wait_replay_title(page, " pick 2/")  # the figure itself redrew with the next pick
-        _idle(page)
+        act(page, page.get_by_role("button", name="next ▶").click)
+        assert _wait_pick(page, 2) == 2  # the figure itself redrew with the next pick
         second = _metric(page, "current pick")
         assert second != first
         slider = page.locator("[data-testid='stSlider']", has_text="greedy step").locator("input[type='range']").first
         slider.focus()
         for _ in range(3):
             slider.press("ArrowRight")
-        _wait_replay_title(page, " pick 5/")
-        _idle(page)
+        assert _wait_pick(page, 5) == 5
+        idle(page)
         assert _metric(page, "current pick") not in (first, second)
         page.get_by_role("button", name="▶ play").click()
-        _wait_replay_title(page, " pick 6/")  # advanced by the fragment's timer, no clicks (however slowly)
+        _wait_pick(page, 6)  # advanced by the fragment's timer, no clicks (however slowly)
         page.get_by_role("button", name="⏸ pause").click()
         page.get_by_role("button", name="▶ play").wait_for(timeout=HANG * 1000)
-        _idle(page)
+        idle(page)
         paused = _replay_title(page)
         n_done = int(paused.split(" pick ")[1].split(":")[0].split("/")[0])
         assert n_done >= 6
-        for _ in range(3):  # paused stays paused: three idle checks later the figure shows the same pick
-            _idle(page)
-            time.sleep(1)
+        time.sleep(2.0)  # play shows a pick a second: paused, two seconds later the figure shows the same pick
+        idle(page)
         assert _replay_title(page) == paused
         _shot(page, "02-prompt-space")
 
@@ -251,12 +303,13 @@ def test_every_page_in_chromium(server):
             return {x: r.left + L.xaxis._offset + bx, y: r.top + L.yaxis._offset + by, id: t.customdata[best], ids: ids};
         }""")
         page.mouse.move(box["x"], box["y"])
-        time.sleep(0.5)
+        page.locator(".hoverlayer .hovertext").first.wait_for(timeout=HANG * 1000)  # plotly found the point
         page.mouse.click(box["x"], box["y"])
         page.get_by_text("point(s) selected").first.wait_for(timeout=HANG * 1000)
-        _idle(page)
-        page.locator("[data-testid='stPageLink'] a").first.click()
-        _idle(page)
+        idle(page)
+        act(page, page.locator("[data-testid='stPageLink'] a").first.click)
+        page.locator("h1", has_text="Inspect a triple").first.wait_for(timeout=HANG * 1000)
+        idle(page)
         _no_errors(page)
         assert page.get_by_text("Nothing selected yet").count() == 0
         assert page.locator("[data-testid='stDataFrame']").count() >= 1
@@ -265,45 +318,22 @@ def test_every_page_in_chromium(server):
 
         # ---- the other pages -------------------------------------------------------------------
         for title, name in (("Anatomy of a batch", "03-batch-anatomy"), ("Learning curves", "04-learning-curves")):
-            _goto_page(page, title)
+            goto(page, title)
             _no_errors(page)
             assert page.locator(".js-plotly-plot").count() >= 1
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0")
             _shot(page, name)
 
-        # ---- ablations: finished variants switch without a run, each with its paired verdict ----
-        _goto_page(page, "Ablations")
-        _no_errors(page)
-        page.get_by_text("no U against balpm").first.wait_for(timeout=HANG * 1000)
-        page.locator("[data-testid='stButtonGroup'] button", has_text="H minimiser").first.click()
-        page.get_by_text("H minimiser against balpm").first.wait_for(timeout=HANG * 1000)
-        _idle(page)
-        assert page.get_by_text("2 paired seeds").count() >= 1
-        # ---- one knob, this seed: flip the estimator to KL; the engine runs the variant in the background ----
-        page.locator("[data-testid='stRadio']", has_text="estimator").get_by_text("KL", exact=True).click()
-        page.get_by_role("button", name="Run or reuse this variant").click()
+        # ---- back to the variant started above: its verdict over every seed of the base ---------
+        goto(page, "Ablations")
         page.locator("h3", has_text="→").first.wait_for(timeout=HANG * 1000)  # live progress, then the comparison
-        _idle(page)
+        idle(page)
         _no_errors(page)
+        page.get_by_text("KL against balpm").first.wait_for(timeout=HANG * 1000)
+        verdicts = page.locator("[data-testid='stAlert']", has_text="KL against balpm").all_inner_texts()
+        assert any("2 paired seeds" in v for v in verdicts), verdicts
         assert page.get_by_text("estimator").count() >= 1 and page.locator(".js-plotly-plot").count() >= 2
         _shot(page, "05-ablations")
-
-        # ---- the lesson, step by step with "next" ----------------------------------------------
-        _goto_page(page, "Lesson")
-        step = 0
-        while True:
-            step += 1
-            page.locator("h3", has_text=f"{step}. ").first.wait_for(timeout=HANG * 1000)
-            _idle(page)
-            _no_errors(page)
-            assert page.locator(".js-plotly-plot").count() >= 1 or step == 6
-            assert page.locator("[data-testid='stPageLink']").count() >= 1  # every step links to its page
-            _shot(page, f"lesson-{step}")
-            nxt = page.get_by_role("button", name="next ▶")
-            if nxt.is_disabled():
-                break
-            nxt.click()
-        assert step == 6
         browser.close()
     assert not console_errors, console_errors
     assert not offsite, f"the page fetched from outside 127.0.0.1: {offsite[:5]}"

@@ -14,22 +14,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
-import pytest
-
 import hostile_runs
+import pytest
+from test_dashboard_browser import ARGS, CHROMIUM, HANG, act, goto, idle, shot
 from test_dashboard_hostile import app_pages
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 SHOTS = Path("/tmp")
 
 pytestmark = [
@@ -70,60 +61,9 @@ HOSTILE_DOM = """() => {
 }"""
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def server(hostile_runs_root, tmp_path_factory):
-    root = hostile_runs_root  # tests/conftest.py
-    port = _free_port()
-    log_path = tmp_path_factory.mktemp("dashboard-log") / "balpm-dashboard.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "balpm", "dashboard", "--runs", str(root), "--port", str(port)],
-                                stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO))
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.time()
-        while time.time() - t0 < 180:
-            try:
-                if urllib.request.urlopen(url + "/_stcore/health", timeout=2).status == 200:
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            proc.terminate()
-            raise AssertionError("balpm dashboard did not start: " + log_path.read_text()[-2000:])
-        yield url
-        proc.terminate()
-        assert proc.wait(timeout=30) is not None
-
-
-def _idle(page, timeout: float = 180.0) -> None:
-    """Wait until the script has finished and every element has rendered (no skeletons)."""
-    t0 = time.time()
-    stable = 0
-    while time.time() - t0 < timeout:
-        state = page.evaluate("() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state')")
-        busy = page.locator("[data-testid='stSkeleton']").count()
-        if state == "notRunning" and busy == 0:
-            stable += 1
-            if stable >= 4:
-                return
-        else:
-            stable = 0
-        time.sleep(0.25)
-    raise AssertionError("the app did not become idle")
-
-
-def _shot(page, name: str) -> Path:
-    height = page.evaluate("() => document.querySelector('[data-testid=stMainBlockContainer]')?.scrollHeight || 1000")
-    page.set_viewport_size({"width": 1440, "height": min(int(height) + 160, 5000)})
-    path = SHOTS / f"hostile-{name}.png"
-    page.screenshot(path=str(path))
-    page.set_viewport_size({"width": 1440, "height": 1000})
-    return path
+def server(hostile_runs_root, dashboard_server) -> str:
+    return dashboard_server(hostile_runs_root)  # both in tests/conftest.py
 
 
 def test_no_page_renders_markup_from_a_hostile_runs_folder(server):
@@ -139,31 +79,29 @@ def test_no_page_renders_markup_from_a_hostile_runs_folder(server):
         page.on("request", lambda r: requests.append(r.url))
         page.on("pageerror", lambda e: page_errors.append(str(e)))
         page.goto(server)
-        _idle(page)
+        idle(page)
         for path, title in pages:
-            page.locator("[data-testid='stSidebarNav'] a", has_text=title).first.click()
-            page.locator("h1", has_text=title).first.wait_for(timeout=180_000)
-            _idle(page)
+            goto(page, title)
             assert page.locator("[data-testid='stException']").count() == 0, \
                 page.locator("[data-testid='stException']").first.inner_text()
             name = Path(path).stem
             if name == "runs":  # the hostile texts are on screen: the error, the renamed folder, the bad config
-                page.get_by_text("203.0.113.9/x.png").first.wait_for(timeout=60_000)
+                page.get_by_text("203.0.113.9/x.png").first.wait_for(timeout=HANG * 1000)
                 assert page.get_by_text("![x](http").count() >= 1  # the renamed folder, as typed
                 assert page.locator("[data-testid='stSidebar']").get_by_text(hostile_runs.ROOT).count() >= 1
             if name == "inspect":  # pick one acquired item: its hostile prompt id, prompt and answers show
                 page.locator("[data-testid='stMultiSelect']", has_text="acquired items").locator("input").first.click()
                 option = page.locator("[role='option']", has_text="pool ").first  # not "select all"
-                option.wait_for(timeout=60_000)
+                option.wait_for(timeout=HANG * 1000)
                 option.click()
-                page.keyboard.press("Escape")
-                page.get_by_text("1 selected item(s)").first.wait_for(timeout=120_000)
-                _idle(page)
+                act(page, lambda: page.keyboard.press("Escape"))
+                page.get_by_text("1 selected item(s)").first.wait_for(timeout=HANG * 1000)
+                idle(page)
                 # the prompt as plain text in the open expander, tags and all
-                page.locator("[data-testid='stText']", has_text="<script>alert(1)</script>").first.wait_for(timeout=60_000)
+                page.locator("[data-testid='stText']", has_text="<script>alert(1)</script>").first.wait_for(timeout=HANG * 1000)
             found = page.evaluate(HOSTILE_DOM)
             assert not found, f"{title}: markup from the data rendered: {found[:5]}"
-            shots.append(_shot(page, name))
+            shots.append(shot(page, SHOTS / f"hostile-{name}.png"))
         browser.close()
     offsite = [u for u in requests if not re.match(r"^(http://127\.0\.0\.1:\d+/|data:|blob:)", u)]
     assert requests and not offsite, f"requests left 127.0.0.1: {offsite[:5]}"
