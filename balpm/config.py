@@ -521,7 +521,13 @@ def coerce_value(key: str, value: Any, where: str | None = None, *, policy: str 
     tp, f = field_info(key, policy)
     where = where or key_name(key)
     out = _coerce(tp, value, where)
-    if key == "data.world" and out:  # one spelling per world, so two spellings of a world hash the same
+    if key == "data.world" and isinstance(value, _AsWritten):  # a run's own config.yaml: its spelling, its run id
+        from balpm.data.worlds import parse_world  # lazy: numpy (balpm --help imports none)
+
+        if out:
+            parse_world(out)  # still checked
+        out = str(out)
+    elif key == "data.world" and out:  # one spelling per world, so two spellings of a world hash the same
         from balpm.data.worlds import canonical_spec  # lazy: numpy (balpm --help imports none)
 
         out = canonical_spec(out)
@@ -681,6 +687,11 @@ def read_yaml(path_or_text: str | Path) -> dict[str, Any]:
     return raw
 
 
+class _AsWritten(str):
+    """``data.world`` as a run's own config.yaml spells it: kept as written (not canonicalised), so a run made
+    before world specs were canonical keeps its run id and resumes (the spec parses to the same world)."""
+
+
 def _fill_predated(raw: dict[str, Any]) -> dict[str, Any]:
     """A run's own config.yaml (it has ``meta``) written before some model fields existed: those fields
     get the value that run had in effect (their ``since_default``), not today's default, so resuming it
@@ -692,6 +703,8 @@ def _fill_predated(raw: dict[str, Any]) -> dict[str, Any]:
                 predated = {f.name: f.metadata["since_default"] for f in fields(section_class(section))
                             if "since_default" in f.metadata}
                 raw[section] = {**predated, **raw[section]}
+        if isinstance(raw.get("data"), dict) and isinstance(raw["data"].get("world"), str):
+            raw["data"] = {**raw["data"], "world": _AsWritten(raw["data"]["world"])}
     return raw
 
 
