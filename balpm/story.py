@@ -104,8 +104,8 @@ def verdict_sentence(entry: Mapping[str, Any], baseline_name: str, name: str | N
                      metric: str = HEADLINE) -> str:
     """One sentence: ``entry`` (a policy entry of the summary) against the baseline on ``metric``'s AULC.
 
-    ``better`` / ``worse``: who beat whom, the mean paired AULC difference with its 95% interval and the
-    seeds; behind ``better`` only, the "fewer labels" figure (exact, with its bootstrap interval). ``no
+    ``better`` / ``worse``: who beat whom, the mean paired AULC difference with its 95% interval, the
+    seeds and the MDE; behind ``better`` only, the "fewer labels" figure (exact, with its bootstrap interval). ``no
     detectable difference``: the same numbers and the smallest effect these seeds could detect (MDE at
     80% power, with its share of the headroom when a ceiling is known). A Holm verdict that differs from
     the per-comparison one is said too.
@@ -144,9 +144,17 @@ def verdict_sentence(entry: Mapping[str, Any], baseline_name: str, name: str | N
                      + (f", {share:.0%} of the headroom" if share is not None else "") + ")")
         elif n < 2:
             text += "; one seed gives no interval"
+    if v in ("better", "worse"):  # a called verdict carries its power too (issue 13: every verdict its MDE)
+        m = _num(vs.get("mde"))
+        if m is not None:
+            share = _num(vs.get("mde_share"))
+            text += (f"; MDE {stats.fmt_value(m)} (80% power" + (f", {share:.0%} of the headroom" if share is not None
+                                                                  else "") + ")")
     hv = vs.get("holm_verdict")
     if hv and hv != v:
         text += f" [under Holm's control over the report's comparisons: {hv}]"
+    elif hv and v in ("better", "worse"):
+        text += " [holds under Holm's control over the report's comparisons]"
     return text
 
 

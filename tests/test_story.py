@@ -92,7 +92,9 @@ def test_only_the_chosen_labels_and_holm_when_it_disagrees(summary):
                                                                 "holm_verdict": "no detectable difference"}}}
     text = story.verdict_sentence(changed, "random")
     assert text.endswith("[under Holm's control over the report's comparisons: no detectable difference]")
-    assert "Holm" not in story.verdict_sentence(entry, "random")  # agrees: not repeated
+    agrees = story.verdict_sentence(entry, "random")  # a called verdict that Holm keeps says so, with its MDE
+    assert agrees.endswith("[holds under Holm's control over the report's comparisons]")
+    assert f"; MDE {_vs(summary, 'balpm')['mde']:.4f} (80% power" in agrees
 
 
 def test_two_labels_of_one_policy_are_named_by_label():
