@@ -35,9 +35,10 @@ from balpm.cli import job as _job  # noqa: E402
 from balpm.cli import plant as _plant  # noqa: E402
 from balpm.cli import report as _report  # noqa: E402
 from balpm.cli import run as _run  # noqa: E402
+from balpm.cli import select as _select  # noqa: E402
 from balpm.cli import worlds as _worlds  # noqa: E402
 
-for _module in (_data, _featurize, _plant, _run, _report, _dashboard, _demo, _worlds, _job):
+for _module in (_data, _featurize, _plant, _run, _select, _report, _dashboard, _demo, _worlds, _job):
     _module.register(app)
 
 

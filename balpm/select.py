@@ -1,0 +1,355 @@
+"""``balpm select``: the next batch for real annotators, chosen from an unlabelled pool by a registered policy.
+
+::
+
+    pool     = the unlabelled pairs (prompt, answer A, answer B), minus pairs already labelled
+    model    = the usual K-member ensemble trained on every labelled pair (none: see below)
+    batch    = policy.select(pool state, batch_size, selection_rng(seed, 0))
+
+The run folder (``balpm.runs`` writer) is one round of an ordinary run: ``pool.parquet`` lists the
+labelled pairs first (``initial``) then the pool, ``acquisitions.parquet`` the picks of round 0 with the
+policy's step columns, ``pool_scores/`` every pool item's scores (policies with a pool table), a dataset
+snapshot the dashboard maps, and ``config.yaml`` whose ``meta.select`` marks it as a selection (no test
+split: the quality metrics are NaN).
+
+Rules:
+
+* **No labels.** A policy needs a trained ensemble unless it is one of :data:`MODEL_FREE` (``random``,
+  ``coreset``, ``dopt``): with no labelled pairs any other policy is refused with a one-line error naming
+  them. The model-free ones see member probabilities of exactly 0.5 (an untrained model: U = 0).
+* **Already labelled.** An unlabelled pair whose prompt and two answers (in either order) equal a labelled
+  pair is left out of the pool and counted (``meta.select.already_labelled``); it is never picked.
+* **Run id.** ``select-<policy>-s<seed>-<hash>``, the hash over the config (batch size included) and both
+  tables' content hashes: the same command reuses its folder and rewrites nothing; another labelled set
+  (the next round of annotation) is another run id.
+* **Determinism.** Model seed and selection generator are :func:`balpm.loop.model_seed` /
+  :func:`balpm.loop.selection_rng` of the seed and round 0: same inputs and seed, same batch bit for bit.
+* **Early stopping.** Every labelled pair trains the model; there is no validation split
+  (``model.validation`` is set to ``none``: the last epoch is kept).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+import balpm
+from balpm import diagnostics, loop, runs, snapshot
+from balpm.config import RunConfig
+from balpm.errors import ConfigError, DataError
+
+#: policies that choose without a trained model (usable with no labelled pairs)
+MODEL_FREE: tuple[str, ...] = ("random", "coreset", "dopt")
+#: the column names of an unlabelled file's two answers (any other file: chosen/rejected read as A/B)
+ANSWER_COLUMNS: tuple[str, str] = ("answer_a", "answer_b")
+#: the batch file formats, by the output file's suffix
+BATCH_SUFFIXES: tuple[str, ...] = (".jsonl", ".csv", ".parquet")
+_TABLE_COLUMNS = ("pair_id", "prompt_id", "prompt", "chosen", "rejected", "split", "source")
+
+
+@dataclass(frozen=True)
+class SelectResult:
+    """What :func:`select` made: the run folder, its run id, the batch (one row per pick, in pick order),
+    whether the run already existed (nothing recomputed) and how many pool pairs were already labelled."""
+
+    run_dir: Path
+    run_id: str
+    batch: pd.DataFrame
+    reused: bool
+    already_labelled: int
+
+
+# ---- reading the tables --------------------------------------------------------------------------
+def _paths(paths: str | Path | Iterable[str | Path]) -> list[Path]:
+    return [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+
+
+def load_unlabelled(paths: str | Path | Iterable[str | Path], *, skip_bad: bool = False) -> pd.DataFrame:
+    """The unlabelled pairs of ``paths`` as a preference table whose ``chosen`` / ``rejected`` are answer A / B.
+
+    A table file with columns ``prompt``, ``answer_a``, ``answer_b`` is read by those names; any other file
+    any loader reads (prompt/chosen/rejected tables, OpenAI comparisons, HH...) has its two answers read as
+    A and B, their order ignored (its labels are never looked at). The labelled loaders' checks all apply.
+    """
+    from balpm.data import load_table
+    from balpm.data.tabular import TABLE_SUFFIXES, record_columns
+
+    frames = []
+    for path in _paths(paths):
+        if not path.exists():
+            raise DataError(f"unlabelled pool {str(path)!r} does not exist; give a file of prompt/answer_a/answer_b rows")
+        columns = None
+        if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES and set(ANSWER_COLUMNS) <= set(record_columns(path)):
+            columns = {"prompt": "prompt", "chosen": ANSWER_COLUMNS[0], "rejected": ANSWER_COLUMNS[1]}
+        frames.append(load_table(path, skip_bad=skip_bad, columns=columns).table)
+    return _as_train(pd.concat(frames, ignore_index=True), "unlabelled pool")
+
+
+def load_labelled(paths: str | Path | Iterable[str | Path], *, skip_bad: bool = False) -> pd.DataFrame:
+    """The labelled pairs of ``paths`` (any preference table the loaders read), every split used for training."""
+    from balpm.data import load_table
+
+    return _as_train(load_table([str(p) for p in _paths(paths)], skip_bad=skip_bad).table, "labelled table")
+
+
+def _as_train(table: pd.DataFrame, what: str) -> pd.DataFrame:
+    out = table.copy()
+    out["split"] = "train"
+    if out["pair_id"].duplicated().any():
+        raise DataError(f"{what}: pair id {out.loc[out['pair_id'].duplicated(), 'pair_id'].iloc[0]!r} occurs twice "
+                        "across its files; give each pair one id")
+    return out.reset_index(drop=True)
+
+
+def pair_keys(table: pd.DataFrame) -> pd.Series:
+    """One key per row: the prompt and the two answers in sorted order (a pair is the same in either order)."""
+    a, b = table["chosen"].astype(str), table["rejected"].astype(str)
+    lo, hi = np.where(a <= b, a, b), np.where(a <= b, b, a)
+    return pd.Series([json.dumps([p, x, y]) for p, x, y in zip(table["prompt"].astype(str), lo, hi)], index=table.index)
+
+
+# ---- the selection --------------------------------------------------------------------------------
+def select_config(cfg: RunConfig, batch_size: int, n_labelled: int) -> RunConfig:
+    """The run config a selection records: ``cfg`` with the batch size, one round, the labelled count as
+    ``loop.initial`` (at least 1: a config field's bound), no pool cap, and no validation split."""
+    return cfg.replace(loop={"batch_size": int(batch_size), "rounds": 1, "initial": max(1, int(n_labelled)),
+                             "pool_size": 0},
+                       model={"validation": "none"}).validate()
+
+
+def run_id_for(cfg: RunConfig, labelled: pd.DataFrame | None, pool: pd.DataFrame) -> str:
+    """``select-<policy>-s<seed>-<hash8>`` over the config and both tables' content hashes."""
+    h = hashlib.sha256(json.dumps([cfg.hash(), runs.table_hash(labelled) if labelled is not None else None,
+                                   runs.table_hash(pool)]).encode()).hexdigest()[:8]
+    return f"select-{cfg.acquisition.policy}-s{cfg.loop.seed}-{h}"
+
+
+def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, batch_size: int, root: str | Path,
+           *, progress: bool = True, features: Any = None) -> SelectResult:
+    """Choose the next ``batch_size`` pairs of ``pool`` (see the module docstring); write or reuse the run folder.
+
+    ``features`` (optional): features of the combined table (labelled rows first, then the pool); by default
+    ``balpm.features.featurize`` with ``cfg.features`` (cached). Raises one-line errors before writing anything.
+    """
+    root = runs.check_root(root)
+    labelled = None if labelled is None or len(labelled) == 0 else labelled
+    policy_name = cfg.acquisition.policy
+    if policy_name == "full":
+        raise ConfigError("policy 'full' trains on the whole pool and selects nothing; choose a selecting --policy")
+    if labelled is None and policy_name not in MODEL_FREE:
+        raise ConfigError(f"policy {policy_name!r} needs labelled pairs to train its ensemble; pass --labelled FILE, "
+                          f"or use --policy {', '.join(MODEL_FREE)} (they need no labels)")
+    for name, table in (("unlabelled pool", pool), ("labelled table", labelled)):
+        if table is None:
+            continue
+        missing = [c for c in _TABLE_COLUMNS if c not in table.columns]
+        if missing:
+            raise DataError(f"{name}: missing column(s) {missing}; load it with balpm.select.load_unlabelled / load_labelled")
+    if len(pool) == 0:
+        raise DataError("the unlabelled pool is empty; give a file with at least one prompt/answer_a/answer_b row")
+    already = np.zeros(len(pool), dtype=bool)
+    if labelled is not None:
+        already = pair_keys(pool).isin(set(pair_keys(labelled))).to_numpy()
+        pool = pool.loc[~already].reset_index(drop=True)
+        if len(pool) == 0:
+            raise DataError(f"every one of the {len(already)} unlabelled pairs is already in the labelled table; "
+                            "nothing is left to select")
+    if batch_size > len(pool):
+        raise ConfigError(f"--batch-size {batch_size} is larger than the pool ({len(pool)} unlabelled pairs"
+                          f"{f', {int(already.sum())} already labelled left out' if already.any() else ''}); lower it")
+    n_lab = 0 if labelled is None else len(labelled)
+    cfg = select_config(cfg, batch_size, n_lab)
+    combined = _combined(labelled, pool)
+    run_id = run_id_for(cfg, labelled, pool)
+    run_dir = root / run_id
+    if _complete(run_dir, cfg):
+        return SelectResult(run_dir, run_id, read_batch(root, run_id), True, int(already.sum()))
+
+    if features is None:
+        from balpm.features import featurize
+
+        features = featurize(combined, cfg.features, progress=progress)
+    inputs = _inputs(combined, features, n_lab)
+    entry = cfg.acquisition.entry
+    policy = loop._make_policy(cfg)
+
+    t0 = time.perf_counter()
+    remaining = np.arange(n_lab, len(combined))
+    row: dict[str, Any] = {"round": 0, "labelled": n_lab}
+    if labelled is not None:
+        from balpm.model import PreferenceEnsemble  # lazy: torch
+
+        model = PreferenceEnsemble(cfg.model, int(features.pairs_N_2_D.shape[-1]), seed=loop.model_seed(cfg.loop.seed, 0))
+        fit = model.fit(inputs.pairs(np.arange(n_lab)), None)
+        probs_N_K = loop.predict(model, inputs, remaining)
+        row.update(epochs=int(fit.epochs), valid_loss=float(fit.valid_loss))
+    else:  # an untrained model: every member says 0.5 (only the model-free policies get here)
+        probs_N_K = np.full((len(remaining), cfg.model.ensemble_size), 0.5)
+        row.update(epochs=0, valid_loss=float("nan"))
+    t1 = time.perf_counter()
+    row.update({f"{s}_{k}": float("nan") for s in ("test", "ood") for k in _metrics()})
+    state = loop._pool_state(probs_N_K, inputs, remaining, list(range(n_lab)), n_lab)
+    sel = policy.select(state, batch_size, loop.selection_rng(cfg.loop.seed, 0))
+    picks = loop._check_selection(sel, len(remaining), batch_size)
+    picked_pool = remaining[picks]
+    t2 = time.perf_counter()
+    from balpm.uncertainty import bald
+    from balpm.uncertainty import score as uncertainty_score
+
+    u_N = uncertainty_score(probs_N_K, cfg.acquisition.uncertainty)
+    pair_ids = combined["pair_id"].to_numpy().astype(str)
+    prompt_ids = combined["prompt_id"].to_numpy().astype(str)
+    acq_df = loop._acquisitions(0, sel, picks, picked_pool, pair_ids, prompt_ids, u_N, entry.acquisition_columns)
+    scores_df = inc_df = None
+    if cfg.loop.save_pool_scores:
+        table = policy.pool_table(state) if entry.has("pool_table") else None
+        scores_df = loop._pool_scores(table, entry.pool_score_columns, remaining, pair_ids, prompt_ids, probs_N_K, u_N)
+        if sel.increments is not None:
+            inc = sel.increments
+            inc_df = pd.DataFrame({"step": inc["step"].to_numpy(dtype=np.int64),
+                                   "pool_index": remaining[inc["index"].to_numpy(dtype=np.int64)]})
+    batch_prompts = set(prompt_ids[picked_pool])
+    row.update(train_seconds=t1 - t0, eval_seconds=0.0, select_seconds=t2 - t1,
+               mean_uncertainty=float(np.mean(bald(probs_N_K))), batch_unique_prompts=len(batch_prompts),
+               cumulative_unique_prompts=len(batch_prompts))
+    row.update(diagnostics.policy_diagnostics(policy, state, u_N, entry))
+
+    lock = runs.lock_run(root, run_id).acquire()
+    try:
+        if _complete(run_dir, cfg):  # another process finished it meanwhile
+            return SelectResult(run_dir, run_id, read_batch(root, run_id), True, int(already.sum()))
+        if run_dir.exists():  # a killed selection (one round: nothing to resume): made again from scratch
+            shutil.rmtree(run_dir)
+        runs.RunWriter(root, run_id).remove_stale_temp()
+        data_hash = runs.write_dataset(root, combined, np.asarray(features.prompt_ids).astype(str), features.prompts_P_D)
+        meta = {
+            "version": balpm.__version__, "data_hash": data_hash, "table_hash": runs.table_hash(combined),
+            "feature_hash": str(getattr(features, "hash", "")), "feature_dim": int(features.pairs_N_2_D.shape[-1]),
+            "pool_size": len(combined), "feature_rows": "all", "splits": {"train": len(combined)},
+            "sources": sorted(map(str, combined["source"].unique())),
+            "select": {"labelled": n_lab, "unlabelled": len(pool), "already_labelled": int(already.sum()),
+                       "batch_size": int(batch_size), "model_free": labelled is None,
+                       "labelled_hash": runs.table_hash(labelled) if labelled is not None else None,
+                       "unlabelled_hash": runs.table_hash(pool)},
+        }
+        pool_frame = pd.DataFrame({"pool_index": np.arange(len(combined), dtype=np.int64), "pair_id": pair_ids,
+                                   "prompt_id": prompt_ids, "initial": np.arange(len(combined)) < n_lab})
+        writer = runs.RunWriter.create(root, run_id, cfg, meta, pool=pool_frame)
+        snapshot.write_features(root, data_hash, combined, features, inputs.pair_rows_T)  # the dashboard's jobs read it
+        try:
+            writer.commit_round(0, row, acq_df, scores_df, inc_df)
+            writer.finish()
+        except BaseException as exc:
+            writer.fail(exc)
+            raise
+    finally:
+        lock.release()
+    return SelectResult(run_dir, run_id, read_batch(root, run_id), False, int(already.sum()))
+
+
+def _metrics() -> tuple[str, ...]:
+    from balpm.metrics import PREFERENCE_METRICS
+
+    return tuple(PREFERENCE_METRICS)
+
+
+def _combined(labelled: pd.DataFrame | None, pool: pd.DataFrame) -> pd.DataFrame:
+    """Labelled rows (``role`` labelled) then pool rows (``role`` pool), the contract's columns plus ``role``."""
+    parts = []
+    if labelled is not None:
+        parts.append(labelled[list(_TABLE_COLUMNS)].assign(role="labelled"))
+    parts.append(pool[list(_TABLE_COLUMNS)].assign(role="pool"))
+    combined = pd.concat(parts, ignore_index=True)
+    dup = combined["pair_id"].duplicated()
+    if dup.any():
+        raise DataError(f"pair id {combined.loc[dup, 'pair_id'].iloc[0]!r} is in both the labelled table and the pool "
+                        "with different texts; give the pairs distinct ids")
+    return combined
+
+
+def _inputs(combined: pd.DataFrame, features: Any, n_lab: int) -> loop.Inputs:
+    ids = np.asarray(features.pair_ids).astype(str)
+    if len(ids) != len(combined) or not (ids == combined["pair_id"].to_numpy().astype(str)).all():
+        raise DataError("features do not match the labelled + unlabelled table; featurize that table")
+    empty = np.array([], dtype=np.int64)
+    rows = np.arange(len(combined))
+    prompts = np.asarray(features.prompt_rows(combined["prompt_id"].to_numpy().astype(str)), dtype=np.float32)
+    return loop.Inputs(combined, features, rows, rows, empty, empty, empty, prompts)
+
+
+def _complete(run_dir: Path, cfg: RunConfig) -> bool:
+    """True when ``run_dir`` holds the complete selection of ``cfg`` (another config there is an error)."""
+    if not (run_dir / "config.yaml").is_file():
+        return False
+    info = runs.inspect_run(run_dir)
+    if info.config_hash and info.config_hash != cfg.hash():
+        raise ConfigError(f"run folder {str(run_dir)!r} holds another config; delete it or use another --runs-dir")
+    return info.state == "complete"
+
+
+# ---- the batch ----------------------------------------------------------------------------------
+def read_batch(root: str | Path, run_id: str) -> pd.DataFrame:
+    """The batch of a selection run: one row per pick in pick order (``step``), the pair's ``pair_id``,
+    ``prompt_id``, ``prompt``, ``answer_a``, ``answer_b``, then the policy's step columns."""
+    run = runs.open_run(root, run_id)
+    if "select" not in run.meta:
+        raise ConfigError(f"run {run_id!r} is not a selection (no meta.select in its config.yaml)")
+    acq = run.acquisitions().sort_values("step").reset_index(drop=True)
+    table = run.dataset()[0].set_index("pair_id")
+    texts = table.loc[acq["pair_id"].astype(str), ["prompt", "chosen", "rejected"]].reset_index(drop=True)
+    columns = run.config.acquisition.entry.acquisition_columns
+    out = pd.DataFrame({"step": acq["step"].to_numpy(dtype=np.int64), "pair_id": acq["pair_id"].astype(str),
+                        "prompt_id": acq["prompt_id"].astype(str), "prompt": texts["prompt"],
+                        "answer_a": texts["chosen"], "answer_b": texts["rejected"]})
+    for col in columns:
+        out[col] = acq[col].to_numpy(dtype=np.float64) if col in acq.columns else np.nan
+    return out
+
+
+def check_batch_path(path: str | Path) -> Path:
+    """The batch output path, its suffix one of :data:`BATCH_SUFFIXES` (one-line error otherwise)."""
+    path = Path(path)
+    if path.suffix.lower() not in BATCH_SUFFIXES:
+        raise ConfigError(f"--out {str(path)!r}: unknown suffix {path.suffix!r}; end it with {', '.join(BATCH_SUFFIXES)}")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"--out {str(path)!r} is a folder; give a file name")
+    return path
+
+
+def batch_bytes(batch: pd.DataFrame, suffix: str) -> bytes:
+    """The batch file's content for ``suffix`` (deterministic: the same batch gives the same bytes)."""
+    suffix = suffix.lower()
+    if suffix == ".jsonl":
+        return batch.to_json(orient="records", lines=True, force_ascii=False, double_precision=15).encode("utf-8")
+    if suffix == ".csv":
+        return batch.to_csv(index=False).encode("utf-8")
+    import io
+
+    buf = io.BytesIO()
+    batch.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def write_batch(batch: pd.DataFrame, path: str | Path) -> bool:
+    """Write the batch to ``path`` by its suffix, atomically; an identical existing file is left alone.
+    Returns True when the file was (re)written."""
+    path = check_batch_path(path)
+    data = batch_bytes(batch, path.suffix)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write_bytes(path, data)
+    return True
+
+
+__all__ = ["ANSWER_COLUMNS", "BATCH_SUFFIXES", "MODEL_FREE", "SelectResult", "batch_bytes", "check_batch_path",
+           "load_labelled", "load_unlabelled", "pair_keys", "read_batch", "run_id_for", "select", "select_config",
+           "write_batch"]
