@@ -44,7 +44,7 @@ import pandas as pd
 import balpm
 from balpm import diagnostics, loop, runs, snapshot
 from balpm.config import RunConfig
-from balpm.errors import ConfigError, DataError
+from balpm.errors import ConfigError, DataError, FeatureError
 
 #: policies that choose without a trained model (usable with no labelled pairs)
 MODEL_FREE: tuple[str, ...] = ("random", "coreset", "dopt")
@@ -87,8 +87,14 @@ def load_unlabelled(paths: str | Path | Iterable[str | Path], *, skip_bad: bool 
         if not path.exists():
             raise DataError(f"unlabelled pool {str(path)!r} does not exist; give a file of prompt/answer_a/answer_b rows")
         columns = None
-        if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES and set(ANSWER_COLUMNS) <= set(record_columns(path)):
-            columns = {"prompt": "prompt", "chosen": ANSWER_COLUMNS[0], "rejected": ANSWER_COLUMNS[1]}
+        if path.is_file() and path.suffix.lower() in TABLE_SUFFIXES:
+            names = set(record_columns(path))
+            if set(ANSWER_COLUMNS) <= names:
+                columns = {"prompt": "prompt", "chosen": ANSWER_COLUMNS[0], "rejected": ANSWER_COLUMNS[1]}
+            elif "prompt" in names and not {"chosen", "rejected"} <= names:
+                lacking = [c for c in ANSWER_COLUMNS if c not in names]
+                raise DataError(f"{path}: missing column(s) {lacking}; an unlabelled pool needs prompt, answer_a, "
+                                "answer_b (or chosen, rejected read as A, B)")
         frames.append(load_table(path, skip_bad=skip_bad, columns=columns).table)
     return _as_train(pd.concat(frames, ignore_index=True), "unlabelled pool")
 
@@ -136,8 +142,9 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
            *, progress: bool = True, features: Any = None) -> SelectResult:
     """Choose the next ``batch_size`` pairs of ``pool`` (see the module docstring); write or reuse the run folder.
 
-    ``features`` (optional): features of the combined table (labelled rows first, then the pool); by default
-    ``balpm.features.featurize`` with ``cfg.features`` (cached). Raises one-line errors before writing anything.
+    ``features`` (optional): features covering the labelled and pool pairs (found by pair id); by default
+    ``balpm.features.featurize`` of :func:`combined_table` with ``cfg.features`` (cached). Raises one-line errors
+    before writing anything.
     """
     root = runs.check_root(root)
     labelled = None if labelled is None or len(labelled) == 0 else labelled
@@ -155,19 +162,16 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
             raise DataError(f"{name}: missing column(s) {missing}; load it with balpm.select.load_unlabelled / load_labelled")
     if len(pool) == 0:
         raise DataError("the unlabelled pool is empty; give a file with at least one prompt/answer_a/answer_b row")
-    already = np.zeros(len(pool), dtype=bool)
-    if labelled is not None:
-        already = pair_keys(pool).isin(set(pair_keys(labelled))).to_numpy()
-        pool = pool.loc[~already].reset_index(drop=True)
-        if len(pool) == 0:
-            raise DataError(f"every one of the {len(already)} unlabelled pairs is already in the labelled table; "
-                            "nothing is left to select")
+    combined, already = combined_table(pool, labelled)
+    pool = pool.loc[~already].reset_index(drop=True)
+    if len(pool) == 0:
+        raise DataError(f"every one of the {len(already)} unlabelled pairs is already in the labelled table; "
+                        "nothing is left to select")
     if batch_size > len(pool):
         raise ConfigError(f"--batch-size {batch_size} is larger than the pool ({len(pool)} unlabelled pairs"
                           f"{f', {int(already.sum())} already labelled left out' if already.any() else ''}); lower it")
     n_lab = 0 if labelled is None else len(labelled)
     cfg = select_config(cfg, batch_size, n_lab)
-    combined = _combined(labelled, pool)
     run_id = run_id_for(cfg, labelled, pool)
     run_dir = root / run_id
     if _complete(run_dir, cfg):
@@ -261,28 +265,34 @@ def _metrics() -> tuple[str, ...]:
     return tuple(PREFERENCE_METRICS)
 
 
-def _combined(labelled: pd.DataFrame | None, pool: pd.DataFrame) -> pd.DataFrame:
-    """Labelled rows (``role`` labelled) then pool rows (``role`` pool), the contract's columns plus ``role``."""
+def combined_table(pool: pd.DataFrame, labelled: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray]:
+    """``(table, already)``: the run's table, labelled rows (``role`` labelled) then the pool rows not already
+    labelled (``role`` pool), the contract's columns plus ``role``; ``already``: bool per ``pool`` row, the pair
+    (prompt and both answers, either order) is in ``labelled`` (left out of the table)."""
+    already = np.zeros(len(pool), dtype=bool)
     parts = []
-    if labelled is not None:
+    if labelled is not None and len(labelled):
+        already = pair_keys(pool).isin(set(pair_keys(labelled))).to_numpy()
         parts.append(labelled[list(_TABLE_COLUMNS)].assign(role="labelled"))
-    parts.append(pool[list(_TABLE_COLUMNS)].assign(role="pool"))
+    parts.append(pool.loc[~already, list(_TABLE_COLUMNS)].assign(role="pool"))
     combined = pd.concat(parts, ignore_index=True)
     dup = combined["pair_id"].duplicated()
     if dup.any():
         raise DataError(f"pair id {combined.loc[dup, 'pair_id'].iloc[0]!r} is in both the labelled table and the pool "
                         "with different texts; give the pairs distinct ids")
-    return combined
+    return combined.reset_index(drop=True), already
 
 
 def _inputs(combined: pd.DataFrame, features: Any, n_lab: int) -> loop.Inputs:
-    ids = np.asarray(features.pair_ids).astype(str)
-    if len(ids) != len(combined) or not (ids == combined["pair_id"].to_numpy().astype(str)).all():
-        raise DataError("features do not match the labelled + unlabelled table; featurize that table")
+    """The loop's inputs over ``combined`` (every row in the pool, the labelled first); ``features`` may cover
+    more pairs than the table (rows found by pair id)."""
+    where = pd.Index(np.asarray(features.pair_ids).astype(str)).get_indexer(combined["pair_id"].to_numpy().astype(str))
+    if (where < 0).any():
+        raise FeatureError(f"pair {combined['pair_id'].iloc[int(np.flatnonzero(where < 0)[0])]!r} has no features; "
+                           "featurize the labelled and unlabelled tables")
     empty = np.array([], dtype=np.int64)
-    rows = np.arange(len(combined))
     prompts = np.asarray(features.prompt_rows(combined["prompt_id"].to_numpy().astype(str)), dtype=np.float32)
-    return loop.Inputs(combined, features, rows, rows, empty, empty, empty, prompts)
+    return loop.Inputs(combined, features, where.astype(np.int64), np.arange(len(combined)), empty, empty, empty, prompts)
 
 
 def _complete(run_dir: Path, cfg: RunConfig) -> bool:
@@ -351,5 +361,5 @@ def write_batch(batch: pd.DataFrame, path: str | Path) -> bool:
 
 
 __all__ = ["ANSWER_COLUMNS", "BATCH_SUFFIXES", "MODEL_FREE", "SelectResult", "batch_bytes", "check_batch_path",
-           "load_labelled", "load_unlabelled", "pair_keys", "read_batch", "run_id_for", "select", "select_config",
+           "combined_table", "load_labelled", "load_unlabelled", "pair_keys", "read_batch", "run_id_for", "select", "select_config",
            "write_batch"]
