@@ -45,6 +45,7 @@ import balpm
 from balpm import diagnostics, loop, runs, snapshot
 from balpm.config import RunConfig
 from balpm.errors import ConfigError, DataError, FeatureError
+from balpm.metrics import PREFERENCE_METRICS
 
 #: policies that choose without a trained model (usable with no labelled pairs)
 MODEL_FREE: tuple[str, ...] = ("random", "coreset", "dopt")
@@ -199,7 +200,7 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
         probs_N_K = np.full((len(remaining), cfg.model.ensemble_size), 0.5)
         row.update(epochs=0, valid_loss=float("nan"))
     t1 = time.perf_counter()
-    row.update({f"{s}_{k}": float("nan") for s in ("test", "ood") for k in _metrics()})
+    row.update({f"{s}_{k}": float("nan") for s in ("test", "ood") for k in PREFERENCE_METRICS})
     state = loop._pool_state(probs_N_K, inputs, remaining, list(range(n_lab)), n_lab)
     sel = policy.select(state, batch_size, loop.selection_rng(cfg.loop.seed, 0))
     picks = loop._check_selection(sel, len(remaining), batch_size)
@@ -257,12 +258,6 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
     finally:
         lock.release()
     return SelectResult(run_dir, run_id, read_batch(root, run_id), False, int(already.sum()))
-
-
-def _metrics() -> tuple[str, ...]:
-    from balpm.metrics import PREFERENCE_METRICS
-
-    return tuple(PREFERENCE_METRICS)
 
 
 def combined_table(pool: pd.DataFrame, labelled: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray]:

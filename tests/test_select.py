@@ -5,7 +5,7 @@ Anatomy page on the run folder.
 The sample: the first 30 comparisons of batch13.json are the labelled table (prompt, chosen, rejected); the
 next 40 (from row 28: two of them are labelled ones) are the unlabelled pool, written as prompt, answer_a,
 answer_b with each pair's answers in a seeded random order (the label is not in the file). Features are the
-bundled MiniLM's, computed once (``balpm select`` through the CLI) and read back from the same cache.
+bundled MiniLM's (64 tokens: fast), computed once (``balpm select`` through the CLI) and read back from the same cache.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ TINY_SETS = ["model.hidden=32,8", "model.ensemble_size=3", "model.max_epochs=3",
 def _tiny(cache: Path, **acq) -> RunConfig:
     return RunConfig().replace(
         model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 3, "lr": 3e-3, "batch_size": 16, "device": "cpu"},
-        features={"cache_dir": str(cache)}, acquisition={"policy": "balpm", **acq})
+        features={"cache_dir": str(cache), "max_length": 64}, acquisition={"policy": "balpm", **acq})
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +63,7 @@ def sample(tmp_path_factory, comparisons_dir) -> dict:
     args = ["select", str(folder / "pool.csv"), "--labelled", str(folder / "labelled.jsonl"), "--out",
             str(folder / "batch.jsonl"), "--batch-size", "6", "--policy", "balpm", "--seed", "3", "--runs-dir", str(root),
             "--no-progress", "--json", *[x for s in TINY_SETS for x in ("--set", s)],
-            "--set", f"features.cache_dir={cache}"]
+            "--set", f"features.cache_dir={cache}", "--set", "features.max_length=64"]
     pool = engine.load_unlabelled(folder / "pool.csv")
     labelled = engine.load_labelled(folder / "labelled.jsonl")
     combined, _ = engine.combined_table(pool, labelled)

@@ -12,7 +12,11 @@ from typing import Optional
 
 import typer
 
+from balpm import runs
+from balpm import select as engine
 from balpm.acquisition.registry import names as registry_names
+from balpm.cli.run import build_config
+from balpm.config import RunConfig, read_yaml
 
 
 def select_command(
@@ -36,11 +40,6 @@ def select_command(
 ) -> None:
     """Choose the next batch of unlabelled pairs to label: train the ensemble on the labelled pairs, score the
     pool with the policy, write the batch file and a run folder the dashboard opens (same command: same batch)."""
-    from balpm import runs
-    from balpm import select as engine
-    from balpm.cli.run import build_config
-    from balpm.config import RunConfig, read_yaml
-
     out = engine.check_batch_path(out)
     runs.check_root(runs_dir)
     base = RunConfig.from_dict(read_yaml(config)) if config is not None else RunConfig()
