@@ -155,11 +155,19 @@ def _metric(page, label: str) -> str:
 def _choose(page, label: str, option: str) -> None:
     """Pick ``option`` of the form widget ``label``: a radio, or a select box (the knob widgets come from the
     policy's knob class, so either may show a choice)."""
-    radio = page.locator("[data-testid='stRadio']", has_text=label)
+    # by the widget's own label, exactly: a select box whose options or value merely mention the label (a run
+    # named "balpm estimator=kl" in the base-run box) must not be taken for it
+    named = page.locator("[data-testid='stWidgetLabel']").get_by_text(label, exact=True)
+    radio = page.locator("[data-testid='stRadio']").filter(has=named)
     if radio.count():
         radio.get_by_text(option, exact=True).click()
         return
-    page.locator("[data-testid='stSelectbox']", has_text=label).first.click()
+    box = page.locator("[data-testid='stSelectbox']").filter(has=named).first
+    # Streamlit's select box is a searchable combo box: a click on it only focuses its text input; its
+    # ArrowDown shows the options (measured: a click shows none)
+    field = box.get_by_role("combobox")
+    field.click()
+    field.press("ArrowDown")
     page.get_by_role("option", name=option, exact=True).click()
 
 
