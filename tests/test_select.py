@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from balpm import runs
-from balpm import select as engine
+from balpm import next_batch as engine
 from balpm.acquisition.registry import entries
 from balpm.cli import main
 from balpm.config import RunConfig

@@ -1,4 +1,4 @@
-"""CLI command ``balpm select``: the next batch of an unlabelled pool for real annotators (engine: balpm.select).
+"""CLI command ``balpm select``: the next batch of an unlabelled pool for real annotators (engine: balpm.next_batch).
 
 The config is the usual :class:`balpm.config.RunConfig` (defaults, then ``-c/--config`` YAML, then the flags,
 then ``--set section.field=value``), without the teaching preset: the model and feature defaults of
@@ -12,8 +12,8 @@ from typing import Optional
 
 import typer
 
+from balpm import next_batch as engine
 from balpm import runs
-from balpm import select as engine
 from balpm.acquisition.registry import names as registry_names
 from balpm.cli.run import build_config
 from balpm.config import RunConfig, read_yaml

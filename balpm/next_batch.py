@@ -160,7 +160,7 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
             continue
         missing = [c for c in _TABLE_COLUMNS if c not in table.columns]
         if missing:
-            raise DataError(f"{name}: missing column(s) {missing}; load it with balpm.select.load_unlabelled / load_labelled")
+            raise DataError(f"{name}: missing column(s) {missing}; load it with balpm.next_batch.load_unlabelled / load_labelled")
     if len(pool) == 0:
         raise DataError("the unlabelled pool is empty; give a file with at least one prompt/answer_a/answer_b row")
     combined, already = combined_table(pool, labelled)
