@@ -443,11 +443,8 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
           labelled: list[int], acquired_prompts: set[str], progress: bool,
           after_round: Callable[[str, int], None] | None = None) -> None:
     from balpm.model import PreferenceEnsemble  # lazy: torch (balpm run --help / config checks must not import it)
-    from balpm.uncertainty import bald
-    from balpm.uncertainty import score as uncertainty_score
 
     lp = cfg.loop
-    entry = cfg.acquisition.entry  # the policy's registry entry: its columns and abilities
     n_pool = len(inputs.pool_rows_N)
     n_rounds = rounds_and_initial(cfg, n_pool)[0]
     pool_pair_ids = inputs.table["pair_id"].to_numpy()[inputs.pool_rows_N].astype(str)
@@ -483,29 +480,16 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
         if t < n_rounds - 1:
             remaining = np.flatnonzero(~in_labelled)
             probs_N_K = predict(model, inputs, inputs.pool_rows_N[remaining])
-            state = _pool_state(probs_N_K, inputs, remaining, labelled, lp.initial)
-            sel = policy.select(state, lp.batch_size, selection_rng(lp.seed, t))
-            picks = _check_selection(sel, len(remaining), lp.batch_size)
-            picked_pool = remaining[picks]
             t3 = time.perf_counter()
-            u_N = uncertainty_score(probs_N_K, cfg.acquisition.uncertainty)
-            row.update(diagnostics.policy_diagnostics(policy, state, u_N, entry))
-            acq_df = _acquisitions(t, sel, picks, picked_pool, pool_pair_ids, pool_prompt_ids, u_N,
-                                   entry.acquisition_columns)
-            if lp.save_pool_scores:
-                table = policy.pool_table(state) if entry.has("pool_table") else None
-                scores_df = _pool_scores(table, entry.pool_score_columns, remaining, pool_pair_ids, pool_prompt_ids,
-                                         probs_N_K, u_N)
-                if sel.increments is not None:
-                    inc = sel.increments
-                    inc_df = pd.DataFrame({"step": inc["step"].to_numpy(dtype=np.int64),
-                                           "pool_index": remaining[inc["index"].to_numpy(dtype=np.int64)]})
-            batch_prompts = set(pool_prompt_ids[picked_pool])
-            acquired_prompts |= batch_prompts
-            row.update(select_seconds=t3 - t2, mean_uncertainty=float(np.mean(bald(probs_N_K))),
-                       batch_unique_prompts=len(batch_prompts), cumulative_unique_prompts=len(acquired_prompts))
-            labelled.extend(int(i) for i in picked_pool)
-            in_labelled[picked_pool] = True
+            picked = select_round(cfg, policy, inputs, probs_N_K, remaining, labelled, t, initial=lp.initial,
+                                  pool_pair_ids=pool_pair_ids, pool_prompt_ids=pool_prompt_ids)
+            row.update(picked.row)
+            row["select_seconds"] += t3 - t2  # predicting the pool counts as part of the selection
+            acq_df, scores_df, inc_df = picked.acquisitions, picked.pool_scores, picked.increments
+            acquired_prompts |= picked.batch_prompts
+            row["cumulative_unique_prompts"] = len(acquired_prompts)
+            labelled.extend(int(i) for i in picked.picked)
+            in_labelled[picked.picked] = True
         writer.commit_round(t, row, acq_df, scores_df, inc_df)
         if after_round is not None:
             after_round(writer.run_id, t)
@@ -514,6 +498,66 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
             bar.set_postfix(test_ll=f"{row['test_log_likelihood']:.4f}", labelled=row["labelled"])
     if bar is not None:
         bar.close()
+
+
+@dataclass(frozen=True)
+class RoundSelection:
+    """What :func:`select_round` chose: ``picked`` (pool indices in pick order), the round's acquisitions
+    table, its pool scores and increments (None unless ``loop.save_pool_scores``; increments only for
+    policies that record them), the prompt ids of the batch, and ``row``: the rounds-row fields of the
+    selection (``select_seconds`` of the policy alone, ``mean_uncertainty``, ``batch_unique_prompts`` and
+    the policy's diagnostics)."""
+
+    picked: np.ndarray
+    acquisitions: pd.DataFrame
+    pool_scores: pd.DataFrame | None
+    increments: pd.DataFrame | None
+    batch_prompts: set[str]
+    row: dict[str, Any]
+
+
+def select_round(cfg: RunConfig, policy: Any, inputs: Inputs, probs_N_K: np.ndarray, remaining: np.ndarray,
+                 labelled: list[int], rnd: int, *, initial: int | None = None, pool_pair_ids: np.ndarray | None = None,
+                 pool_prompt_ids: np.ndarray | None = None) -> RoundSelection:
+    """One selection round on given labelled and pool rows: ``policy`` (``balpm.acquisition.make_policy``)
+    picks ``cfg.loop.batch_size`` of the ``remaining`` pool indices (those not labelled, in pool order; their
+    member probabilities ``probs_N_K``) with the round's generator :func:`selection_rng` ``(seed, rnd)``.
+
+    ``labelled``: pool indices of the labelled set, the first ``initial`` of them the initial set (BAL-PM's
+    run context; None: no run context). ``pool_pair_ids`` / ``pool_prompt_ids``: the pool's ids (computed
+    from ``inputs`` when not given). The loop (:func:`run`) and ``balpm select`` / ``balpm label --next-round``
+    (:mod:`balpm.next_batch`) both select through this."""
+    from balpm.uncertainty import bald
+    from balpm.uncertainty import score as uncertainty_score
+
+    entry = cfg.acquisition.entry
+    batch = int(cfg.loop.batch_size)
+    if pool_pair_ids is None:
+        pool_pair_ids = inputs.table["pair_id"].to_numpy()[inputs.pool_rows_N].astype(str)
+    if pool_prompt_ids is None:
+        pool_prompt_ids = inputs.table["prompt_id"].to_numpy()[inputs.pool_rows_N].astype(str)
+    t0 = time.perf_counter()
+    state = _pool_state(probs_N_K, inputs, remaining, labelled, initial)
+    sel = policy.select(state, batch, selection_rng(cfg.loop.seed, rnd))
+    picks = _check_selection(sel, len(remaining), batch)
+    picked_pool = remaining[picks]
+    t1 = time.perf_counter()
+    u_N = uncertainty_score(probs_N_K, cfg.acquisition.uncertainty)
+    row: dict[str, Any] = dict(diagnostics.policy_diagnostics(policy, state, u_N, entry))
+    acq_df = _acquisitions(rnd, sel, picks, picked_pool, pool_pair_ids, pool_prompt_ids, u_N, entry.acquisition_columns)
+    scores_df = inc_df = None
+    if cfg.loop.save_pool_scores:
+        table = policy.pool_table(state) if entry.has("pool_table") else None
+        scores_df = _pool_scores(table, entry.pool_score_columns, remaining, pool_pair_ids, pool_prompt_ids,
+                                 probs_N_K, u_N)
+        if sel.increments is not None:
+            inc = sel.increments
+            inc_df = pd.DataFrame({"step": inc["step"].to_numpy(dtype=np.int64),
+                                   "pool_index": remaining[inc["index"].to_numpy(dtype=np.int64)]})
+    batch_prompts = set(pool_prompt_ids[picked_pool])
+    row.update(select_seconds=t1 - t0, mean_uncertainty=float(np.mean(bald(probs_N_K))),
+               batch_unique_prompts=len(batch_prompts))
+    return RoundSelection(picked_pool, acq_df, scores_df, inc_df, batch_prompts, row)
 
 
 def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, labelled: list[int],

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 import balpm
-from balpm import diagnostics, loop, runs, snapshot
+from balpm import loop, runs, snapshot
 from balpm.config import RunConfig
 from balpm.errors import ConfigError, DataError, FeatureError
 from balpm.metrics import PREFERENCE_METRICS
@@ -59,13 +59,15 @@ _TABLE_COLUMNS = ("pair_id", "prompt_id", "prompt", "chosen", "rejected", "split
 @dataclass(frozen=True)
 class SelectResult:
     """What :func:`select` made: the run folder, its run id, the batch (one row per pick, in pick order),
-    whether the run already existed (nothing recomputed) and how many pool pairs were already labelled."""
+    whether the run already existed (nothing recomputed), how many pool pairs were already labelled, and the
+    round of the batch (0 for ``balpm select``; ``balpm label --next-round`` appends rounds 1, 2, ...)."""
 
     run_dir: Path
     run_id: str
     batch: pd.DataFrame
     reused: bool
     already_labelled: int
+    round: int = 0
 
 
 # ---- reading the tables --------------------------------------------------------------------------
@@ -183,9 +185,9 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
 
         features = featurize(combined, cfg.features, progress=progress)
     inputs = _inputs(combined, features, n_lab)
-    entry = cfg.acquisition.entry
-    policy = loop._make_policy(cfg)
+    from balpm.acquisition import make_policy
 
+    policy = make_policy(cfg.acquisition)
     t0 = time.perf_counter()
     remaining = np.arange(n_lab, len(combined))
     row: dict[str, Any] = {"round": 0, "labelled": n_lab}
@@ -201,37 +203,20 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
         row.update(epochs=0, valid_loss=float("nan"))
     t1 = time.perf_counter()
     row.update({f"{s}_{k}": float("nan") for s in ("test", "ood") for k in PREFERENCE_METRICS})
-    state = loop._pool_state(probs_N_K, inputs, remaining, list(range(n_lab)), n_lab)
-    sel = policy.select(state, batch_size, loop.selection_rng(cfg.loop.seed, 0))
-    picks = loop._check_selection(sel, len(remaining), batch_size)
-    picked_pool = remaining[picks]
-    t2 = time.perf_counter()
-    from balpm.uncertainty import bald
-    from balpm.uncertainty import score as uncertainty_score
-
-    u_N = uncertainty_score(probs_N_K, cfg.acquisition.uncertainty)
+    picked = loop.select_round(cfg, policy, inputs, probs_N_K, remaining, list(range(n_lab)), 0, initial=n_lab)
+    row.update(picked.row)
+    row.update(train_seconds=t1 - t0, eval_seconds=0.0, cumulative_unique_prompts=len(picked.batch_prompts))
     pair_ids = combined["pair_id"].to_numpy().astype(str)
     prompt_ids = combined["prompt_id"].to_numpy().astype(str)
-    acq_df = loop._acquisitions(0, sel, picks, picked_pool, pair_ids, prompt_ids, u_N, entry.acquisition_columns)
-    scores_df = inc_df = None
-    if cfg.loop.save_pool_scores:
-        table = policy.pool_table(state) if entry.has("pool_table") else None
-        scores_df = loop._pool_scores(table, entry.pool_score_columns, remaining, pair_ids, prompt_ids, probs_N_K, u_N)
-        if sel.increments is not None:
-            inc = sel.increments
-            inc_df = pd.DataFrame({"step": inc["step"].to_numpy(dtype=np.int64),
-                                   "pool_index": remaining[inc["index"].to_numpy(dtype=np.int64)]})
-    batch_prompts = set(prompt_ids[picked_pool])
-    row.update(train_seconds=t1 - t0, eval_seconds=0.0, select_seconds=t2 - t1,
-               mean_uncertainty=float(np.mean(bald(probs_N_K))), batch_unique_prompts=len(batch_prompts),
-               cumulative_unique_prompts=len(batch_prompts))
-    row.update(diagnostics.policy_diagnostics(policy, state, u_N, entry))
 
     lock = runs.lock_run(root, run_id).acquire()
     try:
         if _complete(run_dir, cfg):  # another process finished it meanwhile
             return SelectResult(run_dir, run_id, read_batch(root, run_id), True, int(already.sum()))
         if run_dir.exists():  # a killed selection (one round: nothing to resume): made again from scratch
+            if (run_dir / "labels.sqlite").exists():  # never delete annotators' work
+                raise ConfigError(f"run folder {str(run_dir)!r} is incomplete but holds labels.sqlite; move the "
+                                  "labels aside before selecting again")
             shutil.rmtree(run_dir)
         runs.RunWriter(root, run_id).remove_stale_temp()
         data_hash = runs.write_dataset(root, combined, np.asarray(features.prompt_ids).astype(str), features.prompts_P_D)
@@ -250,7 +235,7 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
         writer = runs.RunWriter.create(root, run_id, cfg, meta, pool=pool_frame)
         snapshot.write_features(root, data_hash, combined, features, inputs.pair_rows_T)  # the dashboard's jobs read it
         try:
-            writer.commit_round(0, row, acq_df, scores_df, inc_df)
+            writer.commit_round(0, row, picked.acquisitions, picked.pool_scores, picked.increments)
             writer.finish()
         except BaseException as exc:
             writer.fail(exc)
@@ -258,6 +243,123 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
     finally:
         lock.release()
     return SelectResult(run_dir, run_id, read_batch(root, run_id), False, int(already.sum()))
+
+
+# ---- the next round (balpm label --next-round) ----------------------------------------------------
+def training_pairs(inputs: loop.Inputs, n_lab: int, labels: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, pairs_N_2_D)``: the table rows that train the next round's model and their pair features,
+    chosen answer first: the ``n_lab`` originally labelled pairs as their table says, then every ``A`` / ``B``
+    label of the store (``labels``: round, pair_id, label, in round and pick order; ``B`` flips the pair).
+    Ties and skips train nothing."""
+    ab = labels[labels["label"].isin(["A", "B"])]
+    where = pd.Index(inputs.table["pair_id"].astype(str)).get_indexer(ab["pair_id"].astype(str))
+    if (where < 0).any():
+        raise DataError(f"label of pair {ab['pair_id'].iloc[int(np.flatnonzero(where < 0)[0])]!r}: the pair is not in "
+                        "the run's table; the label store belongs to another run")
+    rows = np.concatenate([np.arange(n_lab, dtype=np.int64), where.astype(np.int64)])
+    pairs = np.array(inputs.pairs(rows), dtype=np.float32)
+    flip = np.concatenate([np.zeros(n_lab, dtype=bool), (ab["label"] == "B").to_numpy()])
+    pairs[flip] = pairs[flip][:, ::-1]
+    return rows, pairs
+
+
+def next_round(run_dir: str | Path, *, progress: bool = False) -> SelectResult:
+    """Train on every label so far and select the next batch of the same selection run, appended as round r+1.
+
+    The labels: the run's original labelled pairs plus the label store's A/B labels of every round (ties and
+    skips recorded, not trained on). The last round's batch must be fully labelled. The pool: every pair never
+    picked in any round (a tie or a skip is not offered again). Round ``r`` uses the model seed
+    :func:`balpm.loop.model_seed` ``(seed, r)`` and the selection generator :func:`balpm.loop.selection_rng`
+    ``(seed, r)``, as round ``r`` of a simulation does, and the same policy and knobs (the run's config): the
+    same labels give the same batch. The pair features come from the run's dataset snapshot (nothing is
+    featurized again). Two callers at once: one selects, the other gets its result (``reused``).
+    """
+    from balpm.acquisition import make_policy
+    from balpm.labels import LabelStore
+
+    store = LabelStore(run_dir)
+    root, run_id = store.root, store.run_id
+    run = runs.open_run(root, run_id)
+    cfg, meta = run.config, run.meta
+    info = runs.inspect_run(root / run_id)
+    if info.state == "broken" or info.last_round < 0:
+        raise ConfigError(f"run {run_id!r} has no complete selection ({info.reason or info.state}); run balpm select again")
+    if info.state == "running" and info.alive:
+        raise ConfigError(f"run {run_id!r} is selecting its next round right now (pid {info.extra.get('pid')}); wait for it")
+    last = info.last_round
+    prog = store.progress(last)
+    if not prog.complete:
+        raise ConfigError(f"round {last} of run {run_id!r} has {prog.total - prog.done} of {prog.total} pairs "
+                          f"unlabelled; label them first (balpm label {root / run_id})")
+    rnd = last + 1
+    n_lab = int(meta["select"]["labelled"])
+    table, features = snapshot.load_inputs(root, meta["data_hash"], meta["feature_hash"])
+    pool_frame = run.pool()
+    if not pool_frame["pair_id"].astype(str).equals(table["pair_id"].astype(str)):
+        raise ConfigError(f"run {run_id!r}: pool.parquet does not match its dataset snapshot; run balpm select again")
+    inputs = _inputs(table, features, n_lab)
+    acq = run.acquisitions().sort_values(["round", "step"])
+    picked_before = acq["pool_index"].to_numpy(dtype=np.int64)
+    remaining = np.setdiff1d(np.arange(n_lab, len(table), dtype=np.int64), picked_before)
+    if len(remaining) == 0:
+        raise ConfigError(f"every pool pair of run {run_id!r} has been picked ({len(picked_before)} over {rnd} rounds); "
+                          "nothing is left to select: export the labels (balpm label --export FILE)")
+    batch_size = min(int(cfg.loop.batch_size), len(remaining))
+    round_cfg = cfg if batch_size == cfg.loop.batch_size else cfg.replace(loop={"batch_size": batch_size})
+    labels = store.labels()
+    labels = labels[labels["round"] <= last]
+    rows, train = training_pairs(inputs, n_lab, labels)
+    if len(rows) == 0 and cfg.acquisition.policy not in MODEL_FREE:
+        raise ConfigError(f"no A or B labels yet in run {run_id!r} (ties and skips train nothing); policy "
+                          f"{cfg.acquisition.policy!r} needs a trained model: label some pairs A or B")
+    policy = make_policy(cfg.acquisition)
+
+    t0 = time.perf_counter()
+    row: dict[str, Any] = {"round": rnd, "labelled": len(rows)}
+    if len(rows):
+        from balpm.model import PreferenceEnsemble  # lazy: torch
+
+        model = PreferenceEnsemble(cfg.model, int(features.pairs_N_2_D.shape[-1]), seed=loop.model_seed(cfg.loop.seed, rnd))
+        fit = model.fit(train, None)
+        probs_N_K = loop.predict(model, inputs, remaining)
+        row.update(epochs=int(fit.epochs), valid_loss=float(fit.valid_loss))
+    else:  # a cold start whose first batch got only ties and skips: still an untrained model
+        probs_N_K = np.full((len(remaining), cfg.model.ensemble_size), 0.5)
+        row.update(epochs=0, valid_loss=float("nan"))
+    t1 = time.perf_counter()
+    row.update({f"{s}_{k}": float("nan") for s in ("test", "ood") for k in PREFERENCE_METRICS})
+    shown = list(range(n_lab)) + picked_before.tolist()  # the policy's labelled set: every pair already shown
+    picked = loop.select_round(round_cfg, policy, inputs, probs_N_K, remaining, shown, rnd, initial=n_lab)
+    row.update(picked.row)
+    all_prompts = set(acq["prompt_id"].astype(str)) | picked.batch_prompts
+    row.update(train_seconds=t1 - t0, eval_seconds=0.0, cumulative_unique_prompts=len(all_prompts))
+
+    lock = runs.lock_run(root, run_id).acquire()
+    try:
+        now = runs.inspect_run(root / run_id)
+        if now.last_round >= rnd:  # another caller selected this round meanwhile
+            return SelectResult(root / run_id, run_id, read_batch(root, run_id, rnd), True, 0, rnd)
+        writer = runs.RunWriter(root, run_id)
+        writer.remove_stale_temp()
+        writer.read_status()  # keeps its "started"
+        writer.truncate(last)  # half-written files of a killed earlier attempt at this round
+        writer.write_status("running", last_round=last, rounds=rnd + 1)
+        try:
+            writer.commit_round(rnd, row, picked.acquisitions, picked.pool_scores, picked.increments)
+        except BaseException:
+            writer.truncate(last)
+            writer.write_status("complete", last_round=last, rounds=last + 1)
+            raise
+        writer.finish()
+    finally:
+        lock.release()
+    _say(progress, f"round {rnd}: {batch_size} pairs selected from {len(remaining)}, trained on {len(rows)} labels")
+    return SelectResult(root / run_id, run_id, read_batch(root, run_id, rnd), False, 0, rnd)
+
+
+def _say(progress: bool, msg: str) -> None:
+    if progress:
+        print(msg, flush=True)
 
 
 def combined_table(pool: pd.DataFrame, labelled: pd.DataFrame | None) -> tuple[pd.DataFrame, np.ndarray]:
@@ -297,17 +399,20 @@ def _complete(run_dir: Path, cfg: RunConfig) -> bool:
     info = runs.inspect_run(run_dir)
     if info.config_hash and info.config_hash != cfg.hash():
         raise ConfigError(f"run folder {str(run_dir)!r} holds another config; delete it or use another --runs-dir")
-    return info.state == "complete"
+    # round 0 committed: the selection is made (later rounds are balpm label's next rounds, maybe running now)
+    return info.state == "complete" or (info.state in ("running", "failed") and info.last_round >= 0)
 
 
 # ---- the batch ----------------------------------------------------------------------------------
-def read_batch(root: str | Path, run_id: str) -> pd.DataFrame:
-    """The batch of a selection run: one row per pick in pick order (``step``), the pair's ``pair_id``,
-    ``prompt_id``, ``prompt``, ``answer_a``, ``answer_b``, then the policy's step columns."""
+def read_batch(root: str | Path, run_id: str, rnd: int = 0) -> pd.DataFrame:
+    """The batch of round ``rnd`` of a selection run (0: ``balpm select``'s; later: ``balpm label --next-round``'s):
+    one row per pick in pick order (``step``), the pair's ``pair_id``, ``prompt_id``, ``prompt``, ``answer_a``,
+    ``answer_b``, then the policy's step columns."""
     run = runs.open_run(root, run_id)
     if "select" not in run.meta:
         raise ConfigError(f"run {run_id!r} is not a selection (no meta.select in its config.yaml)")
-    acq = run.acquisitions().sort_values("step").reset_index(drop=True)
+    acq = run.acquisitions()
+    acq = acq[acq["round"] == int(rnd)].sort_values("step").reset_index(drop=True)
     table = run.dataset()[0].set_index("pair_id")
     texts = table.loc[acq["pair_id"].astype(str), ["prompt", "chosen", "rejected"]].reset_index(drop=True)
     columns = run.config.acquisition.entry.acquisition_columns
@@ -356,5 +461,5 @@ def write_batch(batch: pd.DataFrame, path: str | Path) -> bool:
 
 
 __all__ = ["ANSWER_COLUMNS", "BATCH_SUFFIXES", "MODEL_FREE", "SelectResult", "batch_bytes", "check_batch_path",
-           "combined_table", "load_labelled", "load_unlabelled", "pair_keys", "read_batch", "run_id_for", "select", "select_config",
-           "write_batch"]
+           "combined_table", "load_labelled", "load_unlabelled", "next_round", "pair_keys", "read_batch", "run_id_for", "select", "select_config",
+           "training_pairs", "write_batch"]

@@ -32,13 +32,14 @@ from balpm.cli import data as _data  # noqa: E402
 from balpm.cli import demo as _demo  # noqa: E402
 from balpm.cli import featurize as _featurize  # noqa: E402
 from balpm.cli import job as _job  # noqa: E402
+from balpm.cli import label as _label  # noqa: E402
 from balpm.cli import plant as _plant  # noqa: E402
 from balpm.cli import report as _report  # noqa: E402
 from balpm.cli import run as _run  # noqa: E402
 from balpm.cli import select as _select  # noqa: E402
 from balpm.cli import worlds as _worlds  # noqa: E402
 
-for _module in (_data, _featurize, _plant, _run, _select, _report, _dashboard, _demo, _worlds, _job):
+for _module in (_data, _featurize, _plant, _run, _select, _label, _report, _dashboard, _demo, _worlds, _job):
     _module.register(app)
 
 
