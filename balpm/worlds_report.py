@@ -10,7 +10,8 @@ Definitions (all on the headline metric, test log-likelihood; ``balpm.stats`` fo
   through :func:`balpm.data.worlds.parse_world` (``""``: the classic teaching world); runs on data
   files have no knobs.
 * **Comparisons** per world: ``balpm - random``, ``bald - random``, ``balpm - bald``, every BAL-PM
-  ablation present (a label ``balpm <knob>=...``) ``- balpm``, and every other policy ``- random``.
+  ablation present (a label ``balpm <knob>=...``) ``- balpm``, and every other policy (batchbald, epig,
+  coreset, dopt, ...) ``- random`` and ``- balpm``.
   Each is the paired (by seed) difference of per-seed AULCs with its 95% Student-t interval, its
   two-sided p-value and the minimal detectable effect at 80% power (:func:`balpm.stats.mde`).
 * **Headroom** of a world = the Bayes-optimal test log-likelihood (truth.json's
@@ -130,6 +131,8 @@ def _comparisons(policies: Mapping[str, str]) -> list[tuple[str, str, str]]:
         ref = "balpm" if pol == "balpm" else BASELINE
         if ref in main and main[ref] != lab:
             out.append((f"{lab} - {ref}", lab, main[ref]))
+        if pol not in ("random", "bald", "balpm") and "balpm" in main:  # another policy: also against BAL-PM
+            out.append((f"{lab} - balpm", lab, main["balpm"]))
     return out
 
 
