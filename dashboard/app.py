@@ -6,6 +6,8 @@ to its legacy v1 multipage mode); every page reads run folders through
 """
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 # the package balpm_dashboard is this folder (pyproject maps dashboard/ to that name; installed or editable)
@@ -17,15 +19,17 @@ st.set_page_config(page_title="balpm dashboard", page_icon="📈", layout="wide"
 root = state.runs_root()
 infos = state.run_infos(root)
 TEACHING = state.holds_teaching_world(root, infos)  # the lesson is the landing page then
+LABELLING = bool(os.environ.get("BALPM_LABEL_RUN"))  # balpm label RUN_DIR lands on the annotation page
 PAGES = [
-    st.Page("views/lesson.py", title="Lesson", default=TEACHING),
-    st.Page("views/runs.py", title="Runs", default=not TEACHING),
+    st.Page("views/lesson.py", title="Lesson", default=TEACHING and not LABELLING),
+    st.Page("views/runs.py", title="Runs", default=not TEACHING and not LABELLING),
     st.Page("views/prompt_space.py", title="Prompt space"),
     st.Page("views/batch_anatomy.py", title="Anatomy of a batch"),
     st.Page("views/learning_curves.py", title="Learning curves"),
     st.Page("views/ablations.py", title="Ablations"),
     st.Page("views/worlds.py", title="Worlds"),
     st.Page("views/inspect.py", title="Inspect a triple"),
+    st.Page("views/annotate.py", title="Annotate", default=LABELLING),
 ]
 
 nav = st.navigation(PAGES)
