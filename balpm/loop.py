@@ -482,7 +482,7 @@ def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, s
             probs_N_K = predict(model, inputs, inputs.pool_rows_N[remaining])
             t3 = time.perf_counter()
             picked = select_round(cfg, policy, inputs, probs_N_K, remaining, labelled, t, initial=lp.initial,
-                                  pool_pair_ids=pool_pair_ids, pool_prompt_ids=pool_prompt_ids)
+                                  pool_pair_ids=pool_pair_ids, pool_prompt_ids=pool_prompt_ids, model=model)
             row.update(picked.row)
             row["select_seconds"] += t3 - t2  # predicting the pool counts as part of the selection
             acq_df, scores_df, inc_df = picked.acquisitions, picked.pool_scores, picked.increments
@@ -518,15 +518,16 @@ class RoundSelection:
 
 def select_round(cfg: RunConfig, policy: Any, inputs: Inputs, probs_N_K: np.ndarray, remaining: np.ndarray,
                  labelled: list[int], rnd: int, *, initial: int | None = None, pool_pair_ids: np.ndarray | None = None,
-                 pool_prompt_ids: np.ndarray | None = None) -> RoundSelection:
+                 pool_prompt_ids: np.ndarray | None = None, model: Any = None) -> RoundSelection:
     """One selection round on given labelled and pool rows: ``policy`` (``balpm.acquisition.make_policy``)
     picks ``cfg.loop.batch_size`` of the ``remaining`` pool indices (those not labelled, in pool order; their
     member probabilities ``probs_N_K``) with the round's generator :func:`selection_rng` ``(seed, rnd)``.
 
     ``labelled``: pool indices of the labelled set, the first ``initial`` of them the initial set (BAL-PM's
     run context; None: no run context). ``pool_pair_ids`` / ``pool_prompt_ids``: the pool's ids (computed
-    from ``inputs`` when not given). The loop (:func:`run`) and ``balpm select`` / ``balpm label --next-round``
-    (:mod:`balpm.next_batch`) both select through this."""
+    from ``inputs`` when not given). ``model``: the round's ensemble, handed to the policy through the run
+    context with the test rows (EPIG with ``targets=test``); None where there is none. The loop (:func:`run`)
+    and ``balpm select`` / ``balpm label --next-round`` (:mod:`balpm.next_batch`) both select through this."""
     from balpm.uncertainty import bald
     from balpm.uncertainty import score as uncertainty_score
 
@@ -537,7 +538,7 @@ def select_round(cfg: RunConfig, policy: Any, inputs: Inputs, probs_N_K: np.ndar
     if pool_prompt_ids is None:
         pool_prompt_ids = inputs.table["prompt_id"].to_numpy()[inputs.pool_rows_N].astype(str)
     t0 = time.perf_counter()
-    state = _pool_state(probs_N_K, inputs, remaining, labelled, initial)
+    state = _pool_state(probs_N_K, inputs, remaining, labelled, initial, model)
     sel = policy.select(state, batch, selection_rng(cfg.loop.seed, rnd))
     picks = _check_selection(sel, len(remaining), batch)
     picked_pool = remaining[picks]
@@ -561,7 +562,10 @@ def select_round(cfg: RunConfig, policy: Any, inputs: Inputs, probs_N_K: np.ndar
 
 
 def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, labelled: list[int],
-                initial: int | None = None) -> Any:
+                initial: int | None = None, model: Any = None) -> Any:
+    """The policy's view of the round; with ``initial``, its run context (:class:`RunPool`), which carries
+    the test rows and, given ``model``, the round's ensemble (read only by a policy that asks, e.g. EPIG's
+    test targets)."""
     from balpm.acquisition.base import PoolState, RunPool
 
     lab = np.asarray(labelled, dtype=np.int64)
@@ -569,7 +573,9 @@ def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, la
     if initial is not None:  # the run context lets BAL-PM keep its radii across rounds (incremental)
         start = np.setdiff1d(np.arange(len(inputs.pool_prompts_N_D)), lab[:initial])
         run = RunPool(inputs.pool_prompts_N_D, start, remaining, lab, pairs_F_2_D=inputs.features.pairs_N_2_D,
-                      pair_rows_P=inputs.pair_rows_T[inputs.pool_rows_N])
+                      pair_rows_P=inputs.pair_rows_T[inputs.pool_rows_N],
+                      test_rows_F=inputs.pair_rows_T[inputs.test_rows],
+                      member_probs=model.predict_probs if model is not None else None)
     return PoolState(probs_N_K=probs_N_K, pool_prompts_N_D=inputs.pool_prompts_N_D[remaining],
                      labelled_prompts_L_D=inputs.pool_prompts_N_D[lab], run=run)
 

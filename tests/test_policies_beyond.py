@@ -215,6 +215,91 @@ def test_epig_targets_come_from_the_rng():
         EPIGPolicy().pool_table(_state())
 
 
+def _test_state(seed=0, n_test=60):
+    """``_state`` plus a test split in the run's pair features and a fixed 'ensemble' (K = 5 logistic
+    members on the pair-feature difference) that records the rows it is asked to predict."""
+    s = _state(seed)
+    rng = np.random.default_rng(100 + seed)
+    n_run = s.run.pairs_F_2_D.shape[0]
+    test_pairs = rng.normal(loc=0.7, size=(n_test, 2, 8)).astype(np.float32)  # shifted away from the pool
+    pairs = np.concatenate([s.run.pairs_F_2_D, test_pairs])
+    w = rng.normal(size=(5, 8))
+    asked: list[np.ndarray] = []
+
+    def member_probs(x):
+        asked.append(np.asarray(x).copy())
+        return 1.0 / (1.0 + np.exp(-(x[:, 0] - x[:, 1]) @ w.T))
+
+    run = dataclasses.replace(s.run, pairs_F_2_D=pairs, test_rows_F=np.arange(n_run, n_run + n_test),
+                              member_probs=member_probs)
+    return dataclasses.replace(s, run=run), test_pairs, member_probs, asked
+
+
+def test_epig_test_targets_are_a_seeded_sample_of_the_test_rows_only():
+    state, test_pairs, member_probs, asked = _test_state()
+    sel = EPIGPolicy(target_size=25, targets="test").select(state, 10, np.random.default_rng(3))
+    # the targets: 25 test rows drawn from the same rng, predicted by the round's ensemble
+    idx = np.sort(np.random.default_rng(3).choice(len(test_pairs), size=25, replace=False))
+    expected = epig_scores(state.probs_N_K, member_probs(test_pairs[idx]))
+    np.testing.assert_allclose(sel.steps["score"], np.sort(expected)[::-1][:10], rtol=1e-12)
+    assert set(sel.indices.tolist()) == set(np.argsort(-expected, kind="stable")[:10].tolist())
+    # only test rows were predicted (none of the pool's or the labelled set's pairs)
+    np.testing.assert_array_equal(asked[0], test_pairs[idx])
+    # deterministic: same rng seed, same batch and scores; another seed draws other targets
+    again = EPIGPolicy(target_size=25, targets="test").select(state, 10, np.random.default_rng(3))
+    np.testing.assert_array_equal(again.indices, sel.indices)
+    np.testing.assert_array_equal(again.steps["score"], sel.steps["score"])
+    other = EPIGPolicy(target_size=25, targets="test").select(state, 10, np.random.default_rng(4))
+    assert not np.array_equal(other.steps["score"], sel.steps["score"])
+    # the pool's targets give other scores on the same state and rng
+    pool = EPIGPolicy(target_size=25).select(state, 10, np.random.default_rng(3))
+    assert not np.allclose(pool.steps["score"], sel.steps["score"])
+
+
+def test_epig_test_targets_without_test_rows_or_model_is_one_line_error():
+    state, *_ = _test_state()
+    for bad in (dataclasses.replace(state, run=None), dataclasses.replace(state, run=dataclasses.replace(
+            state.run, member_probs=None)), dataclasses.replace(state, run=dataclasses.replace(
+            state.run, test_rows_F=np.array([], dtype=np.int64)))):
+        with pytest.raises(ConfigError, match="targets=test needs the test rows") as e:
+            EPIGPolicy(targets="test").select(bad, 5, np.random.default_rng(0))
+        assert "\n" not in str(e.value) and "targets=pool" in str(e.value)
+    with pytest.raises(ConfigError, match="targets"):
+        EPIGPolicy(targets="valid")
+
+
+def test_epig_test_targets_through_the_loop_use_the_test_split_and_differ_from_pool_targets(tmp_path, monkeypatch):
+    """A world whose test set is shifted from its pool (``test=ood``: topic proportions reversed, centres
+    and typical answers moved; 150 prompts, 420 pool pairs): EPIG with the test rows as targets picks
+    other pairs than with pool targets (20 of 32 shared when written), predicts only test rows for them,
+    and is deterministic."""
+    from balpm.data import load_for_config
+
+    cfg = _cfg("epig").replace(data={"world": "test=ood,n_prompts=150", "synthetic_size": 0})
+    res = load_for_config(loop.data_config(cfg))
+    world = {"table": res.table, "features": res.features, "progress": False}
+    split = res.table["split"].to_numpy()
+    asked: list[np.ndarray] = []
+    real = RunPool.test_probs
+
+    def spy(self, test_index):
+        asked.append(np.asarray(self.test_rows_F)[np.asarray(test_index)])
+        return real(self, test_index)
+
+    monkeypatch.setattr(RunPool, "test_probs", spy)
+    test_cfg = cfg.replace(acquisition={"targets": "test"})
+    assert runs.policy_label(test_cfg) == "epig targets=test" and test_cfg.hash() != cfg.hash()
+    a = runs.open_run(tmp_path / "a", loop.run(test_cfg, tmp_path / "a", **world).name).acquisitions()
+    assert len(asked) == 2  # one draw per selecting round
+    for rows in asked:  # the features' rows of test-split pairs only (this world's features are the table's rows)
+        assert len(rows) == min(100, int((split == "test").sum())) and (split[rows] == "test").all()
+    b = runs.open_run(tmp_path / "b", loop.run(test_cfg, tmp_path / "b", **world).name).acquisitions()
+    pd.testing.assert_frame_equal(a, b)
+    pool = runs.open_run(tmp_path / "p", loop.run(cfg, tmp_path / "p", **world).name).acquisitions()
+    assert len(asked) == 4  # pool targets never ask for the test rows
+    assert len(set(a["pair_id"]) & set(pool["pair_id"])) < len(a) * 0.8
+
+
 # ---- coreset -------------------------------------------------------------------------------------
 def _kcenter_brute(pool, lab, batch):
     allx = np.concatenate([pool, lab]).astype(np.float64)

@@ -6,6 +6,7 @@ All randomness comes from ``rng``; nothing reads global random state.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -25,7 +26,10 @@ class RunPool:
     ``labelled_index_L``: positions of the labelled items, in labelling order.
     ``pairs_F_2_D`` (optional): the pair features of the run's feature set (answer A, answer B), not
     copied; ``pair_rows_P``: for each run position its row there (None: run position = row);
-    :meth:`pairs` gathers them (the D-optimal design policy needs them).
+    :meth:`pairs` gathers them (the D-optimal design policy needs them). ``test_rows_F`` (optional): the
+    rows of ``pairs_F_2_D`` holding the test split; ``member_probs`` (optional): this round's ensemble,
+    pair features ``(n, 2, D)`` -> member probabilities ``(n, K)``; :meth:`test_probs` uses both (EPIG
+    with the test prompts as targets needs them).
     """
 
     prompts_P_D: np.ndarray
@@ -34,6 +38,17 @@ class RunPool:
     labelled_index_L: np.ndarray
     pairs_F_2_D: np.ndarray | None = None
     pair_rows_P: np.ndarray | None = None
+    test_rows_F: np.ndarray | None = None
+    member_probs: Callable[[np.ndarray], np.ndarray] | None = None
+
+    def test_probs(self, test_index: np.ndarray) -> np.ndarray:
+        """Member probabilities ``(n, K)`` of this round's ensemble on the given test rows (positions in
+        ``test_rows_F``)."""
+        if self.pairs_F_2_D is None or self.test_rows_F is None or self.member_probs is None:
+            raise ConfigError("this run pool carries no test rows or model; build the RunPool with pairs_F_2_D, "
+                              "test_rows_F and member_probs (balpm.loop.select_round does, given the model)")
+        rows = np.asarray(self.test_rows_F, dtype=np.int64)[np.asarray(test_index, dtype=np.int64)]
+        return np.asarray(self.member_probs(np.asarray(self.pairs_F_2_D[rows])))
 
     def pairs(self, positions: np.ndarray) -> np.ndarray:
         """Pair features ``(n, 2, D)`` of the given run positions."""

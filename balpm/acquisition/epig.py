@@ -6,7 +6,9 @@ the members make y and y* dependent only through the model:
     p(y, y*) = (1/K) sum_k p_k(y) p_k(y*),   I(y; y* | x, x*) = sum_{y, y*} p(y, y*) log p(y, y*) / (p(y) p(y*))
 
 and ``EPIG(x) = mean over targets x* of I(y; y* | x, x*)``, the targets a seeded sample of
-``target_size`` unlabelled pool items (without replacement, from the ``rng`` passed in). The batch is
+``target_size`` unlabelled pool items (``targets="pool"``) or test items (``targets="test"``: the test
+split's pairs, whose member probabilities come from this round's ensemble through the run context the
+loop builds, ``RunPool.test_probs``), drawn without replacement from the ``rng`` passed in. The batch is
 the top-B by EPIG (no in-batch update, as the paper's batch acquisition).
 
 Because y - model - y* is a Markov chain, ``EPIG(x) <= BALD(x) = I(y; model)`` and EPIG is 0 when all
@@ -30,6 +32,7 @@ from balpm.knobs import knob
 from balpm.uncertainty import check_probs
 
 BLOCK_ELEMENTS = 1 << 22  # pool rows x targets per block
+TARGETS = ("pool", "test")
 
 
 def epig_scores(probs_N_K: np.ndarray, target_probs_T_K: np.ndarray) -> np.ndarray:
@@ -85,15 +88,32 @@ def select_epig(probs_N_K: np.ndarray, batch_size: int, rng: np.random.Generator
     return ranked_selection(score, np.asarray(u_N, dtype=np.float64), batch_size)
 
 
+def test_target_probs(state: PoolState, target_size: int, rng: np.random.Generator) -> np.ndarray:
+    """Member probabilities ``(T, K)`` of ``min(target_size, n_test)`` test rows drawn without replacement
+    from ``rng`` (sorted), predicted by this round's ensemble (``state.run``: :meth:`RunPool.test_probs`)."""
+    run = state.run
+    n_test = 0 if run is None or run.test_rows_F is None else len(run.test_rows_F)
+    if run is None or run.member_probs is None or n_test == 0:
+        raise ConfigError("epig targets=test needs the test rows and this round's model, which the loop passes "
+                          "(balpm run / sweep / worlds) and a run without a test split or balpm select does not; "
+                          "use --set acquisition.targets=pool")
+    return run.test_probs(sample_targets(n_test, target_size, rng))
+
+
 class EPIGPolicy:
     """EPIG as a :class:`~balpm.acquisition.base.Policy` (:func:`select_epig`); ``target_size`` targets
-    drawn from ``rng`` among this round's unlabelled pool."""
+    drawn from ``rng`` among this round's unlabelled pool (``targets="pool"``) or the test rows
+    (``targets="test"``, :func:`test_target_probs`)."""
 
-    def __init__(self, target_size: int = 100, uncertainty: str = "epistemic", name: str = "epig") -> None:
+    def __init__(self, target_size: int = 100, uncertainty: str = "epistemic", name: str = "epig",
+                 targets: str = "pool") -> None:
         if int(target_size) != target_size or target_size < 1:
             raise ConfigError(f"target_size must be an integer >= 1 (got {target_size})")
+        if targets not in TARGETS:
+            raise ConfigError(f"epig targets must be one of {', '.join(TARGETS)} (got {targets!r})")
         self.name = name
         self.target_size = int(target_size)
+        self.targets = targets
         self.uncertainty = uncertainty
         self._start: tuple[PoolState, np.ndarray, np.ndarray] | None = None  # (state, u, EPIG) of the last select
 
@@ -105,6 +125,10 @@ class EPIGPolicy:
         def keep(score_N: np.ndarray) -> None:
             self._start = (state, u, score_N)
 
+        if self.targets == "test":
+            score = epig_scores(state.probs_N_K, test_target_probs(state, self.target_size, rng))
+            keep(score.copy())
+            return ranked_selection(score, np.asarray(u, dtype=np.float64), batch_size)
         return select_epig(state.probs_N_K, batch_size, rng, self.target_size, u_N=u, on_start=keep)
 
     def pool_table(self, state: PoolState) -> pd.DataFrame:
@@ -120,9 +144,13 @@ class EPIGKnobs:
     """EPIG's knobs (docs/policies.md)."""
 
     target_size: int = knob(100, "EPIG: unlabelled pool items drawn (seeded) as the target distribution", ge=1)
+    targets: str = knob("pool", "EPIG's targets: pool (a seeded sample of this round's unlabelled pool items) or "
+                                "test (of the test split's items, predicted by the round's ensemble)",
+                        choices=TARGETS, since_default="pool")
 
 
 register_policy("epig", knobs=EPIGKnobs,
-                build=lambda knobs, common: EPIGPolicy(target_size=knobs.target_size, uncertainty=common.uncertainty),
+                build=lambda knobs, common: EPIGPolicy(target_size=knobs.target_size, uncertainty=common.uncertainty,
+                                                       targets=knobs.targets),
                 help="top-B expected predictive information gain on sampled pool targets (Smith et al. 2023)",
                 color="#e6ab02", abilities={"pool_table"}, label_uncertainty=False)
