@@ -68,6 +68,7 @@ ON CONFLICT (round, pair_id) DO UPDATE SET
 """
 LABEL_COLUMNS: tuple[str, ...] = ("round", "pair_id", "step", "label", "annotator", "labelled_at", "revisions")
 EXPORT_SUFFIXES: tuple[str, ...] = (".jsonl", ".csv", ".parquet")
+_BATCHES: dict[tuple[str, str, str, int], pd.DataFrame] = {}  # (root, run id, config hash, round) -> batch
 
 
 @dataclass(frozen=True)
@@ -188,7 +189,13 @@ class LabelStore:
             last = self.last_round()
             if not 0 <= rnd <= last:
                 raise ConfigError(f"run {self.run_id!r} has no round {rnd} (rounds 0-{last}); label one of those")
-            self._batches[rnd] = read_batch(self.root, self.run_id, rnd)
+            # a round's batch never changes once committed: read once per process (the page reruns on every key)
+            key = (str(self.root), self.run_id, self.config_hash, rnd)
+            if key not in _BATCHES:
+                if len(_BATCHES) >= 64:
+                    _BATCHES.pop(next(iter(_BATCHES)))
+                _BATCHES[key] = read_batch(self.root, self.run_id, rnd)
+            self._batches[rnd] = _BATCHES[key]
         return self._batches[rnd]
 
     # ---- writing ---------------------------------------------------------------------------------

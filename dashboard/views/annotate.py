@@ -48,7 +48,8 @@ try:
     store = LabelStore(root / rid)
     rnd = store.last_round()
     batch = store.batch(rnd)
-    labels = dict(zip(store.labels(rnd)["pair_id"], store.labels(rnd)["label"]))
+    round_labels = store.labels(rnd)
+    labels = dict(zip(round_labels["pair_id"], round_labels["label"]))
 except BalpmError as exc:
     st.error(untrusted.md(str(exc)))
     st.stop()
@@ -122,12 +123,12 @@ else:
 
 exported = store.preference_table()
 st.divider()
-st.caption(f"Export: {len(exported.table)} A/B labels as a prompt, chosen, rejected table ({exported.ties} ties and "
-           f"{exported.skips} skips left out), the file balpm run --data and balpm select --labelled read.")
+st.caption(f"Export: {len(exported.table)} A/B labels as a prompt, chosen, rejected table ({exported.ties} tie(s) and "
+           f"{exported.skips} skip(s) left out), the file balpm run --data and balpm select --labelled read.")
 c = st.columns(2)
 c[0].download_button("Export labels (JSONL)", export_bytes(exported.table, ".jsonl"), f"{rid}-labels.jsonl",
                      "application/jsonl", key="an_export_jsonl")
 c[1].download_button("Export labels (CSV)", export_bytes(exported.table, ".csv"), f"{rid}-labels.csv", "text/csv",
                      key="an_export_csv")
 with st.expander(f"labels of round {rnd}"):
-    st.dataframe(untrusted.frame(store.labels(rnd)), hide_index=True, width="stretch")
+    st.dataframe(untrusted.frame(round_labels), hide_index=True, width="stretch")
