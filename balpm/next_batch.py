@@ -26,6 +26,10 @@ Rules:
   :func:`balpm.loop.selection_rng` of the seed and round 0: same inputs and seed, same batch bit for bit.
 * **Early stopping.** Every labelled pair trains the model; there is no validation split
   (``model.validation`` is set to ``none``: the last epoch is kept).
+
+:func:`next_round` (``balpm label --next-round``) appends rounds 1, 2, ... to the same run folder: it trains on
+the labelled pairs plus the label store's A/B labels (:mod:`balpm.labels`) and selects with the seeds of that
+round. Both select through :func:`balpm.loop.select_round`, as the simulated loop does.
 """
 from __future__ import annotations
 

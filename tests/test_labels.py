@@ -293,3 +293,36 @@ def test_status_cli(sample, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["label", str(run_dir), "--status", "--next-round"])
     assert exc.value.code == 2 and "one of --status, --export, --next-round" in capsys.readouterr().err
+
+
+def test_annotate_page_saves_on_click_and_reopens_at_the_first_unlabelled_pair(sample, tmp_path, monkeypatch):
+    """The Annotate page in Streamlit's AppTest (the browser test types keys; this one clicks): ``balpm label``'s
+    environment lands on it, a click saves the label at once, a new session opens at the first unlabelled pair."""
+    from streamlit.testing.v1 import AppTest
+
+    root = shutil.copytree(sample["run_dir"].parent, tmp_path / "runs")
+    run_dir = root / sample["run_dir"].name
+    sys.path.insert(0, str(REPO))
+    monkeypatch.setenv("BALPM_RUNS_DIR", str(root))
+    monkeypatch.setenv("BALPM_LABEL_RUN", run_dir.name)
+    monkeypatch.setenv("BALPM_ANNOTATOR", "apptest")
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=120)
+    at.run()
+    assert not at.exception, [e.message for e in at.exception]
+    assert at.title[0].value == "Annotate" and at.subheader[0].value == f"Pair 1 of {BATCH}"
+    batch = sample["batch"]
+    assert batch["prompt"].iloc[0] in at.text[0].value  # the prompt, as plain text
+    at.button(key="an_B").click().run()
+    at.button(key="an_tie").click().run()
+    assert at.subheader[0].value == f"Pair 3 of {BATCH}"
+    lab = store_mod.LabelStore(run_dir).labels(0)
+    assert lab["pair_id"].tolist() == batch["pair_id"].iloc[:2].tolist() and lab["label"].tolist() == ["B", "tie"]
+    assert set(lab["annotator"]) == {"apptest"}
+    at.button(key="an_back").click().run()  # back: pair 2 shows its label; A changes it in place
+    assert at.subheader[0].value == f"Pair 2 of {BATCH}" and "labelled **tie**" in at.caption[0].value
+    at.button(key="an_A").click().run()
+    lab = store_mod.LabelStore(run_dir).labels(0)
+    assert lab["label"].tolist() == ["B", "A"] and lab["revisions"].tolist() == [1, 2]
+    fresh = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=120)  # a reload: a new session
+    fresh.run()
+    assert fresh.subheader[0].value == f"Pair 3 of {BATCH}"
