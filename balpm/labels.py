@@ -37,7 +37,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from balpm import runs
+from balpm import next_batch, runs
 from balpm.errors import ConfigError, DataError
 
 #: the four answers an annotator can give: answer A preferred, answer B preferred, a tie, skipped
@@ -182,8 +182,6 @@ class LabelStore:
 
     def batch(self, rnd: int) -> pd.DataFrame:
         """The batch of round ``rnd`` (:func:`balpm.next_batch.read_batch`), one row per pick in pick order."""
-        from balpm.next_batch import read_batch
-
         rnd = int(rnd)
         if rnd not in self._batches:
             last = self.last_round()
@@ -194,7 +192,7 @@ class LabelStore:
             if key not in _BATCHES:
                 if len(_BATCHES) >= 64:
                     _BATCHES.pop(next(iter(_BATCHES)))
-                _BATCHES[key] = read_batch(self.root, self.run_id, rnd)
+                _BATCHES[key] = next_batch.read_batch(self.root, self.run_id, rnd)
             self._batches[rnd] = _BATCHES[key]
         return self._batches[rnd]
 
@@ -276,9 +274,7 @@ def check_export_path(path: str | Path) -> Path:
 
 def export_bytes(table: pd.DataFrame, suffix: str) -> bytes:
     """The preference table's file content for ``suffix`` (``.jsonl``, ``.csv``, ``.parquet``)."""
-    from balpm.next_batch import batch_bytes
-
-    return batch_bytes(table, suffix)
+    return next_batch.batch_bytes(table, suffix)
 
 
 def export(run_dir: str | Path, path: str | Path) -> Export:
@@ -290,5 +286,12 @@ def export(run_dir: str | Path, path: str | Path) -> Export:
     return result
 
 
+def next_round(run_dir: str | Path, *, progress: bool = False) -> next_batch.SelectResult:
+    """Train on every label of the store and select the next batch into the same run folder
+    (:func:`balpm.next_batch.next_round`; the store is checked first: a corrupt one stops here)."""
+    store = LabelStore(run_dir)
+    return next_batch.next_round(store.root / store.run_id, store.labels(), progress=progress)
+
+
 __all__ = ["DB_NAME", "EXPORT_SUFFIXES", "LABELS", "LABEL_COLUMNS", "Export", "LabelStore", "Progress",
-           "check_export_path", "export", "export_bytes"]
+           "check_export_path", "export", "export_bytes", "next_round"]

@@ -267,34 +267,40 @@ def training_pairs(inputs: loop.Inputs, n_lab: int, labels: pd.DataFrame) -> tup
     return rows, pairs
 
 
-def next_round(run_dir: str | Path, *, progress: bool = False) -> SelectResult:
+def next_round(run_dir: str | Path, labels: pd.DataFrame, *, progress: bool = False) -> SelectResult:
     """Train on every label so far and select the next batch of the same selection run, appended as round r+1.
 
-    The labels: the run's original labelled pairs plus the label store's A/B labels of every round (ties and
-    skips recorded, not trained on). The last round's batch must be fully labelled. The pool: every pair never
-    picked in any round (a tie or a skip is not offered again). Round ``r`` uses the model seed
-    :func:`balpm.loop.model_seed` ``(seed, r)`` and the selection generator :func:`balpm.loop.selection_rng`
-    ``(seed, r)``, as round ``r`` of a simulation does, and the same policy and knobs (the run's config): the
-    same labels give the same batch. The pair features come from the run's dataset snapshot (nothing is
-    featurized again). Two callers at once: one selects, the other gets its result (``reused``).
+    ``labels``: the annotators' labels (columns ``round``, ``pair_id``, ``label`` in round and pick order: the
+    label store's, :meth:`balpm.labels.LabelStore.labels`; ``balpm.labels.next_round`` passes them). The model
+    trains on the run's original labelled pairs plus every A/B label (ties and skips recorded, not trained
+    on). The last round's batch must be fully labelled. The pool: every pair never picked in any round (a tie
+    or a skip is not offered again). Round ``r`` uses the model seed :func:`balpm.loop.model_seed` ``(seed, r)``
+    and the selection generator :func:`balpm.loop.selection_rng` ``(seed, r)``, as round ``r`` of a simulation
+    does, and the same policy and knobs (the run's config): the same labels give the same batch. The pair
+    features come from the run's dataset snapshot (nothing is featurized again). Two callers at once: one
+    selects, the other gets its result (``reused``).
     """
     from balpm.acquisition import make_policy
-    from balpm.labels import LabelStore
 
-    store = LabelStore(run_dir)
-    root, run_id = store.root, store.run_id
+    run_dir = Path(run_dir).expanduser()
+    root, run_id = run_dir.resolve().parent, run_dir.name
     run = runs.open_run(root, run_id)
     cfg, meta = run.config, run.meta
+    if "select" not in meta:
+        raise ConfigError(f"run {run_id!r} is not a selection (no meta.select in its config.yaml); give the run "
+                          "folder balpm select made")
     info = runs.inspect_run(root / run_id)
     if info.state == "broken" or info.last_round < 0:
         raise ConfigError(f"run {run_id!r} has no complete selection ({info.reason or info.state}); run balpm select again")
     if info.state == "running" and info.alive:
         raise ConfigError(f"run {run_id!r} is selecting its next round right now (pid {info.extra.get('pid')}); wait for it")
     last = info.last_round
-    prog = store.progress(last)
-    if not prog.complete:
-        raise ConfigError(f"round {last} of run {run_id!r} has {prog.total - prog.done} of {prog.total} pairs "
-                          f"unlabelled; label them first (balpm label {root / run_id})")
+    batch = read_batch(root, run_id, last)
+    missing = set(batch["pair_id"]) - set(labels.loc[labels["round"] == last, "pair_id"].astype(str))
+    if missing:
+        raise ConfigError(f"round {last} of run {run_id!r} has {len(missing)} of {len(batch)} pairs unlabelled; "
+                          f"label them first (balpm label {root / run_id})")
+    labels = labels[labels["round"] <= last]
     rnd = last + 1
     n_lab = int(meta["select"]["labelled"])
     table, features = snapshot.load_inputs(root, meta["data_hash"], meta["feature_hash"])
@@ -310,8 +316,6 @@ def next_round(run_dir: str | Path, *, progress: bool = False) -> SelectResult:
                           "nothing is left to select: export the labels (balpm label --export FILE)")
     batch_size = min(int(cfg.loop.batch_size), len(remaining))
     round_cfg = cfg if batch_size == cfg.loop.batch_size else cfg.replace(loop={"batch_size": batch_size})
-    labels = store.labels()
-    labels = labels[labels["round"] <= last]
     rows, train = training_pairs(inputs, n_lab, labels)
     if len(rows) == 0 and cfg.acquisition.policy not in MODEL_FREE:
         raise ConfigError(f"no A or B labels yet in run {run_id!r} (ties and skips train nothing); policy "

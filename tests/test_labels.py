@@ -1,4 +1,4 @@
-"""The label store of ``balpm label`` (balpm.labels) and the next round (balpm.next_batch.next_round) on a
+"""The label store of ``balpm label`` (balpm.labels) and the next round (balpm.labels.next_round) on a
 ``balpm select`` run of the real TL;DR sample with its labels hidden.
 
 The sample: the first 30 comparisons of batch13.json are the labelled table; the next 50 the unlabelled pool
@@ -196,11 +196,11 @@ def test_next_round_trains_on_every_label_and_is_deterministic(sample, tmp_path)
     run_a = root_a / sample["run_dir"].name
     store = store_mod.LabelStore(run_a)
     with pytest.raises(ConfigError, match=f"round 0 of run '{run_a.name}' has {BATCH} of {BATCH} pairs unlabelled"):
-        engine.next_round(run_a)
+        store_mod.next_round(run_a)
     values = _label_all(store, sample, 0)
     root_b = shutil.copytree(root_a, tmp_path / "b")  # the same labels in a second folder
-    res_a = engine.next_round(run_a)
-    res_b = engine.next_round(root_b / run_a.name)
+    res_a = store_mod.next_round(run_a)
+    res_b = store_mod.next_round(root_b / run_a.name)
     assert res_a.round == 1 and not res_a.reused and len(res_a.batch) == BATCH
     assert engine.batch_bytes(res_a.batch, ".jsonl") == engine.batch_bytes(res_b.batch, ".jsonl")  # same labels, same batch
     run = runs.open_run(root_a, run_a.name)
@@ -218,7 +218,7 @@ def test_next_round_trains_on_every_label_and_is_deterministic(sample, tmp_path)
     assert run.pool_scores(1) is not None and len(run.pool_scores(1)) == len(run.pool_scores(0)) - BATCH
     # the same call again: refused (round 1 is not labelled), nothing appended
     with pytest.raises(ConfigError, match="round 1 .* pairs unlabelled"):
-        engine.next_round(run_a)
+        store_mod.next_round(run_a)
     # the store opens on round 1 now; balpm select's same command still finds round 0's batch
     assert store_mod.LabelStore(run_a).last_round() == 1 and store.first_unlabelled(1) == 0
     again = engine.select(_tiny(sample["cache"]), sample["pool"], sample["labelled"], BATCH, root_a, progress=False,
@@ -249,7 +249,7 @@ def test_export_round_trips_through_the_loaders_and_balpm_run(sample, tmp_path, 
     run_dir = root / sample["run_dir"].name
     store = store_mod.LabelStore(run_dir)
     v0 = _label_all(store, sample, 0)
-    engine.next_round(run_dir)
+    store_mod.next_round(run_dir)
     v1 = _label_all(store, sample, 1)
     expected = []
     for rnd, values in ((0, v0), (1, v1)):

@@ -4,7 +4,8 @@ Without a flag it serves the dashboard (the same server and Host-header guard as
 runs folder holding ``RUN_DIR``, landing on the annotation page for that run (``BALPM_LABEL_RUN``). The
 flags act and exit: ``--status`` prints the progress of the batch being labelled, ``--export FILE`` writes the
 A/B labels as a ``prompt, chosen, rejected`` table, ``--next-round`` trains on every label and selects the
-next batch into the same run folder (engine: :mod:`balpm.labels`, :func:`balpm.next_batch.next_round`).
+next batch into the same run folder (engine: :mod:`balpm.labels`, its ``next_round`` calling
+:func:`balpm.next_batch.next_round`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Optional
 
 import typer
 
+from balpm.cli.dashboard import serve
 from balpm.errors import ConfigError
 
 #: environment variables the annotation page reads: the run it opens on, and the annotator's name
@@ -85,15 +87,13 @@ def label_command(
                    f"({result.ties} ties and {result.skips} skips left out)")
         return
     if next_round:
-        result = engine.next_round(run_dir)
+        result = labels.next_round(run_dir)
         wrote = engine.write_batch(result.batch, out) if out is not None else False
         doc = {"run_id": result.run_id, "round": result.round, "picks": len(result.batch), "reused": result.reused,
                "out": str(out) if out is not None else None, "out_written": wrote}
         typer.echo(json.dumps(doc) if as_json else f"round {result.round}: {len(result.batch)} pairs to label in "
                    f"{result.run_dir}" + (" (already selected)" if result.reused else ""))
         return
-    from balpm.cli.dashboard import serve
-
     os.environ[LABEL_RUN_ENV] = store.run_id
     os.environ[ANNOTATOR_ENV] = annotator or default_annotator()
     code = serve(store.root, port=port, host=host, open_browser=open_browser, allow_hosts=allow_host)

@@ -5,7 +5,7 @@ buttons A / B / tie / skip / back with Streamlit's own keyboard shortcuts (``st.
 a, b, t, s, left arrow). Each label is saved to the run folder's ``labels.sqlite`` (:class:`balpm.labels.LabelStore`)
 in the button's callback, before the page redraws; the page opens at the first unlabelled pair, so a reload,
 a second tab or a restarted server continue where the store is. When the batch is done: the next round
-(:func:`balpm.next_batch.next_round`) and the export.
+(:func:`balpm.labels.next_round`) and the export.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import streamlit as st
 from balpm_dashboard import state, untrusted
 
 from balpm.errors import BalpmError
-from balpm.labels import LABELS, LabelStore, export_bytes
+from balpm.labels import LABELS, LabelStore, export_bytes, next_round
 
 LABEL_RUN_ENV = "BALPM_LABEL_RUN"  # set by balpm label (balpm.cli.label)
 ANNOTATOR_ENV = "BALPM_ANNOTATOR"
@@ -110,8 +110,6 @@ else:
     c = st.columns(2)
     c[0].button("Back to the last pair", key="an_back", shortcut="Left", on_click=_back, args=(len(batch),))
     if prog.complete and c[1].button("Select the next round", key="an_next", type="primary"):
-        from balpm.next_batch import next_round
-
         with st.spinner("training on every label and selecting the next batch..."):
             try:
                 result = next_round(root / rid)
