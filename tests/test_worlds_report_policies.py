@@ -93,3 +93,28 @@ def test_text_report_lists_the_new_comparisons(seven):
     for comp in ("epig - balpm", "dopt - random"):
         assert f"  {comp:<28} " in text  # the share-of-worlds line
     assert f"Holm's step-down over all {len(summary['table'])} comparisons" in text
+
+
+def test_worlds_set_takes_a_knob_of_the_policy_it_is_for(capsys):
+    """``balpm worlds --policies random,epig --set acquisition.targets=test``: the knob reaches epig's runs
+    (its owner), random's runs share their setting; a knob no listed policy owns is a one-line error."""
+    from balpm import runs as runs_mod
+    from balpm.cli import main
+    from balpm.cli.worlds import world_configs
+
+    cfgs = world_configs("classic", ["random", "epig"], [0, 1], ["acquisition.targets=test"], ceiling=False)
+    by = {(c.acquisition.policy, c.loop.seed): c for c in cfgs}
+    assert set(by) == {("random", 0), ("random", 1), ("epig", 0), ("epig", 1)}
+    assert by["epig", 0].acquisition.targets == "test" and runs_mod.policy_label(by["epig", 0]) == "epig targets=test"
+    assert len({runs_mod.setting_hash(c) for c in cfgs}) == 1  # one world, one setting for the report
+    plain = world_configs("classic", ["random", "epig"], [0], [], ceiling=False)
+    assert {runs_mod.policy_label(c) for c in plain} == {"random", "epig"}
+    assert runs_mod.setting_hash(plain[0]) == runs_mod.setting_hash(cfgs[0])
+    # a knob of the default policy still goes to it (the teaching preset's beta replaced)
+    (b,) = world_configs("classic", ["balpm"], [0], ["acquisition.beta=0.01"], ceiling=False)
+    assert b.acquisition.beta == 0.01
+    with pytest.raises(SystemExit) as exc:
+        main(["worlds", "--world", "classic", "--policies", "random", "--seeds", "0",
+              "--set", "acquisition.targets=test", "--dry-run"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("error:") and "knob of epig" in err
