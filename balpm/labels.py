@@ -37,7 +37,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from balpm import next_batch, runs
+from balpm import next_batch
+
+from balpm.experiment import runs
 from balpm.errors import ConfigError, DataError
 
 #: the four answers an annotator can give: answer A preferred, answer B preferred, a tie, skipped

@@ -6,7 +6,7 @@
     model    = the usual K-member ensemble trained on every labelled pair (none: see below)
     batch    = policy.select(pool state, batch_size, selection_rng(seed, 0))
 
-The run folder (``balpm.runs`` writer) is one round of an ordinary run: ``pool.parquet`` lists the
+The run folder (``balpm.experiment.runs`` writer) is one round of an ordinary run: ``pool.parquet`` lists the
 labelled pairs first (``initial``) then the pool, ``acquisitions.parquet`` the picks of round 0 with the
 policy's step columns, ``pool_scores/`` every pool item's scores (policies with a pool table), a dataset
 snapshot the dashboard maps, and ``config.yaml`` whose ``meta.select`` marks it as a selection (no test
@@ -22,14 +22,14 @@ Rules:
 * **Run id.** ``select-<policy>-s<seed>-<hash>``, the hash over the config (batch size included) and both
   tables' content hashes: the same command reuses its folder and rewrites nothing; another labelled set
   (the next round of annotation) is another run id.
-* **Determinism.** Model seed and selection generator are :func:`balpm.loop.model_seed` /
-  :func:`balpm.loop.selection_rng` of the seed and round 0: same inputs and seed, same batch bit for bit.
+* **Determinism.** Model seed and selection generator are :func:`balpm.experiment.loop.model_seed` /
+  :func:`balpm.experiment.loop.selection_rng` of the seed and round 0: same inputs and seed, same batch bit for bit.
 * **Early stopping.** Every labelled pair trains the model; there is no validation split
   (``model.validation`` is set to ``none``: the last epoch is kept).
 
 :func:`next_round` (``balpm label --next-round``) appends rounds 1, 2, ... to the same run folder: it trains on
 the labelled pairs plus the label store's A/B labels (:mod:`balpm.labels`) and selects with the seeds of that
-round. Both select through :func:`balpm.loop.select_round`, as the simulated loop does.
+round. Both select through :func:`balpm.experiment.loop.select_round`, as the simulated loop does.
 """
 from __future__ import annotations
 
@@ -46,10 +46,10 @@ import numpy as np
 import pandas as pd
 
 import balpm
-from balpm import loop, runs, snapshot
+from balpm.experiment import loop, runs, snapshot
 from balpm.config import RunConfig
 from balpm.errors import ConfigError, DataError, FeatureError
-from balpm.metrics import PREFERENCE_METRICS
+from balpm.evidence.metrics import PREFERENCE_METRICS
 
 #: policies that choose without a trained model (usable with no labelled pairs)
 MODEL_FREE: tuple[str, ...] = ("random", "coreset", "dopt")
@@ -196,7 +196,7 @@ def select(cfg: RunConfig, pool: pd.DataFrame, labelled: pd.DataFrame | None, ba
     remaining = np.arange(n_lab, len(combined))
     row: dict[str, Any] = {"round": 0, "labelled": n_lab}
     if labelled is not None:
-        from balpm.model import PreferenceEnsemble  # lazy: torch
+        from balpm.engine.model import PreferenceEnsemble  # lazy: torch
 
         model = PreferenceEnsemble(cfg.model, int(features.pairs_N_2_D.shape[-1]), seed=loop.model_seed(cfg.loop.seed, 0))
         fit = model.fit(inputs.pairs(np.arange(n_lab)), None)
@@ -274,8 +274,8 @@ def next_round(run_dir: str | Path, labels: pd.DataFrame, *, progress: bool = Fa
     label store's, :meth:`balpm.labels.LabelStore.labels`; ``balpm.labels.next_round`` passes them). The model
     trains on the run's original labelled pairs plus every A/B label (ties and skips recorded, not trained
     on). The last round's batch must be fully labelled. The pool: every pair never picked in any round (a tie
-    or a skip is not offered again). Round ``r`` uses the model seed :func:`balpm.loop.model_seed` ``(seed, r)``
-    and the selection generator :func:`balpm.loop.selection_rng` ``(seed, r)``, as round ``r`` of a simulation
+    or a skip is not offered again). Round ``r`` uses the model seed :func:`balpm.experiment.loop.model_seed` ``(seed, r)``
+    and the selection generator :func:`balpm.experiment.loop.selection_rng` ``(seed, r)``, as round ``r`` of a simulation
     does, and the same policy and knobs (the run's config): the same labels give the same batch. The pair
     features come from the run's dataset snapshot (nothing is featurized again). Two callers at once: one
     selects, the other gets its result (``reused``).
@@ -325,7 +325,7 @@ def next_round(run_dir: str | Path, labels: pd.DataFrame, *, progress: bool = Fa
     t0 = time.perf_counter()
     row: dict[str, Any] = {"round": rnd, "labelled": len(rows)}
     if len(rows):
-        from balpm.model import PreferenceEnsemble  # lazy: torch
+        from balpm.engine.model import PreferenceEnsemble  # lazy: torch
 
         model = PreferenceEnsemble(cfg.model, int(features.pairs_N_2_D.shape[-1]), seed=loop.model_seed(cfg.loop.seed, rnd))
         fit = model.fit(train, None)

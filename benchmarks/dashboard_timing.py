@@ -46,13 +46,13 @@ sys.path.insert(0, str(REPO))
 
 def make_runs(root: Path) -> None:
     """Random, BALD and BAL-PM on two seeds of the teaching world (tiny model), via the engine."""
-    from balpm import loop
     from balpm.config import RunConfig
+    from balpm.experiment import loop
 
     cfg = RunConfig().replace(model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 4, "lr": 3e-3,
                                      "batch_size": 16, "device": "cpu"},
                               loop={"initial": 30, "batch_size": 30, "rounds": 5})
-    from balpm import ablations
+    from balpm.experiment import ablations
 
     for seed in (0, 1):
         table, features = loop.load_inputs(cfg.replace(loop={"seed": seed}), progress=False)  # drawn per seed
@@ -97,9 +97,9 @@ def make_map_run(root: Path, n_pool: int, dim: int, n_prompts: int) -> dict:
     (prompt features; the pair features the tiny model sees are cut to 16 dimensions to save memory)."""
     import dataclasses
 
-    from balpm import loop
     from balpm.config import RunConfig
     from balpm.data.synthetic import paper_world
+    from balpm.experiment import loop
 
     n = round(n_pool / 0.96)
     t0 = time.perf_counter()
@@ -118,7 +118,7 @@ def make_map_run(root: Path, n_pool: int, dim: int, n_prompts: int) -> dict:
 
 def time_map(n_pool: int, dim: int, n_prompts: int) -> dict:
     """The paper-scale first Prompt space chart: fit as the sweep does, then the page cold and warm."""
-    from balpm import projection
+    from balpm.experiment import projection
 
     root = Path(tempfile.mkdtemp(prefix="balpm-bench-map-"))
     try:

@@ -7,7 +7,7 @@ seconds and the peak RSS of the command, as one JSON object.
 
 Cases: ``balpm run -c <billion laughs> --print-config`` (a 1.9 KB file of nine levels of nine aliases),
 the same with a 20,000-deep flow sequence, ``balpm runs`` on a folder whose run has that config.yaml,
-and ``python -m balpm.projection`` (what the dashboard starts) on a snapshot whose
+and ``python -m balpm.experiment.projection`` (what the dashboard starts) on a snapshot whose
 ``prompt_features.npy`` header claims 500,000 x 1,024 (a sparse file of the right size). The peak RSS
 is that of the command alone (``getrusage(RUSAGE_CHILDREN)`` in a fresh parent per case).
 """
@@ -111,7 +111,7 @@ def main() -> None:
             np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": (500_000, 1024)})
             fh.truncate(fh.tell() + 500_000 * 1024 * 4)
         shutil.rmtree(root / "bomb")
-        out.append(measure("python -m balpm.projection (header claims 500,000 x 1,024)", "-m", "balpm.projection",
+        out.append(measure("python -m balpm.experiment.projection (header claims 500,000 x 1,024)", "-m", "balpm.experiment.projection",
                            str(root)))
         if args.kill:
             out.append(kill_sweep(tmp, "local"))

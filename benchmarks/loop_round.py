@@ -1,4 +1,4 @@
-"""Rounds of ``balpm.loop`` on the paper-shape world, timed by phase, with peak RSS.
+"""Rounds of ``balpm.experiment.loop`` on the paper-shape world, timed by phase, with peak RSS.
 
     python benchmarks/loop_round.py --n 92000 --d 4096 --json          # the paper's pool and LLM width
     python benchmarks/loop_round.py --n 10000 --d 1024 --rounds 2 --json
@@ -83,11 +83,11 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     import balpm
-    import balpm.loop as loop
-    import balpm.model as model_mod
-    from balpm import runs
+    import balpm.engine.model as model_mod
+    import balpm.experiment.loop as loop
     from balpm.config import DataConfig, LoopConfig, RunConfig
     from balpm.data.synthetic import paper_world
+    from balpm.experiment import runs
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -37,7 +37,7 @@ from scipy.special import digamma
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from balpm.acquisition.balpm import BalpmRound, greedy_select, prepare_balpm
-from balpm.entropy import RadiusTracker, _csr_pairs, build_geometry, labelled_counts, pool_radii
+from balpm.engine.knn import RadiusTracker, _csr_pairs, build_geometry, labelled_counts, pool_radii
 
 CHUNK_ROWS = 4096  # rows per float64 block in the reference transcription (bounds its memory)
 

@@ -2,7 +2,7 @@
 
 One ``st.Page`` per file in ``dashboard/views/`` (a folder named ``pages/`` here would switch Streamlit
 to its legacy v1 multipage mode); every page reads run folders through
-:mod:`balpm.runs` only. The runs folder is fixed when the server starts.
+:mod:`balpm.experiment.runs` only. The runs folder is fixed when the server starts.
 """
 from __future__ import annotations
 

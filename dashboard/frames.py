@@ -1,7 +1,7 @@
 """Data preparation for the dashboard: pure functions of run tables (pandas in, pandas out).
 
 No Streamlit here, so every function is testable on its own. The tables are those of
-:mod:`balpm.runs` (rounds, acquisitions, pool, pool_scores, increments) and the dataset snapshot
+:mod:`balpm.experiment.runs` (rounds, acquisitions, pool, pool_scores, increments) and the dataset snapshot
 (table, prompt ids, prompt features). Conventions: ``sign`` is +1 for ``U + beta*H`` and -1 for the
 entropy-minimiser ablation ``U - beta*H``; H's two terms are ``log_dist`` and ``h - log_dist`` (the
 count term with its sign, ``-digamma(n + 1) / d``), so ``U + sign*beta*(dist + count) = score``.
@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balpm import diagnostics, metrics
-from balpm.diagnostics import DIVERSITY_RATIO
+from balpm.engine import diagnostics
+from balpm.engine.diagnostics import DIVERSITY_RATIO
+from balpm.evidence import metrics
 
 SCORE_CHOICES = ("final", "u", "beta_h")
 SCORE_LABELS = {"final": "final score U ± β·H", "u": "uncertainty U", "beta_h": "β·H (entropy term)"}
@@ -25,7 +26,7 @@ SCORE_LABELS = {"final": "final score U ± β·H", "u": "uncertainty U", "beta_h
 
 # ---- runs ------------------------------------------------------------------------------------
 def runs_frame(infos: Sequence[Any]) -> pd.DataFrame:
-    """One display row per :class:`balpm.runs.RunInfo` (progress, hashes, problems)."""
+    """One display row per :class:`balpm.experiment.runs.RunInfo` (progress, hashes, problems)."""
     rows = []
     for i in infos:
         done = max(int(i.last_round) + 1, 0)
@@ -113,11 +114,11 @@ def axis_ranges(frames: Iterable[pd.DataFrame], pad: float = 0.04) -> tuple[list
 
 # ---- step-through replay -----------------------------------------------------------------------
 def replay_counts(n0_N: np.ndarray, increments: pd.DataFrame | None, step: int) -> np.ndarray:
-    """n(x) of each pool item after ``step`` picks: the engine's :func:`balpm.entropy.replay_counts`.
+    """n(x) of each pool item after ``step`` picks: the engine's :func:`balpm.engine.entropy.replay_counts`.
 
     ``increments`` has columns ``step`` and ``index`` (positions into ``n0_N``).
     """
-    from balpm.entropy import replay_counts as engine_replay_counts
+    from balpm.engine.entropy import replay_counts as engine_replay_counts
 
     n0 = np.asarray(n0_N)
     if increments is None or not len(increments):
@@ -260,7 +261,7 @@ def round_beta(rounds: pd.DataFrame | None, rnd: int, default: float) -> float:
 
 def round_spreads(rounds: pd.DataFrame | None, rnd: int, scores: pd.DataFrame | None = None,
                   beta: float = float("nan")) -> dict[str, float]:
-    """The U and β·H spreads of round ``rnd`` (:mod:`balpm.diagnostics` columns): as recorded in
+    """The U and β·H spreads of round ``rnd`` (:mod:`balpm.engine.diagnostics` columns): as recorded in
     rounds.parquet, or, for runs written before they were recorded, computed from the round's pool
     scores (``u``, ``h``) with ``beta``. All NaN when neither is available."""
 
@@ -420,14 +421,14 @@ def redundancy_frame(acq: pd.DataFrame, prompt_ids: Sequence[str] | None = None,
 
 
 # ---- learning curves -------------------------------------------------------------------------
-METRICS: dict[str, str] = dict(metrics.METRIC_LABELS)  # quality metric column -> label (balpm.metrics.METRIC_SPECS)
+METRICS: dict[str, str] = dict(metrics.METRIC_LABELS)  # quality metric column -> label (balpm.evidence.metrics.METRIC_SPECS)
 
 
 def curve_runs(infos: Sequence[Any], rounds_of: Any) -> tuple[list[Any], list[dict[str, Any]]]:
-    """The runs with at least one round as :class:`balpm.report.LoadedRun` (``rounds_of(info)`` reads a rounds table or
+    """The runs with at least one round as :class:`balpm.evidence.report.LoadedRun` (``rounds_of(info)`` reads a rounds table or
     returns None), one per (setting, label, seed) exactly as ``balpm report`` counts them; and the duplicates."""
-    from balpm import stats
-    from balpm.report import LoadedRun
+    from balpm.evidence import stats
+    from balpm.evidence.report import LoadedRun
 
     out = []
     for info in infos:
@@ -440,8 +441,8 @@ def curve_runs(infos: Sequence[Any], rounds_of: Any) -> tuple[list[Any], list[di
 
 
 def page_evidence(runs: Sequence[Any], baseline: str) -> dict[str, Any]:
-    """:func:`balpm.stats.evidence` with the defaults ``balpm report`` uses (so both show the same numbers)."""
-    from balpm import stats
+    """:func:`balpm.evidence.stats.evidence` with the defaults ``balpm report`` uses (so both show the same numbers)."""
+    from balpm.evidence import stats
 
     return stats.evidence(runs, baseline=baseline)
 
@@ -455,7 +456,7 @@ VERDICT_COLUMNS = ("setting", "metric", "policy", "seeds", "paired", "final mean
 def verdict_frame(ev: dict[str, Any], metrics: Sequence[str] | None = None) -> pd.DataFrame:
     """One row per (setting, metric, policy) of an :func:`page_evidence` result: the numbers of
     ``balpm report --json`` (``vs_baseline``), NaN where there are none; the baseline's row has no diff."""
-    from balpm import stats
+    from balpm.evidence import stats
 
     rows = []
     for e in ev["policies"]:
@@ -489,7 +490,7 @@ def verdict_display(df: pd.DataFrame) -> pd.DataFrame:
     """:func:`verdict_frame` as text for the page, grouped by metric (baseline first), the verdict next to
     the policy so it is never scrolled out of view: ``+d [lo, hi]``, ``mean ± SEM``, ``-`` for a missing
     number, ``1 seed: no CI`` (never NaN, None or infinity)."""
-    from balpm import stats
+    from balpm.evidence import stats
 
     order = {m: i for i, m in enumerate(dict.fromkeys(df["metric"]))}
     df = df.assign(_m=df["metric"].map(order), _b=df["verdict"] != "(baseline)").sort_values(["_m", "_b"], kind="stable")
@@ -539,7 +540,7 @@ def verdict_styled(df: pd.DataFrame) -> Any:
 def ceiling_lines(ev: dict[str, Any], metrics: Sequence[str], setting: str | None = None) -> dict[str, dict[str, Any]]:
     """metric -> ``{y, text, headroom, warning}`` of the ceiling (``full`` runs' mean) to draw as a line
     (``setting``: only that setting's ceiling; default: any)."""
-    from balpm import stats
+    from balpm.evidence import stats
 
     out: dict[str, dict[str, Any]] = {}
     for key, ceil in (ev.get("ceiling") or {}).items():
@@ -571,7 +572,7 @@ def curve_table(curves: Sequence[tuple[str, int, pd.DataFrame]], metric: str) ->
 
 def curve_stats(curves: Sequence[tuple[str, int, pd.DataFrame]], metric: str, smooth: int = 1) -> pd.DataFrame:
     """Mean +/- SEM over seeds per label and labelled-set size, after an optional trailing moving
-    average of ``smooth`` rounds on each seed's curve (the paper uses 3). Uses :mod:`balpm.metrics`."""
+    average of ``smooth`` rounds on each seed's curve (the paper uses 3). Uses :mod:`balpm.evidence.metrics`."""
 
     long = curve_table(curves, metric)
     out = []
@@ -649,7 +650,7 @@ def inspect_rows(pool_indices: Iterable[int], pool: pd.DataFrame, table: pd.Data
     texts = table.drop_duplicates("pair_id").set_index("pair_id")
     a = acq.set_index("pool_index") if len(acq) else pd.DataFrame()
     last = max(scores_by_round) if scores_by_round else None
-    from balpm.lesson import cluster_name, region_names
+    from balpm.evidence.lesson import cluster_name, region_names
 
     regions = region_names(texts) if "cluster" in texts.columns else {}  # "chit-chat", not 0.0000
     rows = []

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from balpm import runs, snapshot, sweep
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
+from balpm.experiment import runs, snapshot, sweep
 
 JOBS_DIR = "_jobs"
 

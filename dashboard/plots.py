@@ -23,9 +23,9 @@ from balpm_dashboard.frames import METRICS, SCORE_LABELS
 from balpm_dashboard.untrusted import plot as inert
 from balpm_dashboard.untrusted import plots as inert_all
 
-# one colour table for every page and the HTML report: balpm.colors (a policy's colour is its registry entry's)
-from balpm.colors import ABLATION_COLORS, BASE_COLORS, EXTRA_COLORS, label_color  # noqa: E402,F401
-from balpm.colors import darker as _darker  # noqa: E402,F401
+# one colour table for every page and the HTML report: balpm.evidence.colors (a policy's colour is its registry entry's)
+from balpm.evidence.colors import ABLATION_COLORS, BASE_COLORS, EXTRA_COLORS, label_color  # noqa: E402,F401
+from balpm.evidence.colors import darker as _darker  # noqa: E402,F401
 
 ROUND_SCALE = "Viridis"
 SCORE_SCALE = "Inferno"

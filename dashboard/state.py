@@ -3,7 +3,7 @@
 Frames are cached with ``st.cache_data`` keyed by (root, run id, file modification times), so a run
 that advances is re-read and a finished one never is. Heavy read-only objects (dataset snapshots,
 projections, per-round pool scores at 92k rows) use ``st.cache_resource``: callers must not mutate
-them. Everything is read through :mod:`balpm.runs` (paths checked with ``runs.safe_path``); no pickle
+them. Everything is read through :mod:`balpm.experiment.runs` (paths checked with ``runs.safe_path``); no pickle
 file is ever loaded.
 """
 from __future__ import annotations
@@ -19,10 +19,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from balpm import ablations, presets, runs, safe_yaml
+from balpm import safe_yaml
+
+from balpm.experiment import ablations, presets, runs
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
-from balpm.projection import cached_projection, snapshot_folder
+from balpm.experiment.projection import cached_projection, snapshot_folder
 from balpm_dashboard import frames, untrusted
 
 T = TypeVar("T")
@@ -92,7 +94,7 @@ def _root_fingerprint(root: Path) -> tuple:
 
 def refusal(root: Path, run_id: str) -> str | None:
     """Why the folder ``root/run_id`` must not be read, or None: a folder name that is not a run id (which
-    ``balpm.runs`` cannot open), else :func:`balpm.runs.refused` (a symlinked run folder, a run file that
+    ``balpm.experiment.runs`` cannot open), else :func:`balpm.experiment.runs.refused` (a symlinked run folder, a run file that
     leads outside the runs folder; its own list of run files). Every dashboard read of a run goes through this."""
     try:
         runs.check_run_id(run_id)
@@ -272,7 +274,7 @@ def _projection(root: str, data_hash: str, method: str, stamp: int) -> Any:
 
 
 def projection(root: Path, data_hash: str, method: str = "auto") -> Any:
-    """The dataset's :class:`balpm.projection.Projection` (disk-cached; raw for 2-D features)."""
+    """The dataset's :class:`balpm.experiment.projection.Projection` (disk-cached; raw for 2-D features)."""
     fp = _mtime(snapshot_file(root, data_hash, "prompt_ids.json"))
     return _projection(str(root), str(data_hash), method, fp)
 
@@ -283,7 +285,7 @@ def _precompute_started(root: str, hashes: tuple[str, ...]) -> Any:
 
     # a separate process, not a thread: UMAP's compiled loops hold the GIL for seconds, which would
     # freeze the server; a page that needs the map meanwhile waits for its file (projection.fitting)
-    return subprocess.Popen([sys.executable, "-m", "balpm.projection", root], stdin=subprocess.DEVNULL,
+    return subprocess.Popen([sys.executable, "-m", "balpm.experiment.projection", root], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -355,7 +357,7 @@ def holds_teaching_world(root: Path, infos: list[runs.RunInfo]) -> bool:
 
 
 def is_variant(root: Path, info: runs.RunInfo) -> bool:
-    """Whether a run is an ablation variant (:func:`balpm.ablations.is_variant`): kept out of the default
+    """Whether a run is an ablation variant (:func:`balpm.experiment.ablations.is_variant`): kept out of the default
     comparisons (the Runs page's picks still add it)."""
     try:
         return ablations.is_variant(config(root, info.run_id)[0])

@@ -104,8 +104,8 @@ TINY_WORLDS = ("n_prompts=60,cpp=2,noisy_share=0.2,contrast_ratio=1",
 def worlds_sweep(tmp_path_factory) -> Path:
     """A real worlds sweep at a tiny scale: the five :data:`TINY_WORLDS` (``data.world``) x random, bald,
     balpm x seeds 0-2, each a 3-round loop (10 + 10 + 10 labels) of a 3-member (8,) ensemble; ~45 runs."""
-    from balpm import sweep
     from balpm.config import RunConfig
+    from balpm.experiment import sweep
 
     root = tmp_path_factory.mktemp("worlds")
     cfgs = []

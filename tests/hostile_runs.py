@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from balpm import loop, runs
 from balpm.config import RunConfig
+from balpm.experiment import loop, runs
 
 EVIL_HOST = "203.0.113.9"  # TEST-NET-3: never routed; a request to it is the failure the tests look for
 HOSTILE = (f"![x](http://{EVIL_HOST}/x.png) [link](http://{EVIL_HOST}/l) :red[boom] $\\frac{{1}}{{2}}$ "

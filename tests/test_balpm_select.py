@@ -8,7 +8,8 @@ from scipy.spatial.distance import pdist
 from scipy.special import digamma
 
 from balpm.acquisition import select_balpm
-from balpm.entropy import normalize_features, replay_counts
+from balpm.engine.entropy import replay_counts
+from balpm.engine.knn import normalize_features
 from balpm.errors import ConfigError, FeatureError
 
 

@@ -105,7 +105,7 @@ def test_ctrl_c_is_one_line_exit_130_and_the_run_is_resumable(tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err.decode(errors="replace")
     assert "interrupted" in _one_error_line(err)
-    from balpm import runs
+    from balpm.experiment import runs
 
     info = runs.inspect_run(root / "ki")  # marked failed: balpm runs offers the resume command
     assert info.state == "failed" and info.last_round < 39
@@ -115,7 +115,7 @@ def _inject(monkeypatch, exc: BaseException) -> None:
     def boom(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr("balpm.runs.list_runs", boom)
+    monkeypatch.setattr("balpm.experiment.runs.list_runs", boom)
 
 
 @pytest.mark.parametrize("exc, code, words", [

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from balpm import runs
 from balpm.cli import demo, main
 from balpm.cli.run import build_config
 from balpm.config import RunConfig
+from balpm.experiment import runs
 
 REPO = Path(__file__).resolve().parents[1]
 # no --k: it is BAL-PM's knob, and a flag of a knob the run's policy does not own is refused
@@ -112,7 +112,7 @@ def test_demo_finds_data_in_order(tmp_path, monkeypatch):
 def test_demo_end_to_end_on_the_teaching_world(tmp_path, monkeypatch, capsys):
     tiny = {"loop": {"initial": 16, "batch_size": 16, "rounds": 2},
             "model": {"ensemble_size": 3, "hidden": (16, 8), "max_epochs": 2, "lr": 1e-2}}
-    from balpm import presets
+    from balpm.experiment import presets
 
     monkeypatch.setattr(presets, "TEACHING_PRESET", tiny)  # the teaching world runs at the teaching preset
     monkeypatch.setattr(demo, "find_data", lambda data=None: demo.DataSource("synthetic", (), "SYNTHETIC world"))
@@ -242,7 +242,7 @@ def test_help_shows_defaults_and_types_and_version(monkeypatch, capsys):
 
 
 def test_failures_exit_non_zero(tmp_path, monkeypatch, capsys):
-    from balpm import loop
+    from balpm.experiment import loop
 
     def broken(cfg):
         raise RuntimeError("policy exploded")

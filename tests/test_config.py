@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import yaml
 
-from balpm import acquisition, runs, sweep
+from balpm import acquisition
 from balpm.config import (
     CLI_FLAGS,
     POLICIES,
@@ -18,6 +18,7 @@ from balpm.config import (
     resolve_key,
 )
 from balpm.errors import ConfigError
+from balpm.experiment import runs, sweep
 
 
 def test_yaml_values_are_coerced_by_the_field_type():

@@ -57,8 +57,8 @@ def private_tmp():
 def runs_root(private_tmp) -> Path:
     """Engine runs on the teaching world (or an existing runs folder: ``BALPM_BROWSER_RUNS``, e.g. to
     take the README's screenshots on longer runs)."""
-    from balpm import loop
     from balpm.config import RunConfig
+    from balpm.experiment import loop
 
     if os.environ.get("BALPM_BROWSER_RUNS"):
         return Path(os.environ["BALPM_BROWSER_RUNS"]).resolve()
@@ -68,7 +68,7 @@ def runs_root(private_tmp) -> Path:
         model={"hidden": (32, 8), "ensemble_size": 3, "max_epochs": 4, "lr": 3e-3, "batch_size": 16,
                "init_std": 0.1, "device": "cpu"},
         loop={"initial": 20, "batch_size": 20, "rounds": 4})
-    from balpm import ablations
+    from balpm.experiment import ablations
 
     for seed in (0, 1):
         table, features = loop.load_inputs(cfg.replace(loop={"seed": seed}), progress=False)  # drawn per seed

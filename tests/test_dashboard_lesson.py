@@ -1,4 +1,4 @@
-"""The lesson page and its engine (balpm.lesson) on teaching-world runs the engine writes here, and the
+"""The lesson page and its engine (balpm.evidence.lesson) on teaching-world runs the engine writes here, and the
 ablation preset of ``balpm sweep --ablations``.
 
 Every number the lesson states is checked against an independent computation from the run folders
@@ -20,9 +20,10 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from balpm import ablations, lesson, loop, report, runs, story, sweep
 from balpm.config import RunConfig
-from balpm.presets import apply_preset
+from balpm.evidence import lesson, report, story
+from balpm.experiment import ablations, loop, runs, sweep
+from balpm.experiment.presets import apply_preset
 
 APP = REPO / "dashboard" / "app.py"
 TINY = RunConfig().replace(
@@ -115,7 +116,7 @@ def test_lesson_facts_come_from_the_runs(runs_root):
     shares = facts.shares.set_index(["label", "cluster"])["share"]
     assert shares[("bald", 0)] == pytest.approx(_noisy_share_by_hand(runs_root, "bald"))
     assert shares[("random", 0)] == pytest.approx(_noisy_share_by_hand(runs_root, "random"))
-    # the verdicts are the report's on the policy runs (the variant left out), worded by balpm.story
+    # the verdicts are the report's on the policy runs (the variant left out), worded by balpm.evidence.story
     loaded, _ = report.collect([runs_root])
     policy = [r for r in loaded if not ablations.is_variant(runs.open_run(runs_root, r.run_id).config)]
     assert len(policy) == 6

@@ -57,7 +57,7 @@ def test_the_wheel_carries_the_dashboard_and_balpm_dashboard_finds_it_outside_th
     (wheel,) = wheels.glob("balpm-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for want in ("balpm_dashboard/app.py", "balpm_dashboard/asgi_app.py", "balpm_dashboard/state.py", "balpm_dashboard/jobs.py",
-                 "balpm_dashboard/views/runs.py", "balpm_dashboard/views/prompt_space.py", "balpm/snapshot.py"):
+                 "balpm_dashboard/views/runs.py", "balpm_dashboard/views/prompt_space.py", "balpm/experiment/snapshot.py"):
         assert want in names, want
     assert not any(n.startswith("dashboard/") for n in names), "no top-level `dashboard` package"
     # "install" it outside the checkout (a target folder first on sys.path) and run the app from there

@@ -25,7 +25,7 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from balpm import loop, runs
+from balpm.experiment import loop, runs
 from balpm.config import RunConfig
 
 APP = REPO / "dashboard" / "app.py"
@@ -88,7 +88,7 @@ def runs_root(tmp_path_factory) -> Path:
     killed = TINY.replace(acquisition={"policy": "balpm"}, loop={"seed": 3})
     script = textwrap.dedent(inspect.getsource(_Failing)) + textwrap.dedent(f"""
         import os
-        from balpm import loop
+        from balpm.experiment import loop
         from balpm.acquisition import make_policy
         from balpm.config import RunConfig
         loop._make_policy = lambda cfg: _Failing(make_policy(cfg.acquisition), on_call=2, kill=True)
@@ -192,7 +192,7 @@ def test_every_page_renders_on_the_engine_runs(runs_root, monkeypatch):
     # anatomy: bars, ratio and redundancy figures
     at.switch_page("views/batch_anatomy.py").run()
     assert len(at.get("plotly_chart")) == 3
-    # learning curves: the figure, one verdict table from balpm.stats (every policy vs the baseline), downloads
+    # learning curves: the figure, one verdict table from balpm.evidence.stats (every policy vs the baseline), downloads
     at.switch_page("views/learning_curves.py").run()
     assert len(at.get("plotly_chart")) == 1
     verdicts = at.dataframe[0].value
@@ -493,7 +493,7 @@ def _wait_job(job, timeout: float = 240.0) -> int:
 
 
 def test_background_jobs_run_from_the_snapshot_wherever_the_dashboard_started(tmp_path, monkeypatch):
-    from balpm import snapshot
+    from balpm.experiment import snapshot
     from balpm_dashboard import jobs
 
     root = tmp_path / "runs"

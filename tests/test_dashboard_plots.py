@@ -17,7 +17,7 @@ from scipy.spatial.distance import pdist
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from balpm import metrics
+from balpm.evidence import metrics
 from balpm.acquisition import greedy_select, prepare_balpm
 from balpm_dashboard import frames, plots
 
@@ -298,9 +298,9 @@ def test_one_colour_per_policy_and_ablation_whatever_else_the_folder_holds():
     import json
     import subprocess
 
-    from balpm import runs
+    from balpm.experiment import runs
     from balpm.config import RunConfig
-    from balpm.presets import apply_preset
+    from balpm.experiment.presets import apply_preset
 
     teaching = apply_preset(RunConfig())
     label = {name: runs.policy_label(cfg) for name, cfg in {

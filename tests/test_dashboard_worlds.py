@@ -1,5 +1,5 @@
 """The dashboard's Worlds page in Streamlit's AppTest, on the real tiny worlds sweep of tests/conftest.py
-(``worlds_sweep``): the numbers shown are balpm.worlds_report's (the same as ``balpm report --worlds``)."""
+(``worlds_sweep``): the numbers shown are balpm.evidence.worlds_report's (the same as ``balpm report --worlds``)."""
 from __future__ import annotations
 
 import sys
@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from balpm import worlds_report
+from balpm.evidence import worlds_report
 
 APP = REPO / "dashboard" / "app.py"
 

@@ -13,8 +13,8 @@ import re
 import pandas as pd
 import pytest
 
-from balpm import presets
 from balpm.cli import demo, main
+from balpm.experiment import presets
 
 SMALL_MODEL = {"ensemble_size": 3, "hidden": (16,), "max_epochs": 3, "patience": 2, "lr": 1e-2, "batch_size": 32,
                "standardize": True}
@@ -34,7 +34,7 @@ def demo_out(tmp_path_factory, shared_data):
                                                  "max_epochs": 5}}
     mp.setattr(presets, "TEACHING_PRESET", tiny)
     mp.setattr(demo, "SCALES", {"small": {"loop": {"initial": 64, "batch_size": 64, "rounds": 8}, "model": SMALL_MODEL}})
-    from balpm import projection
+    from balpm.experiment import projection
 
     mp.setattr(projection, "precompute", lambda *a, **k: {})  # the dashboard's map (~1 min of UMAP): not the words'
 

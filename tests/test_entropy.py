@@ -7,19 +7,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm.entropy import (
+from balpm.engine.entropy import kl_entropy, pool_radius_entropy, replay_counts
+from balpm.engine.knn import (
     build_geometry,
     exact_distances,
     fit_normalizer,
     group_rows,
-    kl_entropy,
     knn_radii,
     labelled_counts,
     labelled_knn,
     normalize_features,
     pool_radii,
-    pool_radius_entropy,
-    replay_counts,
 )
 from balpm.errors import ConfigError, FeatureError
 

@@ -11,10 +11,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from balpm import loop, runs
 from balpm.acquisition import registry
 from balpm.cli import main
 from balpm.config import RunConfig
+from balpm.experiment import loop, runs
 
 PLUGINS = Path(__file__).parent / "plugins"
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"

@@ -63,7 +63,7 @@ def test_eta_is_printed_before_and_on_the_bar(tmp_path, capsys):
 
 
 def test_pool_size_featurizes_only_the_rows_the_run_reads(tmp_path, monkeypatch):
-    from balpm import loop
+    from balpm.experiment import loop
 
     path = tmp_path / "qa.csv"
     lines = ["prompt,chosen,rejected"] + [f"question {i}?,good answer {i},bad answer {i}" for i in range(300)]
@@ -95,7 +95,7 @@ def test_pool_size_featurizes_only_the_rows_the_run_reads(tmp_path, monkeypatch)
     full_pool = loop.prepare(cfg, table, fake(table)).pool_rows_N  # the same pool as with every row featurized
     assert np.array_equal(inputs.pool_rows_N, full_pool)
     run_dir = loop.run(cfg, tmp_path / "runs", progress=False)
-    from balpm import runs
+    from balpm.experiment import runs
 
     assert runs.open_run(tmp_path / "runs", run_dir.name).meta["feature_rows"] == "used"
     assert asked[-1] == 40 + held_out
@@ -123,7 +123,7 @@ def test_demo_says_first_time_only_on_a_cache_miss_and_never_guesses_the_time(tm
 
 def test_a_sweep_featurizes_once_for_all_its_runs_even_with_pool_size(tmp_path, monkeypatch):
     """prefetch featurizes every row once; the workers must reuse it, not featurize their own subsets again."""
-    from balpm import runs, sweep
+    from balpm.experiment import runs, sweep
     from balpm.features.featurize import Features
 
     path = tmp_path / "qa.csv"

@@ -7,7 +7,7 @@ import pytest
 
 from balpm.acquisition.balpm import BalpmRound, BalpmPolicy, greedy_select, prepare_balpm
 from balpm.acquisition.base import PoolState, RunPool
-from balpm.entropy import RadiusTracker, _csr_pairs, build_geometry, labelled_counts, pool_radii
+from balpm.engine.knn import RadiusTracker, _csr_pairs, build_geometry, labelled_counts, pool_radii
 from balpm.errors import ConfigError, FeatureError
 
 
@@ -98,7 +98,7 @@ def test_policy_keeps_state_only_with_a_run_context_and_not_for_faithful():
 
 
 def test_a_resumed_run_is_bit_identical(tmp_path):
-    from balpm import loop, runs
+    from balpm.experiment import loop, runs
     from balpm.config import RunConfig
 
     cfg = RunConfig().replace(data={"synthetic": "paper", "synthetic_size": 1500, "synthetic_dim": 12},

@@ -152,7 +152,7 @@ def _store_rows(run_dir: Path) -> list[tuple]:
 def test_label_twenty_pairs_by_keystrokes_through_a_server_kill(selection, folder, monkeypatch):
     from playwright.sync_api import sync_playwright
 
-    from balpm import runs
+    from balpm.experiment import runs
     from balpm.cli import main
 
     run_dir, keys, batch = selection["run_dir"], selection["keys"], selection["batch"]

@@ -23,7 +23,7 @@ import pytest
 
 from balpm import labels as store_mod
 from balpm import next_batch as engine
-from balpm import runs
+from balpm.experiment import runs
 from balpm.cli import main
 from balpm.config import RunConfig
 from balpm.errors import ConfigError, DataError
@@ -228,7 +228,7 @@ def test_next_round_trains_on_every_label_and_is_deterministic(sample, tmp_path)
 
 def test_training_pairs_flip_b_labels(sample):
     run = runs.open_run(sample["root"], sample["run_dir"].name)
-    from balpm import snapshot
+    from balpm.experiment import snapshot
 
     table, features = snapshot.load_inputs(sample["root"], run.meta["data_hash"], run.meta["feature_hash"])
     n_lab = run.meta["select"]["labelled"]

@@ -8,11 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from balpm import devices, metrics, runs, stats
+from balpm import devices
 from balpm.config import LOADER_FORMATS, POOLINGS, RunConfig, field_info
 from balpm.data.load import FORMATS
 from balpm.data.worlds import canonical_spec, parse_world
 from balpm.errors import ConfigError, FeatureError
+from balpm.evidence import metrics, stats
+from balpm.experiment import runs
 from balpm.features import encoder
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +35,7 @@ def test_quality_metrics_come_from_the_metric_specs():
 
 
 def test_the_loop_evaluates_every_metric_of_the_list():
-    from balpm.loop import _evaluate
+    from balpm.experiment.loop import _evaluate
 
     class Ensemble:
         def predict_probs(self, pairs):
@@ -84,7 +86,7 @@ def test_formats_and_poolings_are_one_tuple_each():
 def test_one_device_resolver(monkeypatch):
     import torch
 
-    from balpm import model
+    from balpm.engine import model
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert model.resolve_device("auto") == encoder.resolve_device("cpu") == devices.resolve("auto", mps=False)

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm import loop, runs
 from balpm.config import RunConfig
 from balpm.data import load_for_config
+from balpm.engine.model import onednn_available
 from balpm.errors import BalpmError, ConfigError, FeatureError
-from balpm.model import onednn_available
+from balpm.experiment import loop, runs
 
 TIMING = ["train_seconds", "eval_seconds", "select_seconds"]
 

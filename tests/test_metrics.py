@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from balpm.errors import BalpmError, FeatureError
-from balpm.metrics import (
+from balpm.evidence.metrics import (
     LOG_EPS,
     aulc,
     bootstrap_ci,

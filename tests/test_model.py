@@ -9,9 +9,9 @@ import torch
 
 from balpm.config import ModelConfig
 from balpm.data.synthetic import paper_world
+from balpm.engine.model import PreferenceEnsemble, onednn_available
 from balpm.errors import ConfigError, FeatureError
-from balpm.metrics import preference_metrics
-from balpm.model import PreferenceEnsemble, onednn_available
+from balpm.evidence.metrics import preference_metrics
 
 SMALL = ModelConfig(ensemble_size=3, hidden=(32, 16), init_std=0.1, lr=3e-3, batch_size=32, max_epochs=3,
                     device="cpu")
@@ -157,7 +157,7 @@ def test_bad_input_is_one_line(world):
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_adamw_matches_torch_optim(fused):
-    from balpm.model import AdamW
+    from balpm.engine.model import AdamW
 
     gen = torch.Generator().manual_seed(0)
     init = [torch.randn(3, 4, 5, generator=gen), torch.randn(3, 1, 5, generator=gen)]
@@ -197,7 +197,7 @@ def _reference_fit(model: PreferenceEnsemble, train: np.ndarray, valid: np.ndarr
     substance: per-chunk first-layer layout, no_grad passes, validation on the whole split every epoch."""
     from torch import nn
 
-    from balpm.model import AdamW, _member_seed
+    from balpm.engine.model import AdamW, _member_seed
 
     def margins(pairs: torch.Tensor) -> torch.Tensor:
         out = []
@@ -269,7 +269,7 @@ def test_speed_switches_are_approximations_that_stay_close(world):
     sub = PreferenceEnsemble(dataclasses.replace(SMALL, valid_subset=20), 8, seed=0)
     rep = sub.fit(world["train"], world["valid"])
     assert np.isfinite(rep.valid_loss)
-    from balpm.model import valid_subset_rows
+    from balpm.engine.model import valid_subset_rows
 
     rows = valid_subset_rows(100, 20)
     assert rows.size == 20 and np.array_equal(rows, valid_subset_rows(100, 20)) and np.all(np.diff(rows) > 0)
@@ -331,7 +331,7 @@ def test_onednn_is_deterministic_and_row_independent():
 
 @needs_onednn
 def test_onednn_member_linear_matches_baddbmm_and_its_gradients():
-    from balpm.model import _MemberLinear
+    from balpm.engine.model import _MemberLinear
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(3, 7, 11, generator=gen, requires_grad=True)
@@ -349,7 +349,7 @@ def test_onednn_member_linear_matches_baddbmm_and_its_gradients():
 
 
 def test_matmul_auto_picks_onednn_only_for_large_float32_cpu_models():
-    from balpm.model import use_onednn
+    from balpm.engine.model import use_onednn
 
     cpu = torch.device("cpu")
     big = dataclasses.replace(SMALL, hidden=(2048, 256))

@@ -92,7 +92,7 @@ def _kill_driver_and_check(args: list[str], root: Path, env: dict[str, str], mar
     again = subprocess.run(args, env=env, check=False, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"2/2 runs complete in {root}" in again.stdout
-    from balpm import runs
+    from balpm.experiment import runs
 
     infos = runs.list_runs(root)
     assert [i.state for i in infos] == ["complete", "complete"]

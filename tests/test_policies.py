@@ -13,7 +13,7 @@ from balpm.acquisition.base import RunPool
 from balpm.acquisition.stochastic import PowerBALD, SoftmaxBALD, SoftRankBALD
 from balpm.config import POLICIES, AcquisitionConfig
 from balpm.errors import ConfigError, FeatureError
-from balpm.uncertainty import bald
+from balpm.engine.uncertainty import bald
 
 BALPM_COLUMNS = ["step", "index", "score", "u", "log_dist", "count_term", "h", "beta_h", "ratio", "n", "radius"]
 

@@ -1,6 +1,6 @@
 """BatchBALD, EPIG, k-center coreset and D-optimal design: the template every policy passes, each
 against an independent computation (batchbald-redux, brute-force loops, a direct matrix inverse), and
-resume bit-identical through balpm.loop.run on the teaching world."""
+resume bit-identical through balpm.experiment.loop.run on the teaching world."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,7 +11,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm import loop, runs
 from balpm.acquisition.base import PoolState, RunPool, Selection
 from balpm.acquisition.batchbald import (
     BatchBALDPolicy,
@@ -24,8 +23,9 @@ from balpm.acquisition.batchbald import (
 from balpm.acquisition.coreset import CoresetPolicy, select_coreset
 from balpm.acquisition.dopt import DOptPolicy, select_dopt
 from balpm.acquisition.epig import EPIGPolicy, epig_scores, select_epig
+from balpm.engine.uncertainty import bald
 from balpm.errors import ConfigError, FeatureError
-from balpm.uncertainty import bald
+from balpm.experiment import loop, runs
 
 FACTORIES = {
     "batchbald": lambda: BatchBALDPolicy(num_samples=64),

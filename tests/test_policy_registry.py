@@ -10,11 +10,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from balpm import loop, runs
 from balpm.acquisition import registry
 from balpm.acquisition.balpm import BalpmKnobs
 from balpm.config import LEGACY_KNOBS, AcquisitionConfig, RunConfig, read_yaml
 from balpm.errors import ConfigError
+from balpm.experiment import loop, runs
 from balpm.knobs import knob
 from balpm.safe_yaml import load_file
 

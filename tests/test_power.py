@@ -1,4 +1,4 @@
-"""Power and multiplicity of balpm.stats (issue 13): the minimal detectable effect, Holm's step-down, the
+"""Power and multiplicity of balpm.evidence.stats (issue 13): the minimal detectable effect, Holm's step-down, the
 p-value behind every verdict, the A/A check's own spread, and the report carrying them (JSON and text)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from balpm import report, stats
+from balpm.evidence import report, stats
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""balpm.projection: raw / PCA / UMAP maps of prompt features, cached beside the dataset snapshot."""
+"""balpm.experiment.projection: raw / PCA / UMAP maps of prompt features, cached beside the dataset snapshot."""
 from __future__ import annotations
 
 import json
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm import projection, runs
 from balpm.errors import BalpmError, ConfigError, FeatureError
+from balpm.experiment import projection, runs
 
 
 def _blobs(n_per: int = 60, dim: int = 12, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -145,8 +145,8 @@ def test_cached_snapshot_map_opens_without_reading_the_features(tmp_path, monkey
 
 
 def test_precompute_maps_every_snapshot_the_runs_use_and_sweep_calls_it(tmp_path, monkeypatch):
-    from balpm import loop, sweep
     from balpm.config import RunConfig
+    from balpm.experiment import loop, sweep
 
     cfg = RunConfig().replace(data={"synthetic": "paper", "synthetic_size": 200},
                               model={"hidden": (8,), "ensemble_size": 2, "max_epochs": 1, "batch_size": 16},
@@ -196,6 +196,6 @@ def test_a_map_being_fitted_by_another_process_is_waited_for(tmp_path):
     assert not (folder / projection.FITTING).exists()
     # the background entry point the dashboard starts: no run uses this snapshot, so nothing to map
     # (tests/test_dashboard_pages.py sees it map a run's snapshot)
-    out = subprocess.run([sys.executable, "-m", "balpm.projection", str(tmp_path), "--method", "pca"],
+    out = subprocess.run([sys.executable, "-m", "balpm.experiment.projection", str(tmp_path), "--method", "pca"],
                          capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "{}"

@@ -14,10 +14,10 @@ import yaml
 
 ray = pytest.importorskip("ray")
 
-from balpm import runs, sweep  # noqa: E402
 from balpm.cli import main  # noqa: E402
 from balpm.config import FeatureConfig, RunConfig  # noqa: E402
 from balpm.errors import ConfigError  # noqa: E402
+from balpm.experiment import runs, sweep  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +27,7 @@ def crash_dir(tmp_path_factory):
 
 
 def _crash_hook_installer(crash_dir: Path):
-    """A Ray worker set-up hook: every ``balpm.loop.run`` in the worker gets an ``after_round`` callback that,
+    """A Ray worker set-up hook: every ``balpm.experiment.loop.run`` in the worker gets an ``after_round`` callback that,
     when ``crash_dir/<run_id>`` holds the round just committed, renames it to ``<run_id>.crashed`` (so it fires
     once; it then holds the worker's pid) and kills the worker with ``os._exit(70)``. Defined here, in the test:
     the engine has no test hooks, only the documented ``after_round`` parameter."""
@@ -37,9 +37,9 @@ def _crash_hook_installer(crash_dir: Path):
         import os
         from pathlib import Path
 
-        import balpm.loop
+        import balpm.experiment.loop
 
-        real_run = balpm.loop.run
+        real_run = balpm.experiment.loop.run
 
         def crash_after(run_id: str, rnd: int) -> None:
             armed = Path(folder) / run_id
@@ -55,7 +55,7 @@ def _crash_hook_installer(crash_dir: Path):
         def run(*args, **kwargs):
             return real_run(*args, after_round=crash_after, **kwargs)
 
-        balpm.loop.run = run
+        balpm.experiment.loop.run = run
 
     return install
 

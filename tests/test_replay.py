@@ -18,7 +18,9 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from balpm import diagnostics, loop, runs
+from balpm.engine import diagnostics
+
+from balpm.experiment import loop, runs
 from balpm.acquisition.balpm import greedy_select, prepare_balpm, replay_round, replay_scores, select_balpm
 from balpm.config import RunConfig
 from balpm.errors import ConfigError

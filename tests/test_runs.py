@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm import runs
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
+from balpm.experiment import runs
 
 
 def _cfg(**acq) -> RunConfig:

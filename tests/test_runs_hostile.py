@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from balpm import npy_files, projection, runs, snapshot
+from balpm import npy_files
 from balpm.cli import main
 from balpm.errors import BalpmError, FeatureError
+from balpm.evidence.report import collect
+from balpm.experiment import projection, runs, snapshot
 from balpm.features.cache import FeatureCache
-from balpm.report import collect
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +135,7 @@ def test_the_projection_process_refuses_a_lying_header_with_bounded_memory(base,
     peak = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
             "print('PEAK_MB=%d' % (resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)); sys.exit(code)")
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", peak, sys.executable, "-m", "balpm.projection", str(root)],
+    proc = subprocess.run([sys.executable, "-c", peak, sys.executable, "-m", "balpm.experiment.projection", str(root)],
                           capture_output=True, text=True, timeout=120, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr

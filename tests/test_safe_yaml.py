@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from balpm import runs, safe_yaml
+from balpm import safe_yaml
 from balpm.cli import main
 from balpm.config import RunConfig, read_yaml
 from balpm.errors import ConfigError
+from balpm.experiment import runs
 
 
 def billion_laughs(levels: int = 9) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm import runs
+from balpm.experiment import runs
 from balpm import next_batch as engine
 from balpm.acquisition.registry import entries
 from balpm.cli import main

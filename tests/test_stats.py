@@ -1,4 +1,4 @@
-"""balpm.stats on constructed curves with known answers: AULC, pairing, verdict signs, A/A calibration, ceiling."""
+"""balpm.evidence.stats on constructed curves with known answers: AULC, pairing, verdict signs, A/A calibration, ceiling."""
 from __future__ import annotations
 
 import math
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from balpm import stats
+from balpm.evidence import stats
 
 X = np.array([10.0, 20.0, 40.0, 80.0])
 

@@ -1,7 +1,7 @@
-"""balpm.story: the words say what the summary of balpm.report says, number for number.
+"""balpm.evidence.story: the words say what the summary of balpm.evidence.report says, number for number.
 
 Learning curves with a known structure (a policy that gains, one that loses, one that is noise, ceiling
-runs near or far above round 0) go through the real :func:`balpm.report.summarize`; the sentences are
+runs near or far above round 0) go through the real :func:`balpm.evidence.report.summarize`; the sentences are
 then checked against that summary, and the verdict each kind of curve must get is checked too.
 """
 from __future__ import annotations
@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm import report, story
+from balpm.evidence import report, story
 
 X = np.arange(50, 550, 50, dtype=float)  # 10 rounds, 50 labels each
 
 
 @dataclass(frozen=True)
 class FakeRun:
-    """What balpm.stats.evidence reads of a run."""
+    """What balpm.evidence.stats.evidence reads of a run."""
 
     run_id: str
     label: str

@@ -8,10 +8,11 @@ import re
 import numpy as np
 import pytest
 
-from balpm import loop, metrics, report, runs, stats, sweep
 from balpm.cli import main
 from balpm.config import RunConfig
 from balpm.errors import BalpmError, ConfigError
+from balpm.evidence import metrics, report, stats
+from balpm.experiment import loop, runs, sweep
 
 
 def base_cfg() -> RunConfig:

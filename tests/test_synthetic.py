@@ -16,9 +16,9 @@ from balpm.data.synthetic import (
     teaching_world,
     world_seed,
 )
+from balpm.engine.model import PreferenceEnsemble
 from balpm.errors import ConfigError
-from balpm.model import PreferenceEnsemble
-from balpm.presets import TEACHING_PRESET, apply_preset, uses_teaching_world
+from balpm.experiment.presets import TEACHING_PRESET, apply_preset, uses_teaching_world
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_teaching_size_and_bad_parameters():
 def test_world_seed_is_the_run_seed():
     assert [world_seed(s) for s in range(4)] == [0, 1, 2, 3]
     assert world_seed(3, 1) != world_seed(3, 0) and world_seed(3, 1) == world_seed(3, 1)
-    from balpm import loop
+    from balpm.experiment import loop
 
     cfgs = [RunConfig().replace(loop={"seed": s}, acquisition={"policy": p}) for s, p in
             ((0, "random"), (0, "bald"), (1, "random"))]
@@ -162,7 +162,7 @@ def test_world_seed_is_the_run_seed():
 
 
 def test_runs_on_two_seeds_see_two_worlds_policies_on_one_seed_share_it():
-    from balpm import loop
+    from balpm.experiment import loop
 
     cfg = apply_preset(RunConfig())
     w0 = loop.load_inputs(cfg.replace(loop={"seed": 0}))[1].hash
@@ -195,7 +195,7 @@ def test_preset_keeps_what_the_user_set_and_leaves_real_data_alone():
 
 def test_bald_piles_up_in_chit_chat(teaching):
     """BALD's attractor: a model of the preset trained on a random start is most uncertain in chit-chat."""
-    from balpm.uncertainty import bald
+    from balpm.engine.uncertainty import bald
 
     table, feats = teaching
     train = np.flatnonzero(table["split"].to_numpy() == "train")

@@ -1,7 +1,7 @@
 """The teaching world teaches the paper's lessons, end to end through the engine at the teaching preset.
 
 With 4 seeds (docs/teaching-world.md's table uses 8; the claims there are stronger): paired by seed, on the AULC of
-test log-likelihood, with 95% Student-t intervals (``balpm.stats.t_interval``):
+test log-likelihood, with 95% Student-t intervals (``balpm.evidence.stats.t_interval``):
 
 * BAL-PM beats random and BALD (interval above zero);
 * BALD is not better than random (it spends ~90% of its labels in the chit-chat cluster);
@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balpm import runs, sweep
 from balpm.config import RunConfig
 from balpm.data.synthetic import teaching_world
-from balpm.metrics import aulc
-from balpm.presets import apply_preset
-from balpm.stats import t_interval
+from balpm.evidence.metrics import aulc
+from balpm.evidence.stats import t_interval
+from balpm.experiment import runs, sweep
+from balpm.experiment.presets import apply_preset
 
 SEEDS = (0, 1, 2, 3)
 VARIANTS = {

@@ -6,8 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from balpm.errors import ConfigError, FeatureError
-from balpm.uncertainty import (
+from balpm.engine.uncertainty import (
     aleatoric_entropy,
     bald,
     binary_entropy,
@@ -15,6 +14,7 @@ from balpm.uncertainty import (
     score,
     variance,
 )
+from balpm.errors import ConfigError, FeatureError
 
 LN2 = math.log(2.0)
 H01 = -(0.1 * math.log(0.1) + 0.9 * math.log(0.9))   # 0.325083

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 import yaml
 
-from balpm import loop, runs
 from balpm.cli import main
 from balpm.config import RunConfig
 from balpm.data import load_for_config
@@ -25,7 +24,8 @@ from balpm.data.worlds import (
     sample_worlds,
 )
 from balpm.errors import ConfigError
-from balpm.presets import TEACHING_PRESET, apply_preset
+from balpm.experiment import loop, runs
+from balpm.experiment.presets import TEACHING_PRESET, apply_preset
 
 TIMING = ["train_seconds", "eval_seconds", "select_seconds"]
 

@@ -1,4 +1,4 @@
-"""Results over many worlds (balpm.worlds_report, ``balpm report --worlds``) on a real tiny worlds sweep
+"""Results over many worlds (balpm.evidence.worlds_report, ``balpm report --worlds``) on a real tiny worlds sweep
 (the session fixture ``worlds_sweep`` of tests/conftest.py: five ``data.world`` specs x random, bald,
 balpm x 3 seeds). Every number is recomputed here from the run folders by other means."""
 from __future__ import annotations
@@ -11,9 +11,10 @@ import pytest
 from conftest import TINY_WORLDS
 from scipy import stats as sps
 
-from balpm import metrics, report, runs, stats, worlds_report
 from balpm.cli import main
 from balpm.data.worlds import parse_world
+from balpm.evidence import metrics, report, stats, worlds_report
+from balpm.experiment import runs
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def _aulc(run: runs.Run) -> float:
 
 
 def _by(worlds_sweep):
-    """world spec -> label -> seed -> Run, read with balpm.runs only."""
+    """world spec -> label -> seed -> Run, read with balpm.experiment.runs only."""
     out: dict = {}
     for info in runs.list_runs(worlds_sweep):
         run = runs.open_run(worlds_sweep, info.run_id)

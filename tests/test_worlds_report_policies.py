@@ -2,7 +2,7 @@
 random, BALD and BAL-PM on every world and EPIG and D-optimal design on two of them. Each other policy is
 compared with random AND with BAL-PM, every comparison joins the one Holm family, worlds without the new
 policies keep their three comparisons, and the text report prints them. Numbers are recomputed here
-from the run folders (balpm.runs, balpm.metrics) by other means."""
+from the run folders (balpm.experiment.runs, balpm.evidence.metrics) by other means."""
 from __future__ import annotations
 
 import math
@@ -13,7 +13,9 @@ import pytest
 from conftest import TINY_WORLDS
 from scipy import stats as sps
 
-from balpm import metrics, runs, stats, sweep, worlds_report
+from balpm.evidence import metrics, stats, worlds_report
+
+from balpm.experiment import runs, sweep
 from balpm.config import RunConfig
 from balpm.data.worlds import parse_world
 
@@ -98,7 +100,7 @@ def test_text_report_lists_the_new_comparisons(seven):
 def test_worlds_set_takes_a_knob_of_the_policy_it_is_for(capsys):
     """``balpm worlds --policies random,epig --set acquisition.targets=test``: the knob reaches epig's runs
     (its owner), random's runs share their setting; a knob no listed policy owns is a one-line error."""
-    from balpm import runs as runs_mod
+    from balpm.experiment import runs as runs_mod
     from balpm.cli import main
     from balpm.cli.worlds import world_configs
 

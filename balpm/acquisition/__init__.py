@@ -15,7 +15,7 @@ declares its knob class and registers one entry (knobs, build, help, colour, col
                    and ``normalize``
 =================  ==================================================================
 
-U is ``balpm.uncertainty.score(state.probs_N_K, cfg.uncertainty)`` for every policy.
+U is ``balpm.engine.uncertainty.score(state.probs_N_K, cfg.uncertainty)`` for every policy.
 """
 from __future__ import annotations
 

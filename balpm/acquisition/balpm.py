@@ -3,7 +3,7 @@
 :func:`select_balpm` is the pure, importable selection step. It works in two phases:
 
 1. **Round constants** (:func:`prepare_balpm`): normalisation, deduplication, exact kNN radii of the
-   pool (FAISS + exact float64 refinement, see :mod:`balpm.entropy`), the labelled counts ``n0(x)``
+   pool (FAISS + exact float64 refinement, see :mod:`balpm.engine.knn`), the labelled counts ``n0(x)``
    and, for each prompt, the set of pool prompts inside its radius.
 2. **Greedy picks**: per step, pick the highest score (ties to the lowest pool position), remove it,
    and raise ``n(x)`` by one for every remaining x whose radius contains the pick (radius fixed in the
@@ -30,18 +30,16 @@ import pandas as pd
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import Common, register_policy
-from balpm.diagnostics import scaled_beta, score_diagnostics
-from balpm.entropy import (
+from balpm.engine.diagnostics import scaled_beta, score_diagnostics
+from balpm.engine.entropy import count_term, log_distance_term, replay_counts
+from balpm.engine.knn import (
     Geometry,
     RadiusTracker,
     TrackedRound,
     build_geometry,
     check_features,
-    count_term,
     labelled_counts,
-    replay_counts,
     labelled_knn,
-    log_distance_term,
     pick_distances,
     pool_radii,
 )
@@ -115,7 +113,7 @@ class BalpmRound:
     items_idx: np.ndarray = field(default=None)  # type: ignore[assignment]
     beta_mode: str = "fixed"             # fixed: beta as given; scaled: beta set from the pool (see prepare_balpm)
     beta_nominal: float = float("nan")   # the configured beta (``beta`` is the one the scores use)
-    beta_rule: str = "fixed"             # scaled mode: "iqr", "std" or "fixed" (see balpm.diagnostics.scaled_beta)
+    beta_rule: str = "fixed"             # scaled mode: "iqr", "std" or "fixed" (see balpm.engine.diagnostics.scaled_beta)
 
     @property
     def group_N(self) -> np.ndarray:
@@ -138,7 +136,7 @@ class BalpmRound:
         return self.terms(self.n0_M, self.radius_M)[2][self.group_N]
 
     def diagnostics(self) -> dict[str, float]:
-        """The round's spread diagnostics (:func:`balpm.diagnostics.score_diagnostics`) at step 0."""
+        """The round's spread diagnostics (:func:`balpm.engine.diagnostics.score_diagnostics`) at step 0."""
         h = self.step0_h()
         _, score = self.item_scores(self.u_N, h)
         return score_diagnostics(self.u_N, h, self.beta, score)
@@ -162,11 +160,11 @@ def prepare_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, label
                   exact_knn: bool = True, beta_mode: str = "fixed", tracked: TrackedRound | None = None) -> BalpmRound:
     """Validate the inputs and compute the round constants (radii, counts, neighbourhoods).
 
-    ``tracked``: this round's radii, neighbourhoods and counts from a :class:`balpm.entropy.RadiusTracker`
+    ``tracked``: this round's radii, neighbourhoods and counts from a :class:`balpm.engine.knn.RadiusTracker`
     (incremental across rounds) instead of computing them here (pool-radius estimator only).
 
     ``beta_mode="scaled"`` replaces ``beta`` by ``beta * IQR(U) / IQR(H)`` over the pool at step 0
-    (:func:`balpm.diagnostics.scaled_beta`, with its fallbacks); the round keeps the configured value
+    (:func:`balpm.engine.diagnostics.scaled_beta`, with its fallbacks); the round keeps the configured value
     in ``beta_nominal``. ``fixed`` (the paper's) uses ``beta`` as given.
     """
     if beta_mode not in BETA_MODES:
@@ -184,7 +182,7 @@ def _prepare_round(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labe
                    minimize: bool, exact_knn: bool, tracked: TrackedRound | None = None) -> BalpmRound:
     u, pool, lab = validate_balpm(uncertainty_N, pool_prompts_N_D, labelled_prompts_L_D, batch_size, beta,
                                   k, d, floor, normalize, estimator)
-    if tracked is not None and estimator == "pool_radius":  # incremental radii (balpm.entropy.RadiusTracker)
+    if tracked is not None and estimator == "pool_radius":  # incremental radii (balpm.engine.knn.RadiusTracker)
         if tracked.geometry.pool.group_N.size != pool.shape[0]:
             raise ConfigError("tracked radii belong to another pool; pass the RadiusTracker this round's pool")
         return BalpmRound(u_N=u, geometry=tracked.geometry, estimator=estimator, beta=float(beta), d=float(d),
@@ -464,7 +462,7 @@ class BalpmPolicy:
         """Round constants for ``state`` (cached for the same state object).
 
         When the state says where its pool sits in a run (``state.run``), the pool-radius constants
-        are kept across rounds and recomputed only where items left (:class:`balpm.entropy.RadiusTracker`;
+        are kept across rounds and recomputed only where items left (:class:`balpm.engine.knn.RadiusTracker`;
         ``zscore`` then uses the round-0 pool's statistics for the whole run; ``faithful`` recomputes).
         """
         if self._cache is not None and self._cache[0] is state:
@@ -492,7 +490,7 @@ class BalpmPolicy:
 
     def round_diagnostics(self, state: PoolState) -> dict[str, float]:
         """Spread of U and beta*H over the pool at step 0, their ratio, rank correlation of the score
-        with H and the effective beta (:mod:`balpm.diagnostics`)."""
+        with H and the effective beta (:mod:`balpm.engine.diagnostics`)."""
         return self.prepare(state).diagnostics()
 
 

@@ -46,7 +46,7 @@ class RunPool:
         ``test_rows_F``)."""
         if self.pairs_F_2_D is None or self.test_rows_F is None or self.member_probs is None:
             raise ConfigError("this run pool carries no test rows or model; build the RunPool with pairs_F_2_D, "
-                              "test_rows_F and member_probs (balpm.loop.select_round does, given the model)")
+                              "test_rows_F and member_probs (balpm.experiment.loop.select_round does, given the model)")
         rows = np.asarray(self.test_rows_F, dtype=np.int64)[np.asarray(test_index, dtype=np.int64)]
         return np.asarray(self.member_probs(np.asarray(self.pairs_F_2_D[rows])))
 

@@ -38,9 +38,9 @@ from scipy.special import xlogy
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import register_policy
+from balpm.engine.uncertainty import binary_entropy, check_probs
 from balpm.errors import ConfigError
 from balpm.knobs import knob
-from balpm.uncertainty import binary_entropy, check_probs
 
 STEP_COLUMNS = ("step", "index", "score", "u", "joint_mi", "joint_entropy", "exact", "evaluated")
 BLOCK_ELEMENTS = 1 << 22  # configurations x candidates per block (32 MiB of float64 per matrix)
@@ -231,7 +231,7 @@ class BatchBALDPolicy:
 
     def pool_table(self, state: PoolState) -> pd.DataFrame:
         """Per pool item: ``u`` and ``score`` = its gain at the first step (BALD, the empty batch's gain)."""
-        from balpm.uncertainty import bald
+        from balpm.engine.uncertainty import bald
 
         return pd.DataFrame({"u": state_uncertainty(state, self.uncertainty), "score": bald(state.probs_N_K)})
 

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
+from balpm.engine.uncertainty import score as uncertainty_score
 from balpm.errors import ConfigError, FeatureError
-from balpm.uncertainty import score as uncertainty_score
 
 
 def check_batch(batch_size: int, pool_size: int) -> None:
@@ -18,7 +18,7 @@ def check_batch(batch_size: int, pool_size: int) -> None:
 
 
 def state_uncertainty(state: PoolState, kind: str) -> np.ndarray:
-    """U per pool item from the members' probabilities (:func:`balpm.uncertainty.score`)."""
+    """U per pool item from the members' probabilities (:func:`balpm.engine.uncertainty.score`)."""
     u = uncertainty_score(state.probs_N_K, kind)
     n_pool = np.asarray(state.pool_prompts_N_D).shape[0] if state.pool_prompts_N_D is not None else u.size
     if u.size != n_pool:

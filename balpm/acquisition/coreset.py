@@ -23,7 +23,7 @@ import pandas as pd
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import register_policy
-from balpm.entropy import check_features
+from balpm.engine.knn import check_features
 from balpm.knobs import NoKnobs
 
 BLOCK_ROWS = 16384  # rows per block of the distance updates (bounds the float64 temporaries)

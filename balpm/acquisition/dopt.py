@@ -31,7 +31,7 @@ import scipy.linalg
 from balpm.acquisition.base import PoolState, RunPool, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import register_policy
-from balpm.entropy import check_features
+from balpm.engine.knn import check_features
 from balpm.errors import ConfigError
 from balpm.knobs import knob
 
@@ -141,7 +141,7 @@ def select_dopt(pool_phi_N_D: np.ndarray, labelled_phi_L_D: np.ndarray, batch_si
 class DOptPolicy:
     """APO-style D-optimal design as a :class:`~balpm.acquisition.base.Policy` (:func:`select_dopt`).
 
-    Needs the run's pair features (``state.run.pairs_F_2_D``, set by :func:`balpm.loop.run`); ``lam`` is
+    Needs the run's pair features (``state.run.pairs_F_2_D``, set by :func:`balpm.experiment.loop.run`); ``lam`` is
     the ridge lambda of the design matrix. ``u`` of the steps table is the configured uncertainty.
     """
 
@@ -160,7 +160,7 @@ class DOptPolicy:
         run = state.run
         if run is None or run.pairs_F_2_D is None:
             raise ConfigError("policy dopt needs the pool's pair features (state.run.pairs_F_2_D); run it through "
-                              "balpm run / balpm.loop.run, or pass a RunPool with pairs_F_2_D")
+                              "balpm run / balpm.experiment.loop.run, or pass a RunPool with pairs_F_2_D")
         if np.asarray(run.pool_index_N).size != u.size:
             raise ConfigError(f"state.run lists {np.asarray(run.pool_index_N).size} pool positions for {u.size} "
                               "pool rows; pass the RunPool of this round")

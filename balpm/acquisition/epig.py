@@ -27,9 +27,9 @@ from scipy.special import xlogy
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, ranked_selection, state_uncertainty
 from balpm.acquisition.registry import register_policy
+from balpm.engine.uncertainty import check_probs
 from balpm.errors import ConfigError
 from balpm.knobs import knob
-from balpm.uncertainty import check_probs
 
 BLOCK_ELEMENTS = 1 << 22  # pool rows x targets per block
 TARGETS = ("pool", "test")
@@ -82,7 +82,7 @@ def select_epig(probs_N_K: np.ndarray, batch_size: int, rng: np.random.Generator
     if on_start is not None:
         on_start(score.copy())
     if u_N is None:
-        from balpm.uncertainty import bald
+        from balpm.engine.uncertainty import bald
 
         u_N = bald(p)
     return ranked_selection(score, np.asarray(u_N, dtype=np.float64), batch_size)

@@ -2,9 +2,9 @@
 
 A run with ``acquisition.policy = "full"`` is trained ONCE on the whole pool (every pool comparison
 labelled, one round, the same seed, model and evaluation as the other policies of its setting);
-:func:`balpm.loop.run` handles it and never calls ``select``. Reports and plots show its mean over
+:func:`balpm.experiment.loop.run` handles it and never calls ``select``. Reports and plots show its mean over
 seeds as the ceiling any policy could reach with these features and this model
-(:mod:`balpm.stats`), and never compare it against the baseline.
+(:mod:`balpm.evidence.stats`), and never compare it against the baseline.
 
 :class:`FullPoolPolicy` exists so that ``full`` is an ordinary registry entry (it honours the policy
 protocol for the shared template test): its ``select`` takes the first ``batch_size`` pool positions,

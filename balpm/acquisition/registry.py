@@ -37,9 +37,9 @@ from balpm.errors import ConfigError
 from balpm.knobs import NoKnobs
 
 ABILITIES = frozenset({"pool_table", "replay"})
-#: the per-step columns every policy records (balpm.runs adds round, pool_index, pair_id, prompt_id)
+#: the per-step columns every policy records (balpm.experiment.runs adds round, pool_index, pair_id, prompt_id)
 BASE_STEP_COLUMNS: tuple[str, ...] = ("score", "u")
-#: the per-item pool-score columns every policy records (balpm.runs adds the ids)
+#: the per-item pool-score columns every policy records (balpm.experiment.runs adds the ids)
 BASE_POOL_COLUMNS: tuple[str, ...] = ("u", "score")
 PLUGINS_ENV = "BALPM_PLUGINS"
 ENTRY_POINT_GROUP = "balpm.policies"

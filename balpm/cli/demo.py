@@ -2,13 +2,13 @@
 
 Two worlds, in this order (``--world teaching|real|both``, default both):
 
-1. **The teaching world** (synthetic, balpm/presets.py: 50 + 50 x 9 labels of a 2,800-comparison pool),
+1. **The teaching world** (synthetic, balpm/experiment/presets.py: 50 + 50 x 9 labels of a 2,800-comparison pool),
    random vs BALD vs BAL-PM over :data:`TEACHING_SEEDS` seeds.
 2. **The real sample** when one is found: the same three policies plus the ceiling (``full``: the same
    model trained on the whole pool) over :data:`REAL_SEEDS` seeds, enough for the A/A check.
 
 For each world the demo prints, before pointing at any table, a short verdict in words
-(:mod:`balpm.story`): who beat whom on test log-likelihood AULC with the interval and the seeds, the
+(:mod:`balpm.evidence.story`): who beat whom on test log-likelihood AULC with the interval and the seeds, the
 smallest detectable effect behind a null, "fewer labels" only behind "better", where the labels went,
 what the world needs for that result, and for the real sample the ceiling, headroom and A/A noise. The
 numbers are those of ``balpm report <runs> --json`` on the same runs folder (the same function, same
@@ -34,7 +34,7 @@ import typer
 
 from balpm.config import DataConfig, RunConfig
 from balpm.errors import ConfigError
-from balpm.presets import TEACHING_PRESET
+from balpm.experiment.presets import TEACHING_PRESET
 
 COMPARISONS = Path("summarize_from_feedback") / "comparisons"
 HUB_ID = "openai/summarize_from_feedback"
@@ -43,7 +43,7 @@ WORLDS = ("teaching", "real", "both")
 #: Seeds of the teaching-world part: 8 x 3 runs take about a minute of a quiet 2-core machine
 #: (benchmarks/demo_walltime.py --world teaching) and give the A/A check 35 splits.
 TEACHING_SEEDS = 8
-#: Seeds of the real part: the fewest that run the A/A check (balpm.stats.AA_MIN_SEEDS).
+#: Seeds of the real part: the fewest that run the A/A check (balpm.evidence.stats.AA_MIN_SEEDS).
 REAL_SEEDS = 6
 # sized to finish in a few minutes on 2 CPU cores (the real TL;DR files here give a ~1,200-comparison pool)
 SCALES: dict[str, dict[str, dict[str, Any]]] = {
@@ -157,7 +157,7 @@ def _fit_rounds(cfg: RunConfig, table: Any) -> RunConfig:
 def _sweep(base: RunConfig, seeds: int, root: Path, *, workers: int, progress: bool, ceiling: bool = False,
            table: Any = None, features: Any = None) -> list[str]:
     """Run the demo's policies x seeds (and the ceiling) under ``root``; the complete runs' ids."""
-    from balpm import sweep
+    from balpm.experiment import sweep
 
     configs = sweep.expand(base, POLICIES, list(range(seeds)), ceiling=ceiling)
     results = sweep.sweep(configs, root, workers=workers, progress=progress, table=table, features=features)
@@ -169,7 +169,7 @@ def _sweep(base: RunConfig, seeds: int, root: Path, *, workers: int, progress: b
 
 def _report(root: Path, run_ids: list[str]) -> tuple[dict[str, Any], dict[str, Any], str]:
     """``balpm report ROOT`` (and ``--baseline bald``) with the CLI's defaults, and the setting of this demo's runs."""
-    from balpm import report
+    from balpm.evidence import report
 
     summary = report.report([root])
     vs_bald = report.report([root], baseline="bald")
@@ -181,8 +181,8 @@ def _report(root: Path, run_ids: list[str]) -> tuple[dict[str, Any], dict[str, A
 
 
 def _say_story(summary: dict[str, Any], vs_bald: dict[str, Any], setting: str, root: Path, *, teaching: bool) -> None:
-    """The verdict in words (balpm.story), then where the tables are."""
-    from balpm import story
+    """The verdict in words (balpm.evidence.story), then where the tables are."""
+    from balpm.evidence import story
 
     lines = story.verdict_lines(summary, setting)
     balpm_labels = [e["label"] for e in vs_bald["policies"] if e["setting"] == setting and e["policy"] == "balpm"]
@@ -216,7 +216,7 @@ def _say_story(summary: dict[str, Any], vs_bald: dict[str, Any], setting: str, r
     typer.echo("")
     for line in lines:
         typer.echo(f"  * {line}")
-    from balpm import report
+    from balpm.evidence import report
 
     html = report.write_html(summary, root / "learning_curves.html")
     r = shlex.quote(str(root))
@@ -225,7 +225,7 @@ def _say_story(summary: dict[str, Any], vs_bald: dict[str, Any], setting: str, r
 
 
 def _teaching_part(runs_root: Path, seeds: int, rounds: int | None, workers: int, progress: bool) -> dict[str, Any]:
-    from balpm.presets import apply_preset
+    from balpm.experiment.presets import apply_preset
 
     base = apply_preset(RunConfig()).replace(name="demo (teaching world)")
     if rounds is not None:

@@ -1,7 +1,7 @@
 """The hidden command ``balpm job``: the dashboard's background job (an ablation toggle, the start form).
 
 It runs a config (one run, or ``--policies`` x ``--seeds`` of it) on the inputs stored in a runs folder's
-dataset snapshot (:mod:`balpm.snapshot`: table and features, memory-mapped), so a job never re-featurizes
+dataset snapshot (:mod:`balpm.experiment.snapshot`: table and features, memory-mapped), so a job never re-featurizes
 and never depends on the folder the dashboard was started in. ``dashboard/jobs.py`` starts it as
 ``python -m balpm job --config C --runs-dir R --data-hash H --feature-hash F [--policies P --seeds S]``.
 Exit 0 when every run completed, 1 when one failed (its folder says failed), 2 on bad input (one line).
@@ -23,7 +23,7 @@ def run_from_snapshot(config: str | Path, root: str | Path, data_hash: str, feat
     """Run ``config`` (one run, or ``policies`` x ``seeds`` of it) on the snapshot's inputs under ``root``.
 
     Returns 0 when every run completed, 1 otherwise (a failed run is marked failed in its folder)."""
-    from balpm import loop, snapshot, sweep  # lazy: torch (balpm --help must not import it)
+    from balpm.experiment import loop, snapshot, sweep  # lazy: torch (balpm --help must not import it)
 
     cfg = RunConfig.from_yaml(Path(config))
     table, feats = snapshot.load_inputs(root, data_hash, feature_hash)
@@ -49,7 +49,7 @@ def job_command(
     workers: int = typer.Option(1, "--workers", min=1, help="parallel processes of the sweep"),
 ) -> None:
     """Run a config from a runs folder's dataset snapshot (the dashboard's background job)."""
-    from balpm import sweep  # lazy: torch (balpm --help must not import it)
+    from balpm.experiment import sweep  # lazy: torch (balpm --help must not import it)
 
     parsed_policies = sweep.parse_policies(policies) if policies else None
     parsed_seeds = sweep.parse_seeds(seeds) if seeds else None

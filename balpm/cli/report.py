@@ -1,4 +1,4 @@
-"""CLI command ``balpm report``: every policy against the baseline per quality metric (balpm.stats), learning-curve HTML."""
+"""CLI command ``balpm report``: every policy against the baseline per quality metric (balpm.evidence.stats), learning-curve HTML."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,11 +40,11 @@ def report_command(
     Student-t CIs and a verdict (better / worse / no detectable difference), the A/A check, the ceiling of
     'full' runs with its headroom, and 'X% fewer labels' only behind a 'better' verdict. Every verdict comes with
     its minimal detectable effect (80% power) and, across the table, Holm's step-down control. With --worlds:
-    the same over the worlds of a balpm worlds sweep (balpm.worlds_report)."""
-    from balpm import report
+    the same over the worlds of a balpm worlds sweep (balpm.evidence.worlds_report)."""
+    from balpm.evidence import report
 
     if worlds:
-        from balpm import worlds_report
+        from balpm.evidence import worlds_report
 
         if metrics or baseline != "random":
             raise typer.BadParameter("--worlds reports test log-likelihood against random; drop --metrics / --baseline")

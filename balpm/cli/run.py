@@ -49,7 +49,7 @@ _SWEEP_SKIPS = ("policy", "seed")  # the sweep has --policies and --seeds instea
 
 def _preset_default(key: str) -> Any:
     """The teaching preset's value of ``key`` (what a run without ``--data`` really uses), or None."""
-    from balpm.presets import TEACHING_PRESET
+    from balpm.experiment.presets import TEACHING_PRESET
 
     section, _, name = key.partition(".")
     value = TEACHING_PRESET.get(section, {}).get(name)
@@ -139,8 +139,8 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
         put(key, value)
     cfg = cfg.replace(**changes) if changes else cfg
     check_owned(policies or cfg.acquisition.policy, changes.get("acquisition", {}))  # --beta on random: whose knob
-    if base is None:  # no data: the teaching world's preset sizes (balpm/presets.py) fill what was not set
-        from balpm.presets import apply_preset
+    if base is None:  # no data: the teaching world's preset sizes (balpm/experiment/presets.py) fill what was not set
+        from balpm.experiment.presets import apply_preset
 
         given = [f"{s}.{k}" for s, v in changes.items() if isinstance(v, dict) for k in v]
         cfg = apply_preset(cfg, yaml_keys + given)
@@ -149,7 +149,7 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
 
 def resume_base(runs_dir: Path, run_id: str) -> RunConfig:
     """The config of the existing run ``runs_dir/run_id`` (its own config.yaml), for ``--resume --run-id``."""
-    from balpm import runs
+    from balpm.experiment import runs
 
     runs.check_run_id(run_id)
     path = Path(runs_dir) / run_id
@@ -180,7 +180,7 @@ def load_checked_table(cfg: RunConfig) -> Any:
 
 def world_line(cfg: RunConfig) -> str:
     """One line: which world or data a run uses and the sizes it runs at (``balpm run`` prints it first)."""
-    from balpm.presets import preset_name
+    from balpm.experiment.presets import preset_name
 
     lp, m = cfg.loop, cfg.model
     sizes = (f"initial {lp.initial}, batch {lp.batch_size}, {lp.rounds} rounds, K={m.ensemble_size}, "
@@ -196,7 +196,7 @@ def world_line(cfg: RunConfig) -> str:
 
 def run_help() -> str:
     """``balpm run``'s help: what a bare run uses (the teaching preset), and the defaults with ``--data``."""
-    from balpm.presets import TEACHING_PRESET
+    from balpm.experiment.presets import TEACHING_PRESET
 
     lp, ref = TEACHING_PRESET["loop"], RunConfig().loop
     return ("Run one simulated active-learning run (or --resume a killed one); prints its folder and final metrics. "
@@ -217,7 +217,7 @@ def run_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:
     """Run one simulated active-learning run (or --resume a killed one); prints its folder and final metrics."""
-    from balpm import loop, runs
+    from balpm.experiment import loop, runs
 
     runs.check_root(runs_dir)
     base = resume_base(runs_dir, run_id) if (resume and run_id and flags.config is None) else None
@@ -262,7 +262,7 @@ def sweep_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:
     """Run policies x seeds x grid in parallel, one folder per run (complete runs are reused, partial ones resumed)."""
-    from balpm import runs, sweep
+    from balpm.experiment import runs, sweep
 
     runs.check_root(runs_dir)
     base = flags.build(policies=sweep.parse_policies(policies))
@@ -284,7 +284,7 @@ def runs_command(
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir", metavar="DIR", help="runs root folder"),
 ) -> None:
     """List the runs under --runs-dir: id, state, rounds done, policy label and seed (resume one with --resume --run-id)."""
-    from balpm import runs
+    from balpm.experiment import runs
 
     if not runs_dir.is_dir():
         what = "is not a folder" if runs_dir.exists() else "does not exist"

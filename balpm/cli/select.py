@@ -13,10 +13,10 @@ from typing import Optional
 import typer
 
 from balpm import next_batch as engine
-from balpm import runs
 from balpm.acquisition.registry import names as registry_names
 from balpm.cli.run import build_config
 from balpm.config import RunConfig, read_yaml
+from balpm.experiment import runs
 
 
 def select_command(

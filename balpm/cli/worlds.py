@@ -11,9 +11,9 @@ The worlds (:func:`balpm.data.worlds.sample_worlds` of ``--n`` and ``--seed``, o
 are written to ``<runs-dir>/worlds.yaml`` (the prior, its seed, each world's canonical spec, knobs and
 loop sizes) before any run starts; each run's config carries its world in ``data.world``, so the
 report groups the runs of one world into one setting. Each world runs at the teaching preset
-(balpm/presets.py: model and beta chosen on the classic world, never on these) with the loop sizes its
+(balpm/experiment/presets.py: model and beta chosen on the classic world, never on these) with the loop sizes its
 pool and budget imply (:func:`balpm.data.worlds.loop_settings`). The runs go through
-:func:`balpm.sweep.sweep` (local processes, or ``--backend ray`` as ``balpm sweep``) a few worlds at a time (only those worlds' inputs are held in memory);
+:func:`balpm.experiment.sweep.sweep` (local processes, or ``--backend ray`` as ``balpm sweep``) a few worlds at a time (only those worlds' inputs are held in memory);
 re-issuing the command skips complete runs and resumes partial ones.
 """
 from __future__ import annotations
@@ -33,10 +33,10 @@ WORLDS_PER_SWEEP = 4  # worlds whose runs one sweep call holds (inputs of 4 worl
 def world_configs(spec: str, policies: list[str], seeds: list[int], sets: list[str], *, ceiling: bool) -> list[Any]:
     """The validated configs of one world: policies x seeds at the teaching preset with the world's loop
     sizes; ``sets`` (``section.field=value``) override both."""
-    from balpm import sweep
+    from balpm.experiment import sweep
     from balpm.acquisition.registry import policy_entry
     from balpm.cli.run import build_config
-    from balpm.presets import apply_preset
+    from balpm.experiment.presets import apply_preset
 
     knobs = {s.split("=", 1)[0].strip().partition(".")[2] for s in sets if s.strip().startswith("acquisition.")}
     default_knobs = {"policy", "uncertainty", *policy_entry(build_config().acquisition.policy).knob_fields()}
@@ -64,7 +64,7 @@ def _worlds_doc(worlds: list[Any], *, prior: Any, seed: int | None, policies: li
 def _record(runs_dir: Path, doc: dict[str, Any]) -> None:
     """Write ``worlds.yaml``; an existing one must list the same worlds first (a larger --n extends it)."""
     from balpm import safe_yaml
-    from balpm.runs import atomic_write_text
+    from balpm.experiment.runs import atomic_write_text
 
     path = runs_dir / WORLDS_FILE
     if path.is_file():
@@ -117,7 +117,7 @@ def worlds_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:
     """Sample N teaching worlds from the stated prior (or take --world specs) and run policies x seeds on each."""
-    from balpm import runs, sweep
+    from balpm.experiment import runs, sweep
     from balpm.data.worlds import PRIOR, parse_world, pool_comparisons, sample_worlds
 
     if knobs:

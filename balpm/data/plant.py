@@ -400,7 +400,7 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from balpm.runs import atomic_path
+    from balpm.experiment.runs import atomic_path
 
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     with atomic_path(path) as tmp:
@@ -408,7 +408,7 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from balpm.runs import atomic_write_bytes
+    from balpm.experiment.runs import atomic_write_bytes
 
     atomic_write_bytes(path, text.encode("utf-8"))
 

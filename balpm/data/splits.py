@@ -115,7 +115,7 @@ def check_run_sizes(split_N: Sequence[str] | np.ndarray, loop: Any, acquisition:
     no test rows, a pool larger than the train split, ``initial`` not below the pool, batches that do not fit,
     ``k`` not below the smallest pool BAL-PM sees. Needs only the split labels, so ``balpm run`` calls it
     before featurizing (nothing computed or written for a table that cannot run); the checks and messages
-    are those of :func:`balpm.loop.prepare`."""
+    are those of :func:`balpm.experiment.loop.prepare`."""
     split_N = np.asarray(split_N, dtype=object)
     if not (split_N == "test").any():
         raise ConfigError("the table has no test rows; give split ratios with a test fraction or a file with a test split")

@@ -38,7 +38,7 @@ from balpm.features.encoder import (
     ModelSpec, Tokenized, _quiet_transformers, hub_offline, load_encoder, pad_batch, tokenize_texts,
 )
 from balpm.features.templates import Text, unique_texts
-from balpm.ray_watchdog import start as start_watchdog
+from balpm.experiment.ray_watchdog import start as start_watchdog
 
 log = logging.getLogger("balpm.features")
 
@@ -95,7 +95,7 @@ def ray_session(address: str | None = None) -> Iterator[None]:
     if address:
         check_address(address)
     watchdog = None
-    if not address:  # a local Ray: torn down by a watchdog if this process is killed (balpm.ray_watchdog)
+    if not address:  # a local Ray: torn down by a watchdog if this process is killed (balpm.experiment.ray_watchdog)
         watchdog = start_watchdog()
     try:
         try:

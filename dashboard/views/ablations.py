@@ -12,10 +12,11 @@ import pandas as pd
 import streamlit as st
 from balpm_dashboard import frames, jobs, plots, state, untrusted
 
-from balpm import ablations, runs, stats
 from balpm.acquisition import registry
 from balpm.config import UNCERTAINTIES, RunConfig
 from balpm.errors import BalpmError
+from balpm.evidence import stats
+from balpm.experiment import ablations, runs
 
 VARIANT = "abl_variant"
 root, infos, ok = state.page_runs(
@@ -40,7 +41,7 @@ VERDICT_BOX = {"better": st.success, "worse": st.error}
 def _variant_groups() -> dict[str, list[runs.RunInfo]]:
     """Variant short label -> its runs (same setting as the base, any seed), in the paper's order.
 
-    What :func:`balpm.ablations.variant_of` decides per run, as one table: the config hash of every paper
+    What :func:`balpm.experiment.ablations.variant_of` decides per run, as one table: the config hash of every paper
     variant at every seed of the setting (seeds x variants hashes), then one hash per run. Asking
     ``variant_of`` per run hashed seeds x variants configs for each run: 0.59 s of every toggle with the
     88 runs of ``balpm sweep --ablations paper --seeds 0-7``."""
@@ -64,7 +65,7 @@ def _variant_groups() -> dict[str, list[runs.RunInfo]]:
 def variant_evidence(name: str, label: str, base_runs: dict[int, str], variant_runs: dict[int, str], what: str,
                      *, key: str) -> None:
     """A variant against the base over their seeds: the verdict paired by seed on the test log-likelihood
-    AULC (balpm.stats, coloured) and both curves as mean +/- SEM bands (``*_runs``: seed -> run id)."""
+    AULC (balpm.evidence.stats, coloured) and both curves as mean +/- SEM bands (``*_runs``: seed -> run id)."""
     metric = stats.HEADLINE_METRIC
     base_curve, name_curve = f"base: {base_info.label}", name
     stamp = tuple((r, state.run_fingerprint(root, r)) for r in (*base_runs.values(), *variant_runs.values()))
@@ -84,7 +85,7 @@ def variant_evidence(name: str, label: str, base_runs: dict[int, str], variant_r
 @st.cache_data(show_spinner=False, max_entries=64)
 def _evidence(root_text: str, base_runs: tuple, variant_runs: tuple, base_curve: str, variant_curve: str, metric: str,
               stamp: tuple) -> tuple[dict, pd.DataFrame]:
-    """The verdict of :func:`variant_evidence` (seed AULCs compared by :func:`balpm.stats.compare_values`) and
+    """The verdict of :func:`variant_evidence` (seed AULCs compared by :func:`balpm.evidence.stats.compare_values`) and
     its mean +/- SEM curves, once per set of run files (``stamp``): a toggle back to a variant reads nothing."""
     root_path = Path(root_text)
     base_r = {s: state.rounds(root_path, r) for s, r in base_runs}

@@ -1,6 +1,6 @@
 """Learning curves: each quality metric against labelled-set size (mean +/- SEM over seeds), with the
 chance line and, when ``full`` runs exist, the ceiling line; every policy's verdict against the
-baseline from :func:`balpm.stats.evidence` (the same function and defaults as ``balpm report``, so the
+baseline from :func:`balpm.evidence.stats.evidence` (the same function and defaults as ``balpm report``, so the
 numbers are those of ``balpm report --json``); the "fewer labels" bracket only behind a ``better``
 AULC verdict. Smoothing only changes the drawn curves, never a number in the tables."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections import Counter
 import pandas as pd
 import streamlit as st
 
-from balpm import stats
+from balpm.evidence import stats
 from balpm_dashboard import frames, plots, state, untrusted
 
 root, infos, runs_cmp = state.page_runs("Learning curves")

@@ -1,7 +1,7 @@
 """The lesson: the teaching world's story in steps, each one sentence and the chart that proves it.
 
-Every number comes from the runs in the folder (:func:`balpm.lesson.build`: the same summary as
-``balpm report --json``, worded by :mod:`balpm.story`); change the runs and the words change. "next"
+Every number comes from the runs in the folder (:func:`balpm.evidence.lesson.build`: the same summary as
+``balpm report --json``, worded by :mod:`balpm.evidence.story`); change the runs and the words change. "next"
 walks the steps; each links to the page that explores it. On real data (no teaching-world runs) the
 page says what the runs can and cannot show: the headroom against the A/A noise.
 """
@@ -11,8 +11,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from balpm_dashboard import frames, plots, state, untrusted
 
-from balpm import lesson as engine
-from balpm import stats
+from balpm.evidence import lesson as engine
+from balpm.evidence import stats
 
 STEP = "lesson_step"
 VERDICT_BOX = {"better": st.success, "worse": st.error}

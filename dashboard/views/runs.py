@@ -5,7 +5,7 @@ import json
 
 import streamlit as st
 
-from balpm import runs
+from balpm.experiment import runs
 from balpm.config import POLICIES, RunConfig
 from balpm.errors import BalpmError
 from balpm_dashboard import frames, jobs, state, untrusted
@@ -14,7 +14,7 @@ root = state.runs_root()
 infos = state.run_infos(root)
 
 st.title("Runs")
-st.caption(f"Every run folder in {untrusted.code(root)}, read through `balpm.runs`. "
+st.caption(f"Every run folder in {untrusted.code(root)}, read through `balpm.experiment.runs`. "
            "Pick the runs the other pages compare, or start new ones in the background.")
 
 # ---- overview --------------------------------------------------------------------------------
@@ -173,8 +173,8 @@ with st.form("new_run"):
 
 
 def _small_teaching() -> RunConfig:
-    """A teaching-world run at the teaching preset (balpm/presets.py), as a bare ``balpm run`` makes it."""
-    from balpm.presets import apply_preset
+    """A teaching-world run at the teaching preset (balpm/experiment/presets.py), as a bare ``balpm run`` makes it."""
+    from balpm.experiment.presets import apply_preset
 
     return apply_preset(RunConfig())
 

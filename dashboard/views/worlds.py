@@ -1,6 +1,6 @@
 """Worlds: results over the many worlds of a ``balpm worlds`` sweep (every readable run of the runs folder).
 
-All numbers come from :func:`balpm.worlds_report.worlds_summary` (the same function as
+All numbers come from :func:`balpm.evidence.worlds_report.worlds_summary` (the same function as
 ``balpm report --worlds``): per world and comparison the paired AULC effect of test log-likelihood as a
 share of the world's headroom, verdicts under Holm across the whole table, the share of worlds with
 each verdict, the regime map (effect against each world knob) and the mechanism per world.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from balpm import report, stats, worlds_report
+from balpm.evidence import report, stats, worlds_report
 from balpm_dashboard import state, untrusted
 
 root, infos, ok = state.page_runs(
@@ -20,7 +20,7 @@ root, infos, ok = state.page_runs(
 
 @st.cache_data(show_spinner="effects over worlds...", max_entries=8)
 def _summary(root_text: str, key: tuple) -> dict:
-    """:func:`balpm.worlds_report.worlds_summary` of the complete runs under the root, cached per run files
+    """:func:`balpm.evidence.worlds_report.worlds_summary` of the complete runs under the root, cached per run files
     (worlds named w<i> as in the root's worlds.yaml)."""
     loaded, skipped = report.collect([root_text])
     return worlds_report.worlds_summary(loaded, skipped=skipped, names=worlds_report.world_names([root_text]))

@@ -207,7 +207,7 @@ def config_markdown() -> str:
              "checks. Set any of them in a YAML config (`-c FILE`, sections as below), with its flag where it has "
              "one, or with `--set section.field=value`; precedence: defaults < YAML < flags < `--set`. These are the "
              "dataclass defaults (the paper's settings); a run without `--data` fills the fields you did not set from "
-             "the teaching preset (`balpm/presets.py`; `balpm run --print-config` shows the resolved values). A policy's "
+             "the teaching preset (`balpm/experiment/presets.py`; `balpm run --print-config` shows the resolved values). A policy's "
              "own knobs (`acquisition.<knob>`) are listed with their policy in the policies section below.")
     lines = [intro, ""]
     for f in dataclasses.fields(run):
@@ -268,14 +268,11 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("dashboard", ("dashboard",)),
     ("data", ("balpm.data",)),
     ("features", ("balpm.features",)),
-    ("engine", ("balpm.acquisition", "balpm.engine", "balpm.model", "balpm.uncertainty", "balpm.entropy",
-                "balpm.diagnostics")),
-    ("experiment", ("balpm.experiment", "balpm.loop", "balpm.sweep", "balpm.runs", "balpm.snapshot",
-                    "balpm.projection", "balpm.presets", "balpm.ablations", "balpm.parent_death",
-                    "balpm.ray_watchdog")),
-    ("evidence", ("balpm.evidence", "balpm.metrics", "balpm.stats", "balpm.report", "balpm.worlds_report",
-                  "balpm.story", "balpm.lesson")),
-    ("foundation", ("balpm.config", "balpm.errors", "balpm.safe_yaml", "balpm.npy_files", "balpm")),
+    ("engine", ("balpm.acquisition", "balpm.engine")),
+    ("experiment", ("balpm.experiment",)),
+    ("evidence", ("balpm.evidence",)),
+    ("foundation", ("balpm.config", "balpm.errors", "balpm.safe_yaml", "balpm.npy_files", "balpm.knobs", "balpm.devices",
+                    "balpm._moved", "balpm")),
 ]
 
 

@@ -40,12 +40,13 @@ import numpy as np
 import pandas as pd
 
 import balpm
-from balpm import diagnostics, runs, snapshot
+from balpm.engine import diagnostics
+from balpm.experiment import runs, snapshot
 from balpm.config import RunConfig
 from balpm.data.splits import check_run_sizes
 from balpm.data.synthetic import world_seed
 from balpm.errors import ConfigError, FeatureError
-from balpm.metrics import PREFERENCE_METRICS, preference_metrics
+from balpm.evidence.metrics import PREFERENCE_METRICS, preference_metrics
 
 # purposes of the seed streams (spawn_key[0]); never renumber: it would change every run
 _POOL, _MODEL, _SELECT = 0, 2, 3
@@ -289,7 +290,7 @@ def run(cfg: RunConfig, root: str | Path, *, resume: bool = False, table: pd.Dat
     folder (progress reporting; tests kill the process there to check that a resume continues bit for bit).
 
     Every check (config, runs root, inputs) runs before anything is written. The run id's OS-level
-    lock (:func:`balpm.runs.lock_run`) is held from the first write to the return, so a second writer
+    lock (:func:`balpm.experiment.runs.lock_run`) is held from the first write to the return, so a second writer
     of the same run id fails with a one-line :class:`~balpm.errors.RunLockedError`; a new run folder
     appears complete (config.yaml, status.json, pool.parquet) or not at all.
     """
@@ -432,7 +433,7 @@ def predict(model: Any, inputs: Inputs, rows: np.ndarray, chunk: int = 8192) -> 
 
 
 def _evaluate(model: Any, inputs: Inputs, rows: np.ndarray, prefix: str) -> dict[str, float]:
-    """The quality metrics (:data:`balpm.metrics.PREFERENCE_METRICS`) of ``rows`` as ``<prefix>_<metric>``."""
+    """The quality metrics (:data:`balpm.evidence.metrics.PREFERENCE_METRICS`) of ``rows`` as ``<prefix>_<metric>``."""
     if len(rows) == 0:
         return {f"{prefix}_{k}": float("nan") for k in PREFERENCE_METRICS}
     values = preference_metrics(predict(model, inputs, rows))
@@ -442,7 +443,7 @@ def _evaluate(model: Any, inputs: Inputs, rows: np.ndarray, prefix: str) -> dict
 def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, start: int,
           labelled: list[int], acquired_prompts: set[str], progress: bool,
           after_round: Callable[[str, int], None] | None = None) -> None:
-    from balpm.model import PreferenceEnsemble  # lazy: torch (balpm run --help / config checks must not import it)
+    from balpm.engine.model import PreferenceEnsemble  # lazy: torch (balpm run --help / config checks must not import it)
 
     lp = cfg.loop
     n_pool = len(inputs.pool_rows_N)
@@ -528,8 +529,8 @@ def select_round(cfg: RunConfig, policy: Any, inputs: Inputs, probs_N_K: np.ndar
     from ``inputs`` when not given). ``model``: the round's ensemble, handed to the policy through the run
     context with the test rows (EPIG with ``targets=test``); None where there is none. The loop (:func:`run`)
     and ``balpm select`` / ``balpm label --next-round`` (:mod:`balpm.next_batch`) both select through this."""
-    from balpm.uncertainty import bald
-    from balpm.uncertainty import score as uncertainty_score
+    from balpm.engine.uncertainty import bald
+    from balpm.engine.uncertainty import score as uncertainty_score
 
     entry = cfg.acquisition.entry
     batch = int(cfg.loop.batch_size)

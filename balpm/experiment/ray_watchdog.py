@@ -4,7 +4,7 @@
 share the driver's fate (Ray arms the parent-death signal for them), but the agents the raylet starts
 (``ray::DashboardAgent``, ``ray::RuntimeEnvAgent``) outlived a SIGKILLed ``balpm sweep --backend ray``
 for good (measured with Ray 2.60: still there after 60 s). :func:`start` launches this module as a
-small watchdog process (``python balpm/ray_watchdog.py <driver pid>``, standard library only) before ``ray.init``:
+small watchdog process (``python balpm/experiment/ray_watchdog.py <driver pid>``, standard library only) before ``ray.init``:
 
 - every half second it records the driver's descendants (pid and start time, from ``/proc``);
 - when the driver is gone (its pipe to the watchdog reaches end-of-file, or the watchdog is

@@ -177,7 +177,7 @@ def _read_cache(folder: Path, method: str, wanted: dict[str, Any], n_points: int
 
 
 def _write_cache(folder: Path, proj: Projection, wanted: dict[str, Any]) -> None:
-    from balpm.runs import atomic_write_json, atomic_write_npy
+    from balpm.experiment.runs import atomic_write_json, atomic_write_npy
 
     npy, meta = _cache_files(folder, proj.method)
     atomic_write_npy(npy, proj.coords_P_2)
@@ -186,7 +186,7 @@ def _write_cache(folder: Path, proj: Projection, wanted: dict[str, Any]) -> None
 
 def _inside(folder: Path, *paths: Path) -> None:
     """Refuse files of a snapshot that are links leading out of its folder (one-line BalpmError)."""
-    from balpm.runs import safe_path
+    from balpm.experiment.runs import safe_path
 
     for p in paths:
         safe_path(folder, p.name)
@@ -221,7 +221,7 @@ def snapshot_prompt_count(folder: Path) -> int:
 
 def snapshot_folder(root: str | Path, data_hash: str) -> Path:
     """The snapshot folder of ``data_hash``, refusing anything that would leave the runs root."""
-    from balpm.runs import safe_path
+    from balpm.experiment.runs import safe_path
 
     text = str(data_hash)
     if not text or "/" in text or "\\" in text or text.startswith("."):
@@ -318,7 +318,7 @@ def _mark_fitting(folder: Path) -> Path | None:
     import os
     import socket
 
-    from balpm.runs import atomic_write_json
+    from balpm.experiment.runs import atomic_write_json
 
     marker = folder / FITTING
     try:
@@ -356,7 +356,7 @@ def _wait_for_fitter(folder: Path, wait: float) -> bool:
 
 def snapshots_in_use(root: str | Path, run_ids: Sequence[str] | None = None) -> list[str]:
     """Data hashes of the dataset snapshots that readable runs under ``root`` use (``run_ids``: only those)."""
-    from balpm.runs import list_runs
+    from balpm.experiment.runs import list_runs
 
     want = None if run_ids is None else set(run_ids)
     return list(dict.fromkeys(i.data_hash for i in list_runs(root)
@@ -390,11 +390,11 @@ def precompute(root: str | Path, run_ids: Sequence[str] | None = None, *, method
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m balpm.projection RUNS_DIR``: :func:`precompute` for every snapshot the runs there use
+    """``python -m balpm.experiment.projection RUNS_DIR``: :func:`precompute` for every snapshot the runs there use
     (what ``balpm dashboard`` starts in the background). Prints one JSON line; exit 0."""
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m balpm.projection", description=main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m balpm.experiment.projection", description=main.__doc__)
     ap.add_argument("runs_dir")
     ap.add_argument("--method", default="auto", choices=METHODS)
     args = ap.parse_args(argv)

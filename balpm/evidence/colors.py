@@ -1,7 +1,7 @@
 """One colour table for every plot and report: a run label's colour, from the label alone.
 
 A policy's own colour is its registry entry's ``color`` (:mod:`balpm.acquisition.registry`); the
-dashboard (``dashboard/plots.py``) and the HTML report (:mod:`balpm.report`) both call
+dashboard (``dashboard/plots.py``) and the HTML report (:mod:`balpm.evidence.report`) both call
 :func:`label_color`, so a label has one colour in every page, report and runs folder.
 """
 from __future__ import annotations
@@ -62,7 +62,7 @@ def label_color(label: str) -> str:
     order). Any other label: :data:`EXTRA_COLORS` by a SHA-256 of the label (stable across processes and runs
     folders).
     """
-    from balpm.presets import TEACHING_PRESET
+    from balpm.experiment.presets import TEACHING_PRESET
 
     text = str(label)
     colors = dict(BASE_COLORS)

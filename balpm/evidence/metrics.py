@@ -8,7 +8,7 @@
   and flaw 6).
 * :func:`bootstrap_ci`, :func:`label_efficiency_ci`, :func:`mean_sem`: uncertainty over seeds.
 
-Whether a policy is better than another is decided in :mod:`balpm.stats` (paired Student-t intervals
+Whether a policy is better than another is decided in :mod:`balpm.evidence.stats` (paired Student-t intervals
 over seeds, A/A check, ceiling), never from these bootstrap intervals alone.
 
 Every random draw goes through a ``numpy.random.Generator`` built from an explicit seed.

@@ -3,8 +3,8 @@
 ``balpm demo`` prints these before pointing at the tables of ``balpm report``; the dashboard's lesson
 page can reuse them. Every number in a sentence is read from
 
-* the summary of :func:`balpm.report.report` (= ``balpm report --json``, built by
-  :func:`balpm.stats.evidence`): the paired AULC difference of test log-likelihood with its 95%
+* the summary of :func:`balpm.evidence.report.report` (= ``balpm report --json``, built by
+  :func:`balpm.evidence.stats.evidence`): the paired AULC difference of test log-likelihood with its 95%
   Student-t interval and seeds, the verdict, the minimal detectable effect (MDE, 80% power), the
   secondary "fewer labels" figure (only behind ``better``), the A/A noise, the ceiling and headroom;
 * the run folders (:func:`mechanisms`): the share of each policy's acquired labels that fell in the
@@ -12,7 +12,7 @@ page can reuse them. Every number in a sentence is read from
   the distinct prompts per acquired batch (acquisitions.parquet).
 
 Nothing here computes a statistic of its own, so the words cannot disagree with the tables. The
-sentences use the same formatting as the text report (:func:`balpm.stats.fmt_value`, 4 decimals for
+sentences use the same formatting as the text report (:func:`balpm.evidence.stats.fmt_value`, 4 decimals for
 log-likelihoods). No streamlit: the engine's rules apply.
 
 Typical use::
@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from balpm import stats
+from balpm.evidence import stats
 
 __all__ = [
     "HEADLINE",
@@ -211,9 +211,10 @@ def _acquired_noisy_share(rounds: Any) -> float | None:
 def mechanisms(summary: Mapping[str, Any], root: str | Path, setting: str | None = None) -> dict[str, Mechanism]:
     """Label -> :class:`Mechanism` for the runs of ``summary`` (in ``setting``, default all) under ``root``.
 
-    Reads each run's rounds.parquet, acquisitions.parquet and truth.json through :mod:`balpm.runs`; a run
+    Reads each run's rounds.parquet, acquisitions.parquet and truth.json through :mod:`balpm.experiment.runs`; a run
     that cannot be read counts as unknown for the numbers it lacks."""
-    from balpm import report, runs
+    from balpm.evidence import report
+    from balpm.experiment import runs
 
     out: dict[str, Mechanism] = {}
     for e in summary["policies"]:

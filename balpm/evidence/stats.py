@@ -7,7 +7,7 @@ defaults (:data:`LEVEL`, :data:`N_BOOT`, :data:`SEED`), so they cannot disagree.
 * **Unit of evidence: the seed.** Per run and per quality metric (:data:`QUALITY_METRICS`, an
   explicit list: timing and diagnostic columns of rounds.parquet are never metrics): the AULC
   (trapezoid of the *unsmoothed* metric over labelled-set size divided by its range,
-  :func:`balpm.metrics.aulc`) and the final value. Smoothing is a display option and never enters here.
+  :func:`balpm.evidence.metrics.aulc`) and the final value. Smoothing is a display option and never enters here.
 * **Pairing.** A policy is compared with the baseline by differences *policy minus baseline* over the
   seeds both have (same seed = same pool, initial set and round-0 model). Only when fewer than two
   seeds are shared (and each side has two or more) is the comparison unpaired (Welch), reported as
@@ -46,7 +46,7 @@ defaults (:data:`LEVEL`, :data:`N_BOOT`, :data:`SEED`), so they cannot disagree.
   whole pool) give, per metric, the ceiling (mean over seeds), the headroom (ceiling minus the round-0
   value, counted in the better direction) and a warning when the headroom is below the A/A noise.
   ``full`` is never compared against the baseline.
-* **"X% fewer labels"** (:func:`balpm.metrics.label_efficiency`, on 3-round trailing averages of the
+* **"X% fewer labels"** (:func:`balpm.evidence.metrics.label_efficiency`, on 3-round trailing averages of the
   seed-mean curves as the paper computes it) is secondary: given only behind an AULC verdict
   ``better`` and when the policy reaches the baseline's final value, with a bootstrap CI only from two
   seeds on; never for ECE (a coin flip is perfectly calibrated, so reaching a final ECE saves nothing).
@@ -63,8 +63,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from balpm import metrics
 from balpm.errors import ConfigError
+from balpm.evidence import metrics
 
 __all__ = [
     "AA_MAX_SPLITS",
@@ -110,7 +110,7 @@ __all__ = [
 # metric column of rounds.parquet -> direction (+1: higher is better, -1: lower is better). Only these
 # are treated as quality metrics; timing (train_seconds, ...) and diagnostics (mean_uncertainty, spreads
 # of U and beta*H, epochs, valid_loss, unique prompts, ...) never are.
-QUALITY_METRICS: dict[str, int] = dict(metrics.QUALITY_DIRECTIONS)  # one source: balpm.metrics.METRIC_SPECS
+QUALITY_METRICS: dict[str, int] = dict(metrics.QUALITY_DIRECTIONS)  # one source: balpm.evidence.metrics.METRIC_SPECS
 HEADLINE_METRIC = "test_log_likelihood"
 CEILING_POLICY = "full"
 LEVEL = 0.95
@@ -126,11 +126,11 @@ NOISE_Z = 1.96
 VERDICTS = ("better", "worse", "no detectable difference")
 _NO_DIFF = VERDICTS[2]
 _TOL = 1e-12  # differences this small are rounding, not evidence (identical runs computed twice)
-METRIC_NAMES: dict[str, str] = dict(metrics.METRIC_LABELS)  # display labels, one source: balpm.metrics.METRIC_SPECS
+METRIC_NAMES: dict[str, str] = dict(metrics.METRIC_LABELS)  # display labels, one source: balpm.evidence.metrics.METRIC_SPECS
 
 
 class RunLike(Protocol):
-    """What :func:`evidence` reads of a run (e.g. :class:`balpm.report.LoadedRun`)."""
+    """What :func:`evidence` reads of a run (e.g. :class:`balpm.evidence.report.LoadedRun`)."""
 
     run_id: str
     label: str

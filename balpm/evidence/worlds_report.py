@@ -3,7 +3,7 @@ share of worlds with each verdict, and the regime map (effect against each world
 mechanism measured per world (issue 13). ``balpm report --worlds RUNS_DIR`` and the dashboard's Worlds
 page both call :func:`worlds_summary`.
 
-Definitions (all on the headline metric, test log-likelihood; ``balpm.stats`` for the rules):
+Definitions (all on the headline metric, test log-likelihood; ``balpm.evidence.stats`` for the rules):
 
 * **World** = a setting of the runs folder (runs sharing everything but policy and seed; a worlds
   sweep gives each world its own setting). Its knobs come from the runs' ``data.world`` read ONLY
@@ -13,7 +13,7 @@ Definitions (all on the headline metric, test log-likelihood; ``balpm.stats`` fo
   ablation present (a label ``balpm <knob>=...``) ``- balpm``, and every other policy (batchbald, epig,
   coreset, dopt, ...) ``- random`` and ``- balpm``.
   Each is the paired (by seed) difference of per-seed AULCs with its 95% Student-t interval, its
-  two-sided p-value and the minimal detectable effect at 80% power (:func:`balpm.stats.mde`).
+  two-sided p-value and the minimal detectable effect at 80% power (:func:`balpm.evidence.stats.mde`).
 * **Headroom** of a world = the Bayes-optimal test log-likelihood (truth.json's
   ``test_log_likelihood``, mean over random's seeds) minus random's mean AULC; else (no truth.json)
   the ``full`` runs' mean final value minus random's AULC; else unknown. ``effect_share`` = effect /
@@ -49,8 +49,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from balpm import report, runs, safe_yaml, stats
+from balpm import safe_yaml
 from balpm.errors import BalpmError
+from balpm.evidence import report, stats
+from balpm.experiment import runs
 
 METRIC = stats.HEADLINE_METRIC
 BASELINE = "random"
@@ -155,7 +157,7 @@ def worlds_summary(loaded: Sequence[report.LoadedRun], *, level: float = stats.L
          "knobs": [names], "runs", "skipped",
          "aa_pooled": {worlds, splits, calls, false_positive_rate, fp_ci, per_world_rates}}
 
-    Each world also carries ``aa``: the A/A check (:func:`balpm.stats.aa_check`) on random's seeds;
+    Each world also carries ``aa``: the A/A check (:func:`balpm.evidence.stats.aa_check`) on random's seeds;
     ``aa_pooled`` adds its false calls over all worlds (the Clopper-Pearson interval treats the splits
     as independent, which splits of one world's seeds are not).
     """
@@ -327,7 +329,7 @@ def regime_summary(x: Sequence[Any], y: Sequence[Any]) -> dict[str, Any]:
 
 
 def worlds_report(paths: Sequence[str | Path], *, n_boot: int = stats.N_BOOT, seed: int = stats.SEED) -> dict[str, Any]:
-    """Collect the runs under ``paths`` (balpm.report.collect) and summarise them over worlds."""
+    """Collect the runs under ``paths`` (balpm.evidence.report.collect) and summarise them over worlds."""
     loaded, skipped = report.collect(paths)
     if not loaded:
         raise BalpmError(f"no complete runs in {', '.join(map(str, paths))} ({len(skipped)} incomplete); "

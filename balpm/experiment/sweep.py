@@ -1,6 +1,6 @@
 """Many runs: policies x seeds x a parameter grid, in parallel local processes or as Ray tasks.
 
-Each run gets its own directory under the runs root (``balpm.runs``). Runs that are already complete
+Each run gets its own directory under the runs root (``balpm.experiment.runs``). Runs that are already complete
 are reused, half-done ones resumed, so re-issuing a sweep after a crash finishes it. Inputs are
 loaded and featurized ONCE in the parent before dispatching, so every worker hits the feature cache.
 Workers are started with the ``spawn`` context and each gets ``cores // workers`` torch threads.
@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from balpm import runs, safe_yaml
+from balpm import safe_yaml
 from balpm.config import RunConfig, coerce_value, section_fields
 from balpm.errors import ConfigError
+from balpm.experiment import runs
 
 _SECTIONS = ("acquisition", "loop", "model", "features", "data")
 
@@ -137,9 +138,9 @@ def expand(base: RunConfig, policies: Sequence[str], seeds: Sequence[int],
 
 
 def with_ablations(configs: Sequence[RunConfig], base: RunConfig, preset: str, seeds: Sequence[int]) -> list[RunConfig]:
-    """``configs`` plus the ablation variants of ``preset`` (:mod:`balpm.ablations`) of ``base`` as BAL-PM for
+    """``configs`` plus the ablation variants of ``preset`` (:mod:`balpm.experiment.ablations`) of ``base`` as BAL-PM for
     every seed, and the base BAL-PM itself per seed (the variants' paired reference) when it is missing."""
-    from balpm import ablations
+    from balpm.experiment import ablations
 
     out = {c.hash(): c for c in configs}
     for seed in seeds:
@@ -156,9 +157,9 @@ def _threads(workers: int) -> int:
 
 def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     """Initializer of a local worker process: its torch/faiss threads, and (``parent_pid``, the driver) its
-    life tied to the driver's, so a killed driver leaves no worker behind (:mod:`balpm.parent_death`)."""
+    life tied to the driver's, so a killed driver leaves no worker behind (:mod:`balpm.experiment.parent_death`)."""
     if parent_pid is not None:
-        from balpm.parent_death import die_with_parent
+        from balpm.experiment.parent_death import die_with_parent
 
         die_with_parent(parent_pid)
     os.environ["OMP_NUM_THREADS"] = str(threads)
@@ -179,7 +180,7 @@ def run_one(cfg_dict: dict[str, Any], root: str, threads: int | None = None, tab
 
     ``table``/``features``: inputs prepared by the caller (else the worker loads them; the cache hits).
     """
-    from balpm import loop
+    from balpm.experiment import loop
 
     if threads:
         _init_worker(threads)
@@ -202,7 +203,7 @@ def prefetch(configs: Sequence[RunConfig], *, progress: bool = True, table: Any 
     Also runs every config's input checks, so a bad parameter stops the sweep before any run starts.
     Returns each config's ``(table, features)`` (one shared object per distinct pair).
     """
-    from balpm import loop
+    from balpm.experiment import loop
 
     seen: dict[str, tuple[Any, Any]] = {}
     out: list[tuple[Any, Any]] = []
@@ -300,7 +301,7 @@ def _run_all(configs: Sequence[RunConfig], root: str | Path, workers: int, backe
     out = [r for r in results if r is not None]
     # the dashboard's prompt-space map of every dataset these runs use, fitted now rather than on the
     # first page visit (raw 2-D features: nothing to fit); never fails the sweep
-    from balpm.projection import precompute
+    from balpm.experiment.projection import precompute
 
     precompute(root, [r.run_id for r in out if r.state == "complete"], progress=progress)
     return out

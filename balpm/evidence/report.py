@@ -2,7 +2,7 @@
 
 Runs are grouped by *setting* (everything but the policy and the seed: data, features, model, loop
 sizes) and by *label* (the policy plus its non-default knobs: ``balpm beta=0.1`` differs from
-``balpm``). All the statistics are :func:`balpm.stats.evidence` (the same function, with the same
+``balpm``). All the statistics are :func:`balpm.evidence.stats.evidence` (the same function, with the same
 defaults, that the dashboard's Learning curves page calls): per metric the paired AULC and final-value
 differences against the baseline with 95% Student-t intervals and the verdict ``better`` / ``worse`` /
 ``no detectable difference`` (the AULC's is the headline), the A/A check on the baseline's seeds, the
@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balpm import ablations, metrics, runs, stats
 from balpm.errors import BalpmError
+from balpm.evidence import metrics, stats
+from balpm.experiment import ablations, runs
 
 CURVES = ("test_log_likelihood", "ood_log_likelihood", "test_accuracy", "ood_accuracy")
 
@@ -61,7 +62,7 @@ def read_truth(path: str | Path) -> dict[str, Any] | None:
 def collect(paths: Iterable[str | Path], *, variants: bool = True) -> tuple[list[LoadedRun], list[dict[str, Any]]]:
     """Complete runs under the given run folders or runs roots, and the skipped ones (with reasons).
 
-    ``variants=False`` leaves ablation variants out (:func:`balpm.ablations.is_variant`: runs named by
+    ``variants=False`` leaves ablation variants out (:func:`balpm.experiment.ablations.is_variant`: runs named by
     ``balpm sweep --ablations`` or BAL-PM with an ablation-only knob), skipped with state ``variant``.
 
     The same config (same ``RunConfig`` hash) complete under two run ids counts once: the run with the
@@ -130,7 +131,7 @@ def _display_curves(group: Sequence[LoadedRun], smooth: int) -> dict[str, Any]:
 
 def summarize(loaded: Sequence[LoadedRun], *, baseline: str = "random", smooth: int = 3, n_boot: int = stats.N_BOOT,
               seed: int = stats.SEED, skipped: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-    """The whole report as one JSON-ready dict: :func:`balpm.stats.evidence` plus display curves.
+    """The whole report as one JSON-ready dict: :func:`balpm.evidence.stats.evidence` plus display curves.
 
     Adds ``smooth`` (display only), ``runs``, ``skipped``, ``chance`` (metric -> chance level) and, per
     policy entry, ``curves`` (metric -> smoothed mean / SEM per round); ``ceiling[setting]`` gets the
@@ -278,14 +279,14 @@ def learning_curves_figure(summary: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from balpm.colors import darker, label_color
+    from balpm.evidence.colors import darker, label_color
 
     titles = ("Test log-likelihood", "OOD log-likelihood", "Test accuracy", "OOD accuracy")
     fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.12)
     multi = len(summary["settings"]) > 1
     for i, e in enumerate(summary["policies"]):
         name = e["label"] + (f" [{e['setting']}]" if multi else "") + f" (n={e['n_seeds']})"
-        color = label_color(e["label"])  # one colour table with the dashboard (balpm.colors: the registry's)
+        color = label_color(e["label"])  # one colour table with the dashboard (balpm.evidence.colors: the registry's)
         if multi:  # the same label in another setting: the same hue, a shade darker per setting
             color = darker(color, 0.2 * (list(summary["settings"]).index(e["setting"]) % 4))
         x = e["labelled"]

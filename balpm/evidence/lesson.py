@@ -2,10 +2,10 @@
 
 The lesson walks the teaching world's story in steps (the world, where BALD's labels went and why,
 where BAL-PM's went, the curves with verdicts, the ablations with verdicts, where it stops holding).
-Each step's sentence and chart come from :func:`build`, which reads the runs through :mod:`balpm.runs`
-and :mod:`balpm.report` and computes nothing a table elsewhere would contradict: the verdicts are
-:func:`balpm.report.summarize`'s (= ``balpm report --json`` on the same runs, ablation variants left
-out), worded by :mod:`balpm.story`; the variants' verdicts are :func:`balpm.stats.compare_values` on
+Each step's sentence and chart come from :func:`build`, which reads the runs through :mod:`balpm.experiment.runs`
+and :mod:`balpm.evidence.report` and computes nothing a table elsewhere would contradict: the verdicts are
+:func:`balpm.evidence.report.summarize`'s (= ``balpm report --json`` on the same runs, ablation variants left
+out), worded by :mod:`balpm.evidence.story`; the variants' verdicts are :func:`balpm.evidence.stats.compare_values` on
 the per-seed AULCs (paired over shared seeds), the Ablations page's rule. No number is written here.
 
 Regions are named from the world's own data: the ``cluster`` column of each run's dataset snapshot
@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balpm import ablations, report, runs, stats, story
-from balpm.presets import uses_teaching_world
+from balpm.evidence import report, stats, story
+from balpm.experiment import ablations, runs
+from balpm.experiment.presets import uses_teaching_world
 
 __all__ = ["Lesson", "RunFacts", "build", "cluster_name", "region_names", "teaching_runs"]
 

@@ -1,6 +1,6 @@
 """A run's inputs kept inside the runs folder, so a run can be repeated or varied from there alone.
 
-:func:`balpm.runs.write_dataset` snapshots the preference table and the prompt features under
+:func:`balpm.experiment.runs.write_dataset` snapshots the preference table and the prompt features under
 ``root/_datasets/<data_hash>/``. This module adds the pair features the model trains on, once per
 feature set::
 
@@ -27,8 +27,8 @@ import pandas as pd
 
 from balpm import npy_files
 from balpm.errors import BalpmError
-from balpm.projection import snapshot_folder
-from balpm.runs import atomic_path, atomic_write_json, safe_path
+from balpm.experiment.projection import snapshot_folder
+from balpm.experiment.runs import atomic_path, atomic_write_json, safe_path
 
 _CHUNK = 4096
 
