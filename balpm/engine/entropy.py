@@ -78,8 +78,8 @@ def kl_entropy(feats_N_D: np.ndarray, k: int = 3, exact: bool = True) -> float:
 
 
 def __getattr__(name: str) -> object:
-    """The kNN names of the old ``balpm.entropy`` (``from balpm.entropy import build_geometry``), which now
-    live in :mod:`balpm.engine.knn` (see balpm/_moved.py)."""
+    """The kNN names that imports written before the split still ask of this module under its old name
+    (``build_geometry`` and kin, now in :mod:`balpm.engine.knn`; see balpm/_moved.py)."""
     if not name.startswith("__") and hasattr(knn, name):
         return getattr(knn, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

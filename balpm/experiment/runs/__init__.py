@@ -12,7 +12,7 @@ Layout of one run, ``root/<run_id>/``::
     status.json                      {state, last_round, rounds, error, started, updated, pid, host}
     pool.parquet                     pool_index, pair_id, prompt_id, initial
     truth.json                       only for a table with known truth (true_prob): the Bayes-optimal test/OOD
-                                     log-likelihood and accuracy, the pool's noisy share (balpm.loop.truth)
+                                     log-likelihood and accuracy, the pool's noisy share (balpm.experiment.loop.truth)
     rounds.parquet                   one row per completed round (see ``ROUND_COLUMNS``)
     acquisitions.parquet             one row per pick (see ``ACQUISITION_COLUMNS``)
     pool_scores/round=<r>.parquet    every remaining pool item's scores at the start of round r's selection

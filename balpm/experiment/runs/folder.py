@@ -19,14 +19,14 @@ DATASETS_DIR = "_datasets"
 LOCKS_DIR = ".locks"  # root/.locks/<run_id>.lock: held by the one process writing that run
 _CREATING = ".creating."  # a run folder under construction: root/.<run_id>.creating.<pid>, renamed when complete
 STATES = ("running", "complete", "failed")
-TRUTH_FILE = "truth.json"  # the table's known truth (Bayes-optimal test LL, ...), written at creation (balpm.loop.truth)
+TRUTH_FILE = "truth.json"  # the table's known truth (Bayes-optimal test LL, ...), written at creation (balpm.experiment.loop.truth)
 ROUND_COLUMNS: tuple[str, ...] = (
     "round", "labelled", "test_log_likelihood", "test_accuracy", "test_brier", "test_ece",
     "ood_log_likelihood", "ood_accuracy", "ood_brier", "ood_ece", "mean_uncertainty",
     "batch_unique_prompts", "cumulative_unique_prompts", "train_seconds", "eval_seconds",
     "select_seconds", "epochs", "valid_loss",
-    "noisy_share",  # share of the labelled pairs in a planted noisy region (NaN: unknown); balpm.loop
-) + ROUND_DIAGNOSTIC_COLUMNS  # U / beta*H spreads and beta_effective (balpm.diagnostics)
+    "noisy_share",  # share of the labelled pairs in a planted noisy region (NaN: unknown); balpm.experiment.loop
+) + ROUND_DIAGNOSTIC_COLUMNS  # U / beta*H spreads and beta_effective (balpm.engine.diagnostics)
 #: the columns every reader of acquisitions.parquet sees (ids, score, u, then BAL-PM's, which every policy wrote
 #: before policies declared their own); a writer writes the ids + its policy's ``acquisition_columns``
 #: (balpm.acquisition.registry), and :meth:`Run.acquisitions` reindexes (a missing column is NaN)

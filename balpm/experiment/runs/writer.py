@@ -41,7 +41,7 @@ from balpm.experiment.runs.writes import (
 class RunWriter:
     """Writes one run directory; every file write is atomic, every round append-only.
 
-    Usage (what :func:`balpm.loop.run` does)::
+    Usage (what :func:`balpm.experiment.loop.run` does)::
 
         w = RunWriter.create(root, run_id, cfg, meta)   # config.yaml + status running
         w.write_pool(pool_df)
@@ -60,12 +60,12 @@ class RunWriter:
     def create(cls, root: str | Path, run_id: str, cfg: RunConfig, meta: dict[str, Any],
                pool: pd.DataFrame | None = None, truth: dict[str, Any] | None = None) -> RunWriter:
         """Create ``root/run_id`` atomically: config.yaml, a ``running`` status (round -1), ``pool`` and
-        ``truth`` (truth.json: the known truth of the table, :func:`balpm.loop.truth`; none when None).
+        ``truth`` (truth.json: the known truth of the table, :func:`balpm.experiment.loop.truth`; none when None).
 
         The folder is built under a hidden temporary name (``root/.<run_id>.creating.<pid>``, never listed)
         and renamed into place when complete, so a kill during creation never leaves a half-made run.
         An existing ``root/run_id`` is an error (resume it instead). The caller should hold
-        :func:`lock_run` (``balpm.loop.run`` does).
+        :func:`lock_run` (``balpm.experiment.loop.run`` does).
         """
         w = cls(root, run_id)
         if w.path.exists():
