@@ -8,6 +8,7 @@ count term with its sign, ``-digamma(n + 1) / d``), so ``U + sign*beta*(dist + c
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.acquisition.balpm import replay_scores
+from balpm.acquisition.balpm import term_shares as engine_term_shares
 from balpm.engine import diagnostics
 from balpm.engine.diagnostics import DIVERSITY_RATIO
 from balpm.evidence import metrics
@@ -176,7 +179,6 @@ def replay_step(scores: pd.DataFrame, increments: pd.DataFrame | None, picks: pd
     exact = (inc_pos is not None and np.isfinite(log_dist).all() and np.isfinite(u).all()
              and np.isfinite(scores["n0"].to_numpy(np.float64)).all())
     if exact:  # the engine's replay: the same arithmetic as greedy_select, bit for bit
-        from balpm.acquisition.balpm import replay_scores
 
         rs = replay_scores(u, log_dist, scores["n0"].to_numpy(np.float64), inc_pos, step, beta=float(beta),
                            d=float(d), minimize=sign < 0)
@@ -215,8 +217,6 @@ def replay_step(scores: pd.DataFrame, increments: pd.DataFrame | None, picks: pd
 def term_shares(u_N: np.ndarray, dist_N: np.ndarray, count_N: np.ndarray) -> pd.DataFrame:
     """Each part's share of ``|U| + |β·dist| + |β·count|`` (columns u_share, dist_share, count_share):
     the engine's :func:`balpm.acquisition.balpm.term_shares`."""
-    from balpm.acquisition.balpm import term_shares as engine_term_shares
-
     return engine_term_shares(u_N, dist_N, count_N)
 
 
@@ -313,8 +313,6 @@ def projection_ranges(coords: Iterable[np.ndarray], pad: float = 0.04) -> tuple[
 
 def play_clock() -> float:
     """The clock the replay's play button follows (``time.monotonic``; tests replace it)."""
-    import time
-
     return time.monotonic()
 
 

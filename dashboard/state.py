@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -18,14 +19,13 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import streamlit as st
+from balpm_dashboard import frames, untrusted
 
 from balpm import safe_yaml
-
-from balpm.experiment import ablations, presets, runs
 from balpm.config import RunConfig
 from balpm.errors import BalpmError
+from balpm.experiment import ablations, presets, runs
 from balpm.experiment.projection import cached_projection, snapshot_folder
-from balpm_dashboard import frames, untrusted
 
 T = TypeVar("T")
 ENV = "BALPM_RUNS_DIR"
@@ -281,8 +281,6 @@ def projection(root: Path, data_hash: str, method: str = "auto") -> Any:
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def _precompute_started(root: str, hashes: tuple[str, ...]) -> Any:
-    import subprocess
-
     # a separate process, not a thread: UMAP's compiled loops hold the GIL for seconds, which would
     # freeze the server; a page that needs the map meanwhile waits for its file (projection.fitting)
     return subprocess.Popen([sys.executable, "-m", "balpm.experiment.projection", root], stdin=subprocess.DEVNULL,

@@ -23,28 +23,21 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import Common, register_policy
 from balpm.engine.diagnostics import scaled_beta, score_diagnostics
-from balpm.engine.entropy import count_term, log_distance_term, replay_counts
-from balpm.engine.knn import (
-    Geometry,
-    RadiusTracker,
-    TrackedRound,
-    build_geometry,
-    check_features,
-    labelled_counts,
-    labelled_knn,
-    pick_distances,
-    pool_radii,
-)
 from balpm.errors import ConfigError, FeatureError
 from balpm.knobs import BETA_MODES, ESTIMATORS, NORMALIZATIONS, knob
+
+if TYPE_CHECKING:  # annotations only; the code imports these where it runs (lazy, see below)
+    import pandas as pd
+
+    from balpm.engine.knn import Geometry, RadiusTracker, TrackedRound
 
 STEP_COLUMNS = ("step", "index", "score", "u", "log_dist", "count_term", "h", "beta_h", "ratio", "n", "radius")
 
@@ -60,6 +53,8 @@ def validate_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labe
                    batch_size: int, beta: float, k: int, d: float, floor: float, normalize: str,
                    estimator: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All checks of :func:`select_balpm`, before any work; one-line Config/FeatureError each."""
+    # lazy: faiss, scipy, kept out of CLI start-up (the registry imports every policy module)
+    from balpm.engine.knn import check_features
     if normalize not in NORMALIZATIONS:
         raise ConfigError(f"unknown normalisation {normalize!r}; choose one of {', '.join(NORMALIZATIONS)}")
     if estimator not in ESTIMATORS:
@@ -122,6 +117,11 @@ class BalpmRound:
 
     def terms(self, n_M: np.ndarray | None, radius_M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(log_dist, count_term, h) per unique prompt for the given counts and radii."""
+        # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+        from balpm.engine.entropy import (
+            count_term,
+            log_distance_term,
+        )
         log_dist = log_distance_term(radius_M, self.floor)
         ct = count_term(n_M, self.d) if n_M is not None else np.zeros_like(log_dist)
         return log_dist, ct, log_dist - ct
@@ -143,6 +143,8 @@ class BalpmRound:
 
     def pool_table(self) -> pd.DataFrame:
         """Per pool position at step 0: u, radius, n0, log_dist, count_term, h, score."""
+        # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+        import pandas as pd
         g = self.group_N
         n0 = self.n0_M if self.n0_M is not None else None
         log_dist, ct, h = self.terms(n0, self.radius_M)
@@ -180,6 +182,13 @@ def prepare_balpm(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, label
 def _prepare_round(uncertainty_N: np.ndarray, pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarray,
                    batch_size: int, beta: float, k: int, d: float, floor: float, normalize: str, estimator: str,
                    minimize: bool, exact_knn: bool, tracked: TrackedRound | None = None) -> BalpmRound:
+    # lazy: faiss, scipy, kept out of CLI start-up (the registry imports every policy module)
+    from balpm.engine.knn import (
+        build_geometry,
+        labelled_counts,
+        labelled_knn,
+        pool_radii,
+    )
     u, pool, lab = validate_balpm(uncertainty_N, pool_prompts_N_D, labelled_prompts_L_D, batch_size, beta,
                                   k, d, floor, normalize, estimator)
     if tracked is not None and estimator == "pool_radius":  # incremental radii (balpm.engine.knn.RadiusTracker)
@@ -220,6 +229,11 @@ def greedy_select(rnd: BalpmRound, batch_size: int,
     (picked items at ``-inf``; a read-only view: copy it to keep it). :func:`replay_scores` rebuilds
     the same vector from the stored round data; the tests hold the two equal.
     """
+    # lazy: faiss, pandas, scipy, kept out of CLI start-up (the registry imports every policy module)
+    import pandas as pd
+
+    from balpm.engine.entropy import count_term, log_distance_term
+    from balpm.engine.knn import pick_distances
     g_N = rnd.group_N
     n_items = g_N.size
     if batch_size > n_items:
@@ -366,6 +380,8 @@ class ReplayScores:
 def term_shares(u_N: np.ndarray, dist_N: np.ndarray, count_N: np.ndarray) -> pd.DataFrame:
     """Share of each score part in the sum of their absolute values (NaN parts count as 0; all-zero
     rows get NaN shares). The parts are U, the (signed) beta*distance and beta*count terms."""
+    # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+    import pandas as pd
     parts = np.abs(np.nan_to_num(np.column_stack([u_N, dist_N, count_N]).astype(np.float64)))
     tot = parts.sum(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -385,6 +401,11 @@ def replay_scores(u_N: np.ndarray, log_dist_N: np.ndarray, n0_N: np.ndarray, inc
     arithmetic is :func:`greedy_select`'s: ``n = n0 + increments of steps < step``,
     ``h = log_dist - digamma(n + 1) / d``, ``score = u +/- beta * h``, equal bit for bit.
     """
+    # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+    from balpm.engine.entropy import (
+        count_term,
+        replay_counts,
+    )
     u = np.asarray(u_N, dtype=np.float64)
     log_dist = np.asarray(log_dist_N, dtype=np.float64)
     n0 = np.asarray(n0_N, dtype=np.float64)
@@ -420,6 +441,8 @@ def replay_round(scores: pd.DataFrame, increments: pd.DataFrame | None, picks: p
     """:func:`replay_scores` on a run's stored tables: ``scores`` (pool_scores of the round, columns
     ``pool_index``, ``u``, ``log_dist``, ``n0``), ``increments`` (columns ``step``, ``pool_index``) and
     ``picks`` (the round's acquisitions: ``step``, ``pool_index``). Arrays follow ``scores``' rows."""
+    # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+    import pandas as pd
     where = pd.Series(np.arange(len(scores), dtype=np.int64), index=scores["pool_index"].to_numpy(np.int64))
     inc = None
     if increments is not None:
@@ -465,6 +488,8 @@ class BalpmPolicy:
         are kept across rounds and recomputed only where items left (:class:`balpm.engine.knn.RadiusTracker`;
         ``zscore`` then uses the round-0 pool's statistics for the whole run; ``faithful`` recomputes).
         """
+        # lazy: faiss, scipy, kept out of CLI start-up (the registry imports every policy module)
+        from balpm.engine.knn import RadiusTracker
         if self._cache is not None and self._cache[0] is state:
             return self._cache[1]
         u = state_uncertainty(state, self.uncertainty)

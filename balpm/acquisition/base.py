@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import pandas as pd
 
 from balpm.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only; the code imports these where it runs (lazy, see below)
+    import pandas as pd
 
 
 @dataclass(frozen=True)

@@ -30,17 +30,19 @@ noise of each other. The steps table records how many candidates each step evalu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy.special import xlogy
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import register_policy
-from balpm.engine.uncertainty import binary_entropy, check_probs
+from balpm.engine.uncertainty import bald, binary_entropy, check_probs
 from balpm.errors import ConfigError
 from balpm.knobs import knob
+
+if TYPE_CHECKING:  # annotations only; the code imports these where it runs (lazy, see below)
+    import pandas as pd
 
 STEP_COLUMNS = ("step", "index", "score", "u", "joint_mi", "joint_entropy", "exact", "evaluated")
 BLOCK_ELEMENTS = 1 << 22  # configurations x candidates per block (32 MiB of float64 per matrix)
@@ -68,6 +70,8 @@ def member_configurations(probs_T_K: np.ndarray) -> np.ndarray:
 def joint_entropy(config_C_K: np.ndarray, weights_C: np.ndarray | None = None) -> float:
     """H of the configurations' joint ``p(c) = mean_k P[c, k]``: exact (``weights_C`` None) or the
     sampled estimate ``-(1/M) sum_m log p(c_m)`` (``weights_C`` = 1/M per sample)."""
+    # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+    from scipy.special import xlogy
     p_C = config_C_K.mean(axis=1)
     if weights_C is None:
         return float(-xlogy(p_C, p_C).sum())
@@ -132,6 +136,8 @@ def select_batchbald(probs_N_K: np.ndarray, batch_size: int, rng: np.random.Gene
     the batch so far, ``joint_entropy`` = H of the picks' labels, ``exact`` = 1 where the joint was
     exact at that step (0: sampled).
     """
+    # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+    import pandas as pd
     if int(num_samples) != num_samples or num_samples < 2:
         raise ConfigError(f"num_samples must be an integer >= 2 (got {num_samples})")
     probs = check_probs(probs_N_K)
@@ -231,7 +237,9 @@ class BatchBALDPolicy:
 
     def pool_table(self, state: PoolState) -> pd.DataFrame:
         """Per pool item: ``u`` and ``score`` = its gain at the first step (BALD, the empty batch's gain)."""
-        from balpm.engine.uncertainty import bald
+        # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+        import pandas as pd
+
 
         return pd.DataFrame({"u": state_uncertainty(state, self.uncertainty), "score": bald(state.probs_N_K)})
 

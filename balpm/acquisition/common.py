@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.engine.uncertainty import score as uncertainty_score
@@ -34,6 +33,8 @@ def top_b(values_N: np.ndarray, batch_size: int) -> np.ndarray:
 
 def ranked_selection(score_N: np.ndarray, u_N: np.ndarray, batch_size: int, **extra: np.ndarray) -> Selection:
     """Selection of the top-``batch_size`` scores with a steps table (step, index, score, u, extra...)."""
+    # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+    import pandas as pd
     idx = top_b(score_N, batch_size)
     data = {"step": np.arange(idx.size, dtype=np.int64), "index": idx, "score": np.asarray(score_N)[idx],
             "u": u_N[idx]}

@@ -16,15 +16,17 @@ float32 product, float64 norms). With no labelled items the first centre is draw
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import register_policy
-from balpm.engine.knn import check_features
 from balpm.knobs import NoKnobs
+
+if TYPE_CHECKING:  # annotations only; the code imports these where it runs (lazy, see below)
+    import pandas as pd
 
 BLOCK_ROWS = 16384  # rows per block of the distance updates (bounds the float64 temporaries)
 
@@ -83,6 +85,10 @@ def select_coreset(pool_prompts_N_D: np.ndarray, labelled_prompts_L_D: np.ndarra
     distance to its nearest centre (z-scored units; inf for a first centre with nothing labelled), ``u`` =
     the given uncertainty (NaN if None). ``on_start(distance_N)``, when given, receives every pool item's
     distance to its nearest labelled item before the first pick."""
+    # lazy: faiss, pandas, scipy, kept out of CLI start-up (the registry imports every policy module)
+    import pandas as pd
+
+    from balpm.engine.knn import check_features
     pool = check_features(pool_prompts_N_D, "pool prompt features")
     lab = check_features(labelled_prompts_L_D, "labelled prompt features", dim=pool.shape[1], allow_empty=True)
     n = pool.shape[0]
@@ -133,6 +139,8 @@ class CoresetPolicy:
 
     def pool_table(self, state: PoolState) -> pd.DataFrame:
         """Per pool item: ``u`` and ``score`` = its distance to the nearest labelled item (z-scored units)."""
+        # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+        import pandas as pd
         if self._start is None or self._start[0] is not state:  # not from select: the same (rng-free) numbers
             self.select(state, 1, np.random.default_rng(0))
         return pd.DataFrame({"u": self._start[1], "score": self._start[2]})

@@ -23,17 +23,18 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import scipy.linalg
 
 from balpm.acquisition.base import PoolState, RunPool, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
 from balpm.acquisition.registry import register_policy
-from balpm.engine.knn import check_features
 from balpm.errors import ConfigError
 from balpm.knobs import knob
+
+if TYPE_CHECKING:  # annotations only; the code imports these where it runs (lazy, see below)
+    import pandas as pd
 
 BLOCK_ROWS = 8192  # pool rows per float64 block
 
@@ -53,6 +54,8 @@ class DesignInverse:
     """``V0^-1 x`` and the initial scores ``phi^T V0^-1 phi`` for ``V0 = lam I + Phi_L^T Phi_L``."""
 
     def __init__(self, labelled_L_D: np.ndarray, lam: float) -> None:
+        # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+        import scipy.linalg
         self.lam = float(lam)
         self.phi_L = np.asarray(labelled_L_D, dtype=np.float64)
         n_lab, d = self.phi_L.shape
@@ -64,6 +67,8 @@ class DesignInverse:
 
     def solve(self, x_D: np.ndarray) -> np.ndarray:
         """``V0^-1 x``."""
+        # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+        import scipy.linalg
         x = np.asarray(x_D, dtype=np.float64)
         if not self.dual:
             return scipy.linalg.cho_solve(self.factor, x)
@@ -73,6 +78,8 @@ class DesignInverse:
 
     def scores(self, phi_N_D: np.ndarray) -> np.ndarray:
         """``phi_i^T V0^-1 phi_i`` for every row, in float64 blocks."""
+        # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+        import scipy.linalg
         out = np.empty(phi_N_D.shape[0], dtype=np.float64)
         for i in range(0, phi_N_D.shape[0], BLOCK_ROWS):
             x = np.asarray(phi_N_D[i:i + BLOCK_ROWS], dtype=np.float64)
@@ -98,6 +105,10 @@ def select_dopt(pool_phi_N_D: np.ndarray, labelled_phi_L_D: np.ndarray, batch_si
     picks), ``u`` = the given uncertainty (NaN if None), ``logdet_gain`` = ``log(1 + s)``.
     ``on_start(norm_N)``, when given, receives every pool pair's norm before the first pick.
     """
+    # lazy: faiss, pandas, scipy, kept out of CLI start-up (the registry imports every policy module)
+    import pandas as pd
+
+    from balpm.engine.knn import check_features
     if not (isinstance(lam, (int, float, np.floating, np.integer)) and math.isfinite(lam) and lam > 0):
         raise ConfigError(f"lam must be a finite number > 0 (got {lam}); it is the ridge of the design matrix")
     phi = check_features(pool_phi_N_D, "pool pair-feature differences")
@@ -174,6 +185,8 @@ class DOptPolicy:
 
     def pool_table(self, state: PoolState) -> pd.DataFrame:
         """Per pool item: ``u`` and ``score`` = ``||phi||_{V^-1}`` under the labelled design (before any pick)."""
+        # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+        import pandas as pd
         if self._start is None or self._start[0] is not state:  # not from select: the same (rng-free) numbers
             self.select(state, 1, np.random.default_rng(0))
         return pd.DataFrame({"u": self._start[1], "score": self._start[2]})

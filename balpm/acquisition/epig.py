@@ -19,17 +19,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from scipy.special import xlogy
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, ranked_selection, state_uncertainty
 from balpm.acquisition.registry import register_policy
-from balpm.engine.uncertainty import check_probs
+from balpm.engine.uncertainty import bald, check_probs
 from balpm.errors import ConfigError
 from balpm.knobs import knob
+
+if TYPE_CHECKING:  # annotations only; the code imports these where it runs (lazy, see below)
+    import pandas as pd
 
 BLOCK_ELEMENTS = 1 << 22  # pool rows x targets per block
 TARGETS = ("pool", "test")
@@ -37,6 +39,8 @@ TARGETS = ("pool", "test")
 
 def epig_scores(probs_N_K: np.ndarray, target_probs_T_K: np.ndarray) -> np.ndarray:
     """EPIG of every pool row against the target rows' member probabilities (mean over targets)."""
+    # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+    from scipy.special import xlogy
     p = check_probs(probs_N_K)
     q = check_probs(target_probs_T_K)
     if q.shape[1] != p.shape[1] or q.shape[0] < 1:
@@ -82,8 +86,6 @@ def select_epig(probs_N_K: np.ndarray, batch_size: int, rng: np.random.Generator
     if on_start is not None:
         on_start(score.copy())
     if u_N is None:
-        from balpm.engine.uncertainty import bald
-
         u_N = bald(p)
     return ranked_selection(score, np.asarray(u_N, dtype=np.float64), batch_size)
 
@@ -133,6 +135,8 @@ class EPIGPolicy:
 
     def pool_table(self, state: PoolState) -> pd.DataFrame:
         """Per pool item: ``u`` and ``score`` (EPIG against the targets of the last ``select`` of this state)."""
+        # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+        import pandas as pd
         if self._start is None or self._start[0] is not state:
             raise ConfigError("epig's pool table holds the scores of its last select (the targets come from "
                               "select's rng); call select(state, ...) first with this state")

@@ -13,7 +13,6 @@ in pool order, which is what labelling the pool in one go means.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
@@ -32,6 +31,8 @@ class FullPoolPolicy:
 
     def select(self, state: PoolState, batch_size: int, rng: np.random.Generator) -> Selection:
         """The first ``batch_size`` pool positions (``rng`` unused: nothing is random here)."""
+        # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+        import pandas as pd
         u = state_uncertainty(state, self.uncertainty)
         check_batch(batch_size, u.size)
         idx = np.arange(batch_size, dtype=np.int64)

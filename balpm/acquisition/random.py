@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from balpm.acquisition.base import PoolState, Selection
 from balpm.acquisition.common import check_batch, state_uncertainty
@@ -23,6 +22,8 @@ class RandomPolicy:
 
     def select(self, state: PoolState, batch_size: int, rng: np.random.Generator) -> Selection:
         """Draw the batch from ``rng``."""
+        # lazy: pandas, kept out of CLI start-up (the registry imports every policy module)
+        import pandas as pd
         u = state_uncertainty(state, self.uncertainty)
         check_batch(batch_size, u.size)
         idx = rng.choice(u.size, size=batch_size, replace=False).astype(np.int64)

@@ -31,6 +31,7 @@ import os
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib.metadata import entry_points
 from typing import Any
 
 from balpm.errors import ConfigError
@@ -160,8 +161,6 @@ def _load_package() -> None:
         if not info.name.startswith("_"):
             importlib.import_module(f"{package.__name__}.{info.name}")
     try:
-        from importlib.metadata import entry_points
-
         eps = entry_points(group=ENTRY_POINT_GROUP)
     except Exception:  # noqa: BLE001 - broken metadata must not stop the built-in policies
         eps = ()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import traceback
 
 # Idle OpenMP threads sleep instead of spinning (set before torch loads): on a 2-core machine shared
 # with another process, spinning threads made a bare `balpm run` about 3x slower (34.6 s -> 12.6 s).
@@ -181,8 +182,6 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(exc, BrokenPipeError):  # the reader of our output went away (balpm runs | head): as click
             sys.exit(1)
         if debug_enabled():
-            import traceback
-
             traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
         line, status = error_line(exc)
         _print_error(line)

@@ -19,11 +19,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+import webbrowser
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 
 import typer
+from balpm_dashboard.host_guard import is_loopback, normalize
 
 from balpm.errors import BalpmError, ConfigError
 
@@ -33,8 +38,6 @@ APP_PACKAGE = "balpm_dashboard"
 def dashboard_app_path() -> Path:
     """``app.py`` of the installed ``balpm_dashboard`` package, found with ``importlib.resources``
     (one-line error when the install lacks it)."""
-    from importlib import resources
-
     try:
         app = resources.files(APP_PACKAGE) / "app.py"
     except ModuleNotFoundError:
@@ -54,8 +57,6 @@ def served_app_path() -> Path:
 def check_allowed_hosts(names: Sequence[str]) -> list[str]:
     """``--allow-host`` names, normalised (lower case, IPv6 in brackets); a one-line ConfigError for a
     name that is not a host name or an IP address (a port, a URL, a wildcard)."""
-    from balpm_dashboard.host_guard import normalize
-
     out = []
     for name in names:
         norm = normalize(name)
@@ -68,8 +69,6 @@ def check_allowed_hosts(names: Sequence[str]) -> list[str]:
 
 def exposure_warning(host: str, allow_hosts: Sequence[str] = ()) -> str | None:
     """The paragraph printed to stderr when ``host`` is not a loopback address, else None."""
-    from balpm_dashboard.host_guard import is_loopback
-
     if is_loopback(host):
         return None
     names = ", ".join(allow_hosts) or "none"
@@ -197,11 +196,7 @@ def serve(runs_dir: str | Path, port: int = 8501, host: str = "127.0.0.1", open_
 
 def _open_when_up(proc: subprocess.Popen, host: str, port: int, timeout: float = 120.0) -> None:
     """In a daemon thread: poll the server's health endpoint, then open a browser tab on it."""
-    import threading
-    import urllib.request
-    import webbrowser
 
-    from balpm_dashboard.host_guard import normalize
 
     name = normalize(host) or host
     name = "127.0.0.1" if name in ("0.0.0.0", "[::]") else name  # what the browser may ask for
@@ -233,8 +228,6 @@ def _stop(proc: subprocess.Popen) -> int:
 
 def _forward_sigterm(proc: subprocess.Popen, terminated: list[float]) -> object | None:
     """On SIGTERM, terminate the Streamlit child too (the polling loop then returns its exit code)."""
-    import threading
-
     if threading.current_thread() is not threading.main_thread():
         return None
 

@@ -32,9 +32,11 @@ from typing import Any, Optional
 
 import typer
 
+from balpm.cli import dashboard
+from balpm.cli.dashboard import check_port
 from balpm.config import DataConfig, RunConfig
 from balpm.errors import ConfigError
-from balpm.experiment.presets import TEACHING_PRESET
+from balpm.experiment import presets
 
 COMPARISONS = Path("summarize_from_feedback") / "comparisons"
 HUB_ID = "openai/summarize_from_feedback"
@@ -225,9 +227,7 @@ def _say_story(summary: dict[str, Any], vs_bald: dict[str, Any], setting: str, r
 
 
 def _teaching_part(runs_root: Path, seeds: int, rounds: int | None, workers: int, progress: bool) -> dict[str, Any]:
-    from balpm.experiment.presets import apply_preset
-
-    base = apply_preset(RunConfig()).replace(name="demo (teaching world)")
+    base = presets.apply_preset(RunConfig()).replace(name="demo (teaching world)")
     if rounds is not None:
         base = base.replace(loop={"rounds": rounds})
     lp = base.loop
@@ -316,7 +316,7 @@ def demo_command(
     seeds: Optional[int] = typer.Option(None, "--seeds", help=f"seeds per policy (default: {TEACHING_SEEDS} in the "
                                         f"teaching world, {REAL_SEEDS} on real data: the A/A check needs {REAL_SEEDS})"),
     rounds: Optional[int] = typer.Option(None, "--rounds", help="rounds per run (default: the teaching preset's "
-                                         f"{TEACHING_PRESET['loop']['rounds']}; the scale's "
+                                         f"{presets.TEACHING_PRESET['loop']['rounds']}; the scale's "
                                          f"{SCALES['small']['loop']['rounds']} on real data)"),
     no_dashboard: bool = typer.Option(False, "--no-dashboard", help="stop after the words"),
     scale: str = typer.Option("small", "--scale", help="real data: small (a few minutes on 2 cores) or medium"),
@@ -330,18 +330,12 @@ def demo_command(
     # idle OpenMP threads sleep rather than spin: on a shared machine spinning threads starve everyone
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if not no_dashboard:  # a busy --port is found now, not after minutes of featurizing and runs
-        from balpm.cli.dashboard import check_port
-
         check_port(port)
     out = run_demo(data, runs_dir, seeds, scale, workers, dtype=dtype, world=world, rounds=rounds)
     shown = Path(runs_dir) / ("teaching" if "teaching" in out else "real")
     if no_dashboard:
         typer.echo(f"dashboard: balpm dashboard --runs {shlex.quote(str(shown))}")
         return
-    try:
-        from balpm.cli import dashboard
-    except ImportError:
-        dashboard = None
     serve = getattr(dashboard, "serve", None)
     if serve is None:
         typer.echo("the dashboard is not available in this install; open the runs with: balpm report " + str(shown))

@@ -5,6 +5,8 @@ import json
 
 import typer
 
+from balpm.errors import ConfigError
+
 
 def plant_command(
     data: list[str] = typer.Option(..., "--data", help="data files or folders any loader reads (OpenAI JSON lines, "
@@ -28,8 +30,6 @@ def plant_command(
     from balpm.data.plant import load_recipe, plant
 
     if seed < 0:
-        from balpm.errors import ConfigError
-
         raise ConfigError(f"--seed must be >= 0 (got {seed})")
     rec, rec_file = load_recipe(recipe, agreement=agreement, noisy_share=noisy_share, clusters=clusters,
                                 noisy_pick=noisy_pick, components=components)

@@ -15,6 +15,10 @@ from typing import Any, Optional
 
 import typer
 
+from balpm.acquisition.registry import knob_owners
+from balpm.acquisition.registry import names as registry_names
+from balpm.cli.options import GivenOptions, field_option
+from balpm.cli.options import config_options as generated_options
 from balpm.config import (
     CLI_FLAGS,
     RunConfig,
@@ -23,11 +27,8 @@ from balpm.config import (
     parse_assignment,
     read_yaml,
 )
-from balpm.cli.options import GivenOptions, field_option
-from balpm.cli.options import config_options as generated_options
-from balpm.acquisition.registry import knob_owners
-from balpm.acquisition.registry import names as registry_names
-from balpm.errors import ConfigError
+from balpm.errors import ConfigError, printable
+from balpm.experiment import presets
 
 # ---- the config flags, generated from the dataclasses ------------------------------------------
 # python parameter name -> config key; the flag itself is config.CLI_FLAGS[key]
@@ -49,10 +50,8 @@ _SWEEP_SKIPS = ("policy", "seed")  # the sweep has --policies and --seeds instea
 
 def _preset_default(key: str) -> Any:
     """The teaching preset's value of ``key`` (what a run without ``--data`` really uses), or None."""
-    from balpm.experiment.presets import TEACHING_PRESET
-
     section, _, name = key.partition(".")
-    value = TEACHING_PRESET.get(section, {}).get(name)
+    value = presets.TEACHING_PRESET.get(section, {}).get(name)
     return ",".join(str(v) for v in value) if isinstance(value, tuple) else value
 
 
@@ -140,10 +139,9 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
     cfg = cfg.replace(**changes) if changes else cfg
     check_owned(policies or cfg.acquisition.policy, changes.get("acquisition", {}))  # --beta on random: whose knob
     if base is None:  # no data: the teaching world's preset sizes (balpm/experiment/presets.py) fill what was not set
-        from balpm.experiment.presets import apply_preset
 
         given = [f"{s}.{k}" for s, v in changes.items() if isinstance(v, dict) for k in v]
-        cfg = apply_preset(cfg, yaml_keys + given)
+        cfg = presets.apply_preset(cfg, yaml_keys + given)
     return cfg.validate()
 
 
@@ -180,14 +178,12 @@ def load_checked_table(cfg: RunConfig) -> Any:
 
 def world_line(cfg: RunConfig) -> str:
     """One line: which world or data a run uses and the sizes it runs at (``balpm run`` prints it first)."""
-    from balpm.experiment.presets import preset_name
-
     lp, m = cfg.loop, cfg.model
     sizes = (f"initial {lp.initial}, batch {lp.batch_size}, {lp.rounds} rounds, K={m.ensemble_size}, "
              f"hidden {','.join(map(str, m.hidden))}, beta {cfg.acquisition.beta:g}")
     if cfg.data.paths or cfg.data.ood_paths:
         return f"data: {', '.join(cfg.data.paths + cfg.data.ood_paths)}; {sizes}"
-    if preset_name(cfg) == "teaching":
+    if presets.preset_name(cfg) == "teaching":
         world = f"the world {cfg.data.world}" if cfg.data.world else "the teaching world"
         return (f"no --data: {world} (synthetic: a noisy chit-chat blob and five topics) with the teaching preset: "
                 f"{sizes} (flags override; run --help lists both defaults)")
@@ -196,12 +192,10 @@ def world_line(cfg: RunConfig) -> str:
 
 def run_help() -> str:
     """``balpm run``'s help: what a bare run uses (the teaching preset), and the defaults with ``--data``."""
-    from balpm.experiment.presets import TEACHING_PRESET
-
-    lp, ref = TEACHING_PRESET["loop"], RunConfig().loop
+    lp, ref = presets.TEACHING_PRESET["loop"], RunConfig().loop
     return ("Run one simulated active-learning run (or --resume a killed one); prints its folder and final metrics. "
             f"Without --data it runs the synthetic teaching world at the teaching preset (initial {lp['initial']}, "
-            f"batch {lp['batch_size']}, {lp['rounds']} rounds, K={TEACHING_PRESET['model']['ensemble_size']}); with "
+            f"batch {lp['batch_size']}, {lp['rounds']} rounds, K={presets.TEACHING_PRESET['model']['ensemble_size']}); with "
             f"--data, the reference's sizes (initial {ref.initial}, batch {ref.batch_size}, {ref.rounds} rounds). "
             "Each option below shows both defaults where they differ.")
 
@@ -290,7 +284,6 @@ def runs_command(
         what = "is not a folder" if runs_dir.exists() else "does not exist"
         raise ConfigError(f"--runs-dir {str(runs_dir)!r} {what}; give the folder holding the runs "
                           "(balpm run and balpm sweep write them there)")
-    from balpm.errors import printable
 
     infos = runs.list_runs(runs_dir)
     if not infos:

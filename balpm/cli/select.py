@@ -12,11 +12,9 @@ from typing import Optional
 
 import typer
 
-from balpm import next_batch as engine
 from balpm.acquisition.registry import names as registry_names
 from balpm.cli.run import build_config
 from balpm.config import RunConfig, read_yaml
-from balpm.experiment import runs
 
 
 def select_command(
@@ -40,6 +38,10 @@ def select_command(
 ) -> None:
     """Choose the next batch of unlabelled pairs to label: train the ensemble on the labelled pairs, score the
     pool with the policy, write the batch file and a run folder the dashboard opens (same command: same batch)."""
+    # lazy: the engine and the run folders import numpy and pandas, kept out of CLI start-up (balpm --help)
+    from balpm import next_batch as engine
+    from balpm.experiment import runs
+
     out = engine.check_batch_path(out)
     runs.check_root(runs_dir)
     base = RunConfig.from_dict(read_yaml(config)) if config is not None else RunConfig()

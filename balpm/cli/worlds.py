@@ -24,7 +24,9 @@ from typing import Any, Optional
 
 import typer
 
+from balpm import safe_yaml
 from balpm.errors import ConfigError
+from balpm.experiment.presets import apply_preset
 
 WORLDS_FILE = "worlds.yaml"
 WORLDS_PER_SWEEP = 4  # worlds whose runs one sweep call holds (inputs of 4 worlds x seeds in memory at once)
@@ -33,10 +35,9 @@ WORLDS_PER_SWEEP = 4  # worlds whose runs one sweep call holds (inputs of 4 worl
 def world_configs(spec: str, policies: list[str], seeds: list[int], sets: list[str], *, ceiling: bool) -> list[Any]:
     """The validated configs of one world: policies x seeds at the teaching preset with the world's loop
     sizes; ``sets`` (``section.field=value``) override both."""
-    from balpm.experiment import sweep
     from balpm.acquisition.registry import policy_entry
     from balpm.cli.run import build_config
-    from balpm.experiment.presets import apply_preset
+    from balpm.experiment import sweep
 
     knobs = {s.split("=", 1)[0].strip().partition(".")[2] for s in sets if s.strip().startswith("acquisition.")}
     default_knobs = {"policy", "uncertainty", *policy_entry(build_config().acquisition.policy).knob_fields()}
@@ -63,7 +64,6 @@ def _worlds_doc(worlds: list[Any], *, prior: Any, seed: int | None, policies: li
 
 def _record(runs_dir: Path, doc: dict[str, Any]) -> None:
     """Write ``worlds.yaml``; an existing one must list the same worlds first (a larger --n extends it)."""
-    from balpm import safe_yaml
     from balpm.experiment.runs import atomic_write_text
 
     path = runs_dir / WORLDS_FILE
@@ -85,7 +85,6 @@ def _record(runs_dir: Path, doc: dict[str, Any]) -> None:
 
 
 def _print_knobs() -> None:
-    from balpm import safe_yaml
     from balpm.data.worlds import PRIOR, world_knobs_help
 
     typer.echo(f"{'knob':<15} {'classic':<20} {'bounds':<22} help")
@@ -117,8 +116,8 @@ def worlds_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", metavar="", help="no progress bars"),
 ) -> None:
     """Sample N teaching worlds from the stated prior (or take --world specs) and run policies x seeds on each."""
-    from balpm.experiment import runs, sweep
     from balpm.data.worlds import PRIOR, parse_world, pool_comparisons, sample_worlds
+    from balpm.experiment import runs, sweep
 
     if knobs:
         _print_knobs()

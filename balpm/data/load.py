@@ -23,6 +23,7 @@ Steps (the same for every format):
 """
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.config import LOADER_FORMATS
 from balpm.data import limits
 from balpm.data.carper import is_save_to_disk, load_carper
 from balpm.data.hh import load_hh, looks_like_hh
@@ -53,7 +55,6 @@ from balpm.data.tabular import (
     load_prompt_table,
     record_columns,
 )
-from balpm.config import LOADER_FORMATS
 from balpm.errors import ConfigError, DataError
 
 log = logging.getLogger("balpm.data")
@@ -510,8 +511,6 @@ def config_columns(cfg: Any) -> dict[str, str] | None:
 
 
 def _synthetic(cfg: Any) -> LoadResult:
-    import inspect
-
     from balpm.data import synthetic  # lazy: owned by the model engineer
 
     kind = getattr(cfg, "synthetic", "teaching")

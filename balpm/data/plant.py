@@ -49,7 +49,9 @@ import numpy as np
 import pandas as pd
 
 from balpm import safe_yaml
+from balpm.config import RunConfig
 from balpm.errors import ConfigError, DataError
+from balpm.experiment.runs import atomic_path, atomic_write_bytes
 
 #: spawn keys of the seed streams (never renumber: it would change every planted world)
 _REWARD, _KMEANS, _PICK, _LABELS = 0, 1, 2, 3
@@ -379,8 +381,6 @@ def file_sha256(path: Path) -> str:
 
 def run_config(recipe: Recipe, recipe_file: Path | None, out: Path, has_ood: bool, cache_dir: str | None) -> Any:
     """The run config of the planted world: the recipe's run base and changes, data = the written files."""
-    from balpm.config import RunConfig
-
     cfg = RunConfig()
     if recipe.run_base:
         base = Path(recipe.run_base)
@@ -400,7 +400,6 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from balpm.experiment.runs import atomic_path
 
     table = pa.Table.from_pandas(frame.reset_index(drop=True), preserve_index=False)
     with atomic_path(path) as tmp:
@@ -408,8 +407,6 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
-    from balpm.experiment.runs import atomic_write_bytes
-
     atomic_write_bytes(path, text.encode("utf-8"))
 
 

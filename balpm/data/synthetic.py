@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from balpm.data.splits import assign_splits, check_ratios
+from balpm.data.worlds import CLASSIC, parse_world
 from balpm.errors import ConfigError
 
 if TYPE_CHECKING:  # the features package imports transformers: only when a world is built
@@ -208,8 +209,6 @@ def teaching_world(seed: int = 0, n: int | None = None, *, n_prompts: int = 1000
     the arguments) and the noisy region's contrast, label noise, the OOD test and the feature dimension
     (see :mod:`balpm.data.worlds`). None or the classic spec: the classic world, bit for bit.
     """
-    from balpm.data.worlds import CLASSIC, parse_world
-
     spec = parse_world(world) if world is not None else CLASSIC
     chat_scale = _CHAT_SCALE
     if world is not None:

@@ -12,10 +12,9 @@ answer is preferred, and returns ``scores_N`` in float64 (natural log, nats). Th
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import xlogy
 
-from balpm.knobs import UNCERTAINTIES
 from balpm.errors import ConfigError, FeatureError
+from balpm.knobs import UNCERTAINTIES
 
 
 def check_probs(probs_N_K: np.ndarray) -> np.ndarray:
@@ -36,6 +35,8 @@ def check_probs(probs_N_K: np.ndarray) -> np.ndarray:
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
     """H(p) = -p log p - (1 - p) log(1 - p) in nats, exactly 0 at p = 0 and p = 1."""
+    # lazy: scipy, kept out of CLI start-up (the registry imports every policy module)
+    from scipy.special import xlogy
     p = np.asarray(p, dtype=np.float64)
     return -(xlogy(p, p) + xlogy(1.0 - p, 1.0 - p))
 

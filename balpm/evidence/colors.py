@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator, Mapping
 
+from balpm.experiment import presets
+
 #: the paper's ablations (docs/method.md section 6), by the ``knob=value`` a label carries: the same colour in every
 #: runs folder, whatever the base's other knobs (``balpm uncertainty=none`` = ``balpm beta=0.1 uncertainty=none``)
 ABLATION_COLORS = {
@@ -62,8 +64,6 @@ def label_color(label: str) -> str:
     order). Any other label: :data:`EXTRA_COLORS` by a SHA-256 of the label (stable across processes and runs
     folders).
     """
-    from balpm.experiment.presets import TEACHING_PRESET
-
     text = str(label)
     colors = dict(BASE_COLORS)
     if text in colors:
@@ -72,7 +72,7 @@ def label_color(label: str) -> str:
     for knob, color in ABLATION_COLORS.items():
         if knob in knobs:
             return color
-    preset = {f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in TEACHING_PRESET.get("acquisition", {}).items()}
+    preset = {f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in presets.TEACHING_PRESET.get("acquisition", {}).items()}
     if policy in colors and knobs and set(knobs) <= preset:
         return darker(colors[policy])
     return EXTRA_COLORS[hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[0] % len(EXTRA_COLORS)]

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from balpm.data.synthetic import TEACHING_CLUSTER_NAMES
 from balpm.evidence import report, stats, story
 from balpm.experiment import ablations, runs
 from balpm.experiment.presets import uses_teaching_world
@@ -52,7 +53,6 @@ def region_names(table: pd.DataFrame) -> dict[int, str]:
     the synthetic source, ``cluster i`` otherwise); empty when the data has no clusters."""
     if "cluster" not in table.columns:
         return {}
-    from balpm.data.synthetic import TEACHING_CLUSTER_NAMES
 
     synthetic = "source" in table.columns and (table["source"].astype(str) == "synthetic").all()
     ids = sorted({int(c) for c in pd.to_numeric(table["cluster"], errors="coerce").dropna()})

@@ -25,6 +25,7 @@ import pandas as pd
 
 from balpm.errors import BalpmError
 from balpm.evidence import metrics, stats
+from balpm.evidence.colors import darker, label_color
 from balpm.experiment import ablations, runs
 
 CURVES = ("test_log_likelihood", "ood_log_likelihood", "test_accuracy", "ood_accuracy")
@@ -279,7 +280,6 @@ def learning_curves_figure(summary: dict[str, Any]) -> Any:
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    from balpm.evidence.colors import darker, label_color
 
     titles = ("Test log-likelihood", "OOD log-likelihood", "Test accuracy", "OOD accuracy")
     fig = make_subplots(rows=2, cols=2, subplot_titles=titles, horizontal_spacing=0.08, vertical_spacing=0.12)

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from balpm.evidence import stats
+from balpm.evidence import report, stats
+from balpm.experiment import runs
 
 __all__ = [
     "HEADLINE",
@@ -213,8 +214,6 @@ def mechanisms(summary: Mapping[str, Any], root: str | Path, setting: str | None
 
     Reads each run's rounds.parquet, acquisitions.parquet and truth.json through :mod:`balpm.experiment.runs`; a run
     that cannot be read counts as unknown for the numbers it lacks."""
-    from balpm.evidence import report
-    from balpm.experiment import runs
 
     out: dict[str, Mechanism] = {}
     for e in summary["policies"]:

@@ -39,6 +39,7 @@ Definitions (all on the headline metric, test log-likelihood; ``balpm.evidence.s
 """
 from __future__ import annotations
 
+import html
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -50,6 +51,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from balpm import safe_yaml
+from balpm.data.worlds import PRIOR, parse_world
 from balpm.errors import BalpmError
 from balpm.evidence import report, stats
 from balpm.experiment import runs
@@ -67,8 +69,6 @@ CLASSIC = "classic"
 def world_of(run: report.LoadedRun) -> tuple[str, dict[str, Any]]:
     """``(world name, knobs)`` of a run: the canonical ``data.world`` spec (``classic`` for ``""``) and its
     knobs for the synthetic teaching world; the data files' names and no knobs for runs on data files."""
-    from balpm.data.worlds import parse_world
-
     cfg = runs.open_run(run.path.parent, run.run_id).config
     if cfg.data.paths:
         return "data: " + ", ".join(Path(p).name for p in cfg.data.paths), {}
@@ -455,8 +455,6 @@ def _share(v: Any) -> str:
 def _html(text: Any) -> str:
     """Untrusted text (file names, labels) for plotly's HTML-like titles, hovers and tick labels: no tag,
     entity, ``%{field}`` or ``$`` LaTeX (as dashboard/untrusted.plot)."""
-    import html
-
     one = " ".join(str(text).split())
     return html.escape(one, quote=False).replace("$", "&#36;").replace("{", "&#123;")
 
@@ -526,7 +524,6 @@ def regime_figure(summary: Mapping[str, Any], comparisons: Sequence[str] | None 
     fig = make_subplots(rows=len(comps), cols=len(knobs), subplot_titles=titles, shared_yaxes=True,
                         horizontal_spacing=0.025, vertical_spacing=0.16 if len(comps) < 4 else 0.08)
     by_world = {w["setting"]: w for w in summary["worlds"]}
-    from balpm.data.worlds import PRIOR
 
     log_knobs = {k for k, rule in PRIOR.items() if str(rule.get("dist", "")).startswith("loguniform")}  # as sampled
     for i, c in enumerate(comps, start=1):

@@ -40,13 +40,17 @@ import numpy as np
 import pandas as pd
 
 import balpm
-from balpm.engine import diagnostics
-from balpm.experiment import runs, snapshot
+from balpm.acquisition import make_policy
+from balpm.acquisition.base import PoolState, RunPool
 from balpm.config import RunConfig
 from balpm.data.splits import check_run_sizes
 from balpm.data.synthetic import world_seed
+from balpm.engine import diagnostics
+from balpm.engine.uncertainty import bald
+from balpm.engine.uncertainty import score as uncertainty_score
 from balpm.errors import ConfigError, FeatureError
 from balpm.evidence.metrics import PREFERENCE_METRICS, preference_metrics
+from balpm.experiment import runs, snapshot
 
 # purposes of the seed streams (spawn_key[0]); never renumber: it would change every run
 _POOL, _MODEL, _SELECT = 0, 2, 3
@@ -410,8 +414,6 @@ def _existing_state(run_dir: Path, cfg: RunConfig, resume: bool) -> str | None:
 
 
 def _make_policy(cfg: RunConfig) -> Any:
-    from balpm.acquisition import make_policy
-
     return make_policy(cfg.acquisition)
 
 
@@ -443,7 +445,8 @@ def _evaluate(model: Any, inputs: Inputs, rows: np.ndarray, prefix: str) -> dict
 def _loop(cfg: RunConfig, inputs: Inputs, policy: Any, writer: runs.RunWriter, start: int,
           labelled: list[int], acquired_prompts: set[str], progress: bool,
           after_round: Callable[[str, int], None] | None = None) -> None:
-    from balpm.engine.model import PreferenceEnsemble  # lazy: torch (balpm run --help / config checks must not import it)
+    # lazy: torch (balpm run --help / config checks must not import it)
+    from balpm.engine.model import PreferenceEnsemble
 
     lp = cfg.loop
     n_pool = len(inputs.pool_rows_N)
@@ -529,8 +532,6 @@ def select_round(cfg: RunConfig, policy: Any, inputs: Inputs, probs_N_K: np.ndar
     from ``inputs`` when not given). ``model``: the round's ensemble, handed to the policy through the run
     context with the test rows (EPIG with ``targets=test``); None where there is none. The loop (:func:`run`)
     and ``balpm select`` / ``balpm label --next-round`` (:mod:`balpm.next_batch`) both select through this."""
-    from balpm.engine.uncertainty import bald
-    from balpm.engine.uncertainty import score as uncertainty_score
 
     entry = cfg.acquisition.entry
     batch = int(cfg.loop.batch_size)
@@ -567,8 +568,6 @@ def _pool_state(probs_N_K: np.ndarray, inputs: Inputs, remaining: np.ndarray, la
     """The policy's view of the round; with ``initial``, its run context (:class:`RunPool`), which carries
     the test rows and, given ``model``, the round's ensemble (read only by a policy that asks, e.g. EPIG's
     test targets)."""
-    from balpm.acquisition.base import PoolState, RunPool
-
     lab = np.asarray(labelled, dtype=np.int64)
     run = None
     if initial is not None:  # the run context lets BAL-PM keep its radii across rounds (incremental)

@@ -12,8 +12,11 @@ fallback when UMAP cannot run (too few points, umap-learn missing). Everything i
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
+import os
+import socket
 import threading
 import time
 import warnings
@@ -24,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from balpm import npy_files
 from balpm.errors import BalpmError, ConfigError, FeatureError
 
 METHODS = ("auto", "umap", "pca", "raw")
@@ -194,8 +198,6 @@ def _inside(folder: Path, *paths: Path) -> None:
 
 def load_snapshot_features(root: str | Path, data_hash: str) -> np.ndarray:
     """``prompt_features.npy`` of the dataset snapshot ``root/_datasets/<data_hash>`` (never pickled)."""
-    from balpm import npy_files
-
     folder = snapshot_folder(root, data_hash)
     path = folder / "prompt_features.npy"
     _inside(folder, path)
@@ -231,8 +233,6 @@ def snapshot_folder(root: str | Path, data_hash: str) -> Path:
 
 def _snapshot_shape(root: str | Path, data_hash: str) -> tuple[int, int] | None:
     """(P, D) of a snapshot's prompt_features.npy from its header (memory-mapped, nothing read)."""
-    from balpm import npy_files
-
     folder = snapshot_folder(root, data_hash)
     path = folder / "prompt_features.npy"
     try:
@@ -315,8 +315,6 @@ FITTING = "projection.fitting"
 
 def _mark_fitting(folder: Path) -> Path | None:
     """Write ``projection.fitting`` ({pid, host}) while this process fits the snapshot's map."""
-    import os
-    import socket
 
     from balpm.experiment.runs import atomic_write_json
 
@@ -330,8 +328,6 @@ def _mark_fitting(folder: Path) -> Path | None:
 
 def _fitter_alive(folder: Path) -> bool:
     """True when another live process on this host holds the snapshot's ``projection.fitting`` marker."""
-    import os
-    import socket
 
     try:
         info = json.loads((folder / FITTING).read_text())
@@ -392,8 +388,6 @@ def precompute(root: str | Path, run_ids: Sequence[str] | None = None, *, method
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m balpm.experiment.projection RUNS_DIR``: :func:`precompute` for every snapshot the runs there use
     (what ``balpm dashboard`` starts in the background). Prints one JSON line; exit 0."""
-    import argparse
-
     ap = argparse.ArgumentParser(prog="python -m balpm.experiment.projection", description=main.__doc__)
     ap.add_argument("runs_dir")
     ap.add_argument("--method", default="auto", choices=METHODS)

@@ -25,9 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from balpm import safe_yaml
+from balpm.acquisition.registry import names, policy_entry
 from balpm.config import RunConfig, coerce_value, section_fields
 from balpm.errors import ConfigError
-from balpm.experiment import runs
+from balpm.experiment import ablations, loop, projection, runs
+from balpm.experiment.parent_death import die_with_parent
 
 _SECTIONS = ("acquisition", "loop", "model", "features", "data")
 
@@ -67,8 +69,6 @@ def parse_seeds(text: str) -> list[int]:
 
 def parse_policies(text: str | Sequence[str]) -> list[str]:
     """``"random,bald,balpm"`` -> the list, each checked against the registered policies."""
-    from balpm.acquisition.registry import names
-
     items = [p.strip() for p in (text.split(",") if isinstance(text, str) else text) if p.strip()]
     policies = names()
     bad = [p for p in items if p not in policies]
@@ -115,8 +115,6 @@ def expand(base: RunConfig, policies: Sequence[str], seeds: Sequence[int],
     knob of a policy applies to the policies that own it; the others get one run per seed and point of
     the other keys.
     """
-    from balpm.acquisition.registry import policy_entry
-
     grid = grid or {}
     keys = list(grid)
     policies = list(policies) + (["full"] if ceiling and "full" not in policies else [])
@@ -140,8 +138,6 @@ def expand(base: RunConfig, policies: Sequence[str], seeds: Sequence[int],
 def with_ablations(configs: Sequence[RunConfig], base: RunConfig, preset: str, seeds: Sequence[int]) -> list[RunConfig]:
     """``configs`` plus the ablation variants of ``preset`` (:mod:`balpm.experiment.ablations`) of ``base`` as BAL-PM for
     every seed, and the base BAL-PM itself per seed (the variants' paired reference) when it is missing."""
-    from balpm.experiment import ablations
-
     out = {c.hash(): c for c in configs}
     for seed in seeds:
         own = base.replace(acquisition={"policy": "balpm"}, loop={"seed": int(seed)})
@@ -159,8 +155,6 @@ def _init_worker(threads: int, parent_pid: int | None = None) -> None:
     """Initializer of a local worker process: its torch/faiss threads, and (``parent_pid``, the driver) its
     life tied to the driver's, so a killed driver leaves no worker behind (:mod:`balpm.experiment.parent_death`)."""
     if parent_pid is not None:
-        from balpm.experiment.parent_death import die_with_parent
-
         die_with_parent(parent_pid)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
@@ -180,8 +174,6 @@ def run_one(cfg_dict: dict[str, Any], root: str, threads: int | None = None, tab
 
     ``table``/``features``: inputs prepared by the caller (else the worker loads them; the cache hits).
     """
-    from balpm.experiment import loop
-
     if threads:
         _init_worker(threads)
     cfg = RunConfig.from_dict(cfg_dict)
@@ -203,8 +195,6 @@ def prefetch(configs: Sequence[RunConfig], *, progress: bool = True, table: Any 
     Also runs every config's input checks, so a bad parameter stops the sweep before any run starts.
     Returns each config's ``(table, features)`` (one shared object per distinct pair).
     """
-    from balpm.experiment import loop
-
     seen: dict[str, tuple[Any, Any]] = {}
     out: list[tuple[Any, Any]] = []
     for cfg in configs:
@@ -301,9 +291,8 @@ def _run_all(configs: Sequence[RunConfig], root: str | Path, workers: int, backe
     out = [r for r in results if r is not None]
     # the dashboard's prompt-space map of every dataset these runs use, fitted now rather than on the
     # first page visit (raw 2-D features: nothing to fit); never fails the sweep
-    from balpm.experiment.projection import precompute
 
-    precompute(root, [r.run_id for r in out if r.state == "complete"], progress=progress)
+    projection.precompute(root, [r.run_id for r in out if r.state == "complete"], progress=progress)
     return out
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from balpm import npy_files
 from balpm.errors import FeatureError
 
 log = logging.getLogger("balpm.features")
@@ -90,8 +91,6 @@ class FeatureCache:
         against it, the manifest and the file's size before the array is mapped (a header that claims
         500,000 x 1,024 beside a small table is a damaged entry, not gigabytes to page in).
         """
-        from balpm import npy_files
-
         npy, manifest_path = self.paths(key)
         if not manifest_path.is_file():
             return None

@@ -26,6 +26,7 @@ import json
 import logging
 import re
 import shutil
+import socket
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,12 +34,18 @@ from typing import Any
 import numpy as np
 
 from balpm.errors import ConfigError, FeatureError
+from balpm.experiment.ray_watchdog import start as start_watchdog
 from balpm.features.cache import FeatureCache, _atomic_write
 from balpm.features.encoder import (
-    ModelSpec, Tokenized, _quiet_transformers, hub_offline, load_encoder, pad_batch, tokenize_texts,
+    ModelSpec,
+    Tokenized,
+    _quiet_transformers,
+    hub_offline,
+    load_encoder,
+    pad_batch,
+    tokenize_texts,
 )
 from balpm.features.templates import Text, unique_texts
-from balpm.experiment.ray_watchdog import start as start_watchdog
 
 log = logging.getLogger("balpm.features")
 
@@ -69,8 +76,6 @@ def check_backend(backend: str, address: str | None = None) -> None:
 def check_address(address: str, timeout: float = 5.0) -> None:
     """One-line :class:`ConfigError` when ``host:port`` (or ``ray://host:port``) does not answer within
     ``timeout`` seconds (Ray itself would keep retrying for minutes). ``auto``/``local`` pass unchecked."""
-    import socket
-
     m = re.fullmatch(r"(?:ray://)?\[?([^\]/]+?)\]?:(\d+)/?", address.strip())
     if m is None:
         if address.strip() in ("auto", "local"):

@@ -4,11 +4,12 @@ from __future__ import annotations
 import json
 
 import streamlit as st
+from balpm_dashboard import frames, jobs, state, untrusted
 
-from balpm.experiment import runs
 from balpm.config import POLICIES, RunConfig
 from balpm.errors import BalpmError
-from balpm_dashboard import frames, jobs, state, untrusted
+from balpm.experiment import runs
+from balpm.experiment.presets import apply_preset
 
 root = state.runs_root()
 infos = state.run_infos(root)
@@ -174,8 +175,6 @@ with st.form("new_run"):
 
 def _small_teaching() -> RunConfig:
     """A teaching-world run at the teaching preset (balpm/experiment/presets.py), as a bare ``balpm run`` makes it."""
-    from balpm.experiment.presets import apply_preset
-
     return apply_preset(RunConfig())
 
 
