@@ -327,6 +327,15 @@ def test_imports_are_at_the_top():
                       + "\n".join(lazy))
 
 
+def test_the_engine_imports_no_experiment_and_no_evidence():
+    """The layers of docs/architecture.md: balpm.engine (numbers of one round) never imports balpm.experiment
+    (runs, loop, sweeps) or balpm.evidence (metrics, statistics, reports), at the top or in a function."""
+    graph, _ = _graph()
+    wrong = sorted(f"{a} -> {b}" for a, targets in graph.items() if a.startswith("balpm.engine")
+                   for b in targets if b.startswith(("balpm.experiment", "balpm.evidence")))
+    assert not wrong, "the engine imports the layers above it:\n" + "\n".join(wrong)
+
+
 if __name__ == "__main__":  # python tests/test_imports.py: the cycles, the imports to move, stale entries
     g, lz = _graph()
     for c in _cycles(g):
