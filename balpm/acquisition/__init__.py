@@ -21,7 +21,11 @@ from __future__ import annotations
 
 from typing import Any
 
+# the built-in policies first, in the order every list shows them; registry.entries() then imports every
+# other module of this package (a new in-tree policy is one module) and the plugins
+from balpm.acquisition.random import RandomPolicy
 from balpm.acquisition.bald import BALDPolicy
+from balpm.acquisition.stochastic import PowerBALD, SoftmaxBALD, SoftRankBALD
 from balpm.acquisition.balpm import (
     BalpmKnobs,
     BalpmPolicy,
@@ -30,12 +34,8 @@ from balpm.acquisition.balpm import (
     prepare_balpm,
     select_balpm,
 )
-from balpm.acquisition.base import Policy, PoolState, Selection
 from balpm.acquisition.full import FullPoolPolicy
-
-# the built-in policies first, in the order every list shows them; registry.entries() then imports every
-# other module of this package (a new in-tree policy is one module) and the plugins
-from balpm.acquisition.random import RandomPolicy
+from balpm.acquisition.base import Policy, PoolState, Selection
 from balpm.acquisition.registry import (
     Common,
     PolicyEntry,
@@ -43,7 +43,6 @@ from balpm.acquisition.registry import (
     policy_entry,
     register_policy,
 )
-from balpm.acquisition.stochastic import PowerBALD, SoftmaxBALD, SoftRankBALD
 
 
 class _Registry(dict):
