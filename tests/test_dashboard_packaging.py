@@ -48,8 +48,13 @@ def test_every_balpm_subpackage_is_in_the_wheel_list():
 def test_the_wheel_carries_the_dashboard_and_balpm_dashboard_finds_it_outside_the_checkout(tmp_path):
     # build from a copy of the sources, so that setuptools' build/ folder never lands in the checkout
     src = tmp_path / "src"
-    skip = shutil.ignore_patterns(".git", ".venv", "runs", "build", "test-artifacts", ".balpm_cache", "__pycache__",
-                                  "*.egg-info", ".pytest_cache", ".hypothesis", "docs")
+    junk = shutil.ignore_patterns(".git", ".venv", ".balpm_cache", "__pycache__", "*.egg-info", ".pytest_cache",
+                                  ".hypothesis")
+
+    def skip(folder: str, names: list[str]) -> set[str]:  # runs/, build/, docs/ at the root only (balpm/experiment/runs/ is code)
+        top = {"runs", "build", "test-artifacts", "docs"} & set(names) if Path(folder) == REPO else set()
+        return set(junk(folder, names)) | top
+
     shutil.copytree(REPO, src, ignore=skip)
     wheels = tmp_path / "whl"
     subprocess.run([sys.executable, "-m", "pip", "wheel", str(src), "--no-deps", "--no-build-isolation", "-q",
@@ -57,7 +62,8 @@ def test_the_wheel_carries_the_dashboard_and_balpm_dashboard_finds_it_outside_th
     (wheel,) = wheels.glob("balpm-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     for want in ("balpm_dashboard/app.py", "balpm_dashboard/asgi_app.py", "balpm_dashboard/state.py", "balpm_dashboard/jobs.py",
-                 "balpm_dashboard/views/runs.py", "balpm_dashboard/views/prompt_space.py", "balpm/experiment/snapshot.py"):
+                 "balpm_dashboard/views/runs.py", "balpm_dashboard/views/prompt_space.py", "balpm/experiment/snapshot.py",
+                 "balpm/experiment/runs/reader.py"):
         assert want in names, want
     assert not any(n.startswith("dashboard/") for n in names), "no top-level `dashboard` package"
     # "install" it outside the checkout (a target folder first on sys.path) and run the app from there
