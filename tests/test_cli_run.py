@@ -90,6 +90,26 @@ def test_sweep_cli(tmp_path, capsys):
     assert exc.value.code == 2
 
 
+def test_sweep_set_takes_a_knob_of_a_listed_policy(tmp_path, capsys):
+    """``balpm sweep --policies random,epig --set acquisition.targets=test``: the knob belongs to epig, not to the
+    base's default policy (BAL-PM); it reaches epig's runs and random's runs are the plain random ones. A knob
+    no listed policy owns is one line naming its owner."""
+    root = tmp_path / "runs"
+    main(["sweep", "--config", str(_synthetic_small(tmp_path)), "--policies", "random,epig", "--seeds", "0",
+          "--set", "acquisition.targets=test", "--rounds", "1", "--workers", "1", "--runs-dir", str(root), *SMALL])
+    assert "2/2 runs complete" in capsys.readouterr().out
+    by = {i.policy: runs.open_run(root, i.run_id).config for i in runs.list_runs(root)}
+    assert set(by) == {"random", "epig"}
+    assert by["epig"].acquisition.targets == "test" and runs.policy_label(by["epig"]) == "epig targets=test"
+    assert runs.policy_label(by["random"]) == "random"
+    assert build_config(sets=["acquisition.beta=0.01"], policies=["random", "balpm"]).acquisition.policy == "balpm"
+    with pytest.raises(SystemExit) as exc:
+        main(["sweep", "--policies", "random,balpm", "--seeds", "0", "--set", "acquisition.targets=test",
+              "--runs-dir", str(root)])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and len(err.splitlines()) == 1 and "knob of epig" in err
+
+
 def test_demo_finds_data_in_order(tmp_path, monkeypatch):
     data = tmp_path / "shared"
     (data / "summarize_from_feedback" / "comparisons").mkdir(parents=True)

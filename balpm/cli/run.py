@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import typer
 
-from balpm.acquisition.registry import knob_owners
+from balpm.acquisition.registry import knob_owners, policy_entry
 from balpm.acquisition.registry import names as registry_names
 from balpm.cli.options import GivenOptions, field_option
 from balpm.cli.options import config_options as generated_options
@@ -136,13 +136,29 @@ def build_config(config: Optional[Path] = None, *, data: Optional[list[str]] = N
     for item in sets or []:
         key, value = parse_assignment(item)
         put(key, value)
+    acq = changes.get("acquisition", {})
+    if policies and "policy" not in acq:  # a sweep's knob of a listed policy other than the base's: its owner's runs
+        owner = _knob_owner(cfg.acquisition.policy, policies, set(acq))
+        if owner is not None:
+            acq["policy"] = owner
     cfg = cfg.replace(**changes) if changes else cfg
-    check_owned(policies or cfg.acquisition.policy, changes.get("acquisition", {}))  # --beta on random: whose knob
+    check_owned(policies or cfg.acquisition.policy, acq)  # --beta on random: whose knob
     if base is None:  # no data: the teaching world's preset sizes (balpm/experiment/presets.py) fill what was not set
 
         given = [f"{s}.{k}" for s, v in changes.items() if isinstance(v, dict) for k in v]
         cfg = presets.apply_preset(cfg, yaml_keys + given)
     return cfg.validate()
+
+
+def _knob_owner(current: str, policies: list[str], knobs: set[str]) -> str | None:
+    """The listed policy that owns every acquisition knob in ``knobs`` when the base's policy ``current`` does not
+    (``--policies random,epig --set acquisition.targets=test``: epig), else None. The base keeps its policy
+    whenever it owns the knobs, so the run ids of every earlier sweep stay; each run's policy is set by the
+    sweep's expansion, which keeps a knob only in the runs of a policy that owns it."""
+    shared = {"policy", "uncertainty"}
+    if knobs <= shared | set(policy_entry(current).knob_fields()):
+        return None
+    return next((p for p in policies if p != "full" and knobs <= shared | set(policy_entry(p).knob_fields())), None)
 
 
 def resume_base(runs_dir: Path, run_id: str) -> RunConfig:

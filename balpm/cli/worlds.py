@@ -35,17 +35,10 @@ WORLDS_PER_SWEEP = 4  # worlds whose runs one sweep call holds (inputs of 4 worl
 def world_configs(spec: str, policies: list[str], seeds: list[int], sets: list[str], *, ceiling: bool) -> list[Any]:
     """The validated configs of one world: policies x seeds at the teaching preset with the world's loop
     sizes; ``sets`` (``section.field=value``) override both."""
-    from balpm.acquisition.registry import policy_entry
     from balpm.cli.run import build_config
     from balpm.experiment import sweep
 
-    knobs = {s.split("=", 1)[0].strip().partition(".")[2] for s in sets if s.strip().startswith("acquisition.")}
-    default_knobs = {"policy", "uncertainty", *policy_entry(build_config().acquisition.policy).knob_fields()}
-    owner = None  # the base keeps the default policy unless a --set knob is another policy's: then its owner
-    if not knobs <= default_knobs:  # (expand sets each run's policy; the preset is applied as before)
-        owner = next((p for p in policies if p != "full" and knobs <= {"policy", "uncertainty",
-                                                                        *policy_entry(p).knob_fields()}), None)
-    base = build_config(sets=sets, policies=policies, policy=owner)
+    base = build_config(sets=sets, policies=policies)  # a listed policy's own knob goes to its runs (build_config)
     explicit = [s.split("=", 1)[0].strip() for s in sets]
     base = apply_preset(base.replace(data={"world": spec}), explicit).validate()
     return sweep.expand(base, policies, seeds, ceiling=ceiling)
