@@ -14,7 +14,6 @@ Every wait is on the page's state (the pair counter, the script's run state), ne
 """
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -28,9 +27,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-import numpy as np
 import pytest
 from test_dashboard_browser import ARGS, CHROMIUM, HANG, act, idle, shot
+from tldr_tables import write_select_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 # test-artifacts/ by default, so a test run leaves the checkout clean; BALPM_LABEL_SHOTS=docs/screenshots re-takes
@@ -61,22 +60,8 @@ def selection(folder, comparisons_dir) -> dict:
     """``balpm select`` (the CLI, in this process) on the sample; the run folder and the hidden choices."""
     from balpm.cli import main
 
-    recs = [json.loads(line) for _, line in zip(range(80), open(comparisons_dir / "batch13.json", encoding="utf-8"))]
-    with open(folder / "labelled.jsonl", "w", encoding="utf-8") as fh:
-        for r in recs[:30]:
-            s = [x["text"] for x in r["summaries"]]
-            fh.write(json.dumps({"prompt": r["info"]["post"], "chosen": s[r["choice"]], "rejected": s[1 - r["choice"]]}) + "\n")
-    rng = np.random.default_rng(1)
-    truth = {}
-    with open(folder / "pool.csv", "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["prompt", "answer_a", "answer_b"])
-        for r in recs[30:80]:
-            s = [x["text"] for x in r["summaries"]]
-            if rng.random() < 0.5:
-                s = s[::-1]
-            truth[(r["info"]["post"], s[0], s[1])] = "a" if s[0] == r["summaries"][r["choice"]]["text"] else "b"
-            w.writerow([r["info"]["post"], s[0], s[1]])
+    chosen = write_select_inputs(folder, comparisons_dir, seed=1)
+    truth = {key: "a" if text == key[1] else "b" for key, text in chosen.items()}
     root = folder / "runs"
     main(["select", str(folder / "pool.csv"), "--labelled", str(folder / "labelled.jsonl"), "--out",
           str(folder / "batch.jsonl"), "--batch-size", str(N), "--policy", "balpm", "--seed", "0", "--runs-dir", str(root),

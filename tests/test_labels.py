@@ -8,7 +8,6 @@ human's choice), with a fixed set of pairs marked tie and skip.
 """
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 import sqlite3
@@ -27,6 +26,7 @@ from balpm.experiment import runs
 from balpm.cli import main
 from balpm.config import RunConfig
 from balpm.errors import ConfigError, DataError
+from tldr_tables import write_select_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH = 10
@@ -46,22 +46,8 @@ def sample(tmp_path_factory, comparisons_dir) -> dict:
     from balpm.features import featurize
 
     folder = tmp_path_factory.mktemp("labels")
-    recs = [json.loads(line) for _, line in zip(range(80), open(comparisons_dir / "batch13.json", encoding="utf-8"))]
-    with open(folder / "labelled.jsonl", "w", encoding="utf-8") as fh:
-        for r in recs[:30]:
-            s = [x["text"] for x in r["summaries"]]
-            fh.write(json.dumps({"prompt": r["info"]["post"], "chosen": s[r["choice"]], "rejected": s[1 - r["choice"]]}) + "\n")
-    rng = np.random.default_rng(0)
-    truth = {}
-    with open(folder / "pool.csv", "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["prompt", "answer_a", "answer_b"])
-        for r in recs[30:80]:
-            s = [x["text"] for x in r["summaries"]]
-            truth[(r["info"]["post"], s[0], s[1])] = truth[(r["info"]["post"], s[1], s[0])] = s[r["choice"]]
-            if rng.random() < 0.5:
-                s = s[::-1]
-            w.writerow([r["info"]["post"], s[0], s[1]])
+    truth = write_select_inputs(folder, comparisons_dir, seed=0)
+    truth.update({(p, b, a): c for (p, a, b), c in list(truth.items())})  # either order -> the chosen text
     pool = engine.load_unlabelled(folder / "pool.csv")
     labelled = engine.load_labelled(folder / "labelled.jsonl")
     cache = folder / "cache"

@@ -9,7 +9,6 @@ bundled MiniLM's (64 tokens: fast), computed once (``balpm select`` through the 
 """
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 
 from balpm.experiment import runs
 from balpm import next_batch as engine
+from tldr_tables import write_select_inputs
 from balpm.acquisition.registry import entries
 from balpm.cli import main
 from balpm.config import RunConfig
@@ -40,25 +40,7 @@ def _tiny(cache: Path, **acq) -> RunConfig:
 def sample(tmp_path_factory, comparisons_dir) -> dict:
     """The files, the CLI's first selection (which featurizes), and the loaded tables and features."""
     folder = tmp_path_factory.mktemp("select")
-    recs = []
-    with open(comparisons_dir / "batch13.json", encoding="utf-8") as fh:
-        for i, line in enumerate(fh):
-            if i == 68:
-                break
-            recs.append(json.loads(line))
-    with open(folder / "labelled.jsonl", "w", encoding="utf-8") as fh:
-        for r in recs[:30]:
-            s = [x["text"] for x in r["summaries"]]
-            fh.write(json.dumps({"prompt": r["info"]["post"], "chosen": s[r["choice"]], "rejected": s[1 - r["choice"]]}) + "\n")
-    rng = np.random.default_rng(0)
-    with open(folder / "pool.csv", "w", encoding="utf-8", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["prompt", "answer_a", "answer_b"])
-        for r in recs[28:68]:
-            s = [x["text"] for x in r["summaries"]]
-            if rng.random() < 0.5:
-                s = s[::-1]
-            w.writerow([r["info"]["post"], s[0], s[1]])
+    write_select_inputs(folder, comparisons_dir, labelled=slice(0, 30), pool=slice(28, 68), seed=0)  # 2 pairs in both
     root, cache = folder / "runs", folder / "cache"
     args = ["select", str(folder / "pool.csv"), "--labelled", str(folder / "labelled.jsonl"), "--out",
             str(folder / "batch.jsonl"), "--batch-size", "6", "--policy", "balpm", "--seed", "3", "--runs-dir", str(root),
