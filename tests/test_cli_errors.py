@@ -93,8 +93,12 @@ def test_missing_folder_exits_2(tmp_path, capfd):
 
 def test_ctrl_c_is_one_line_exit_130_and_the_run_is_resumable(tmp_path):
     root = tmp_path / "runs"
+    # the child starts with Ctrl-C's default disposition: a test runner started in the background by a shell
+    # without job control (`cmd &` in a script) ignores SIGINT, every child inherits that, and Python then
+    # keeps ignoring it (POSIX), so the run would go on to exit 0 (seen in a loaded CI run started that way)
     proc = subprocess.Popen([sys.executable, "-m", "balpm", "run", "--rounds", "40", "--runs-dir", str(root),
-                             "--run-id", "ki", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+                             "--run-id", "ki", "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     # wait until a round is recorded: the run is then inside the loop (not importing torch or creating
     # the folder, where a loaded machine could deliver the signal before the run exists)
