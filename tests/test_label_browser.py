@@ -29,6 +29,7 @@ from pathlib import Path
 
 import pytest
 from test_dashboard_browser import ARGS, CHROMIUM, HANG, act, idle, shot
+from test_dashboard_browser import pytestmark  # noqa: F401 - the same browser mark and Chromium skip rule
 from tldr_tables import write_select_inputs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,13 +40,6 @@ N = 20
 KILL_AFTER = 12
 TYPED_TIE_SKIP = {4: "t", 15: "s"}  # positions labelled tie and skip; every other pair a / b by the hidden choice
 VALUE = {"a": "A", "b": "B", "t": "tie", "s": "skip"}
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists() and not os.environ.get("CI"),
-                       reason="Debian chromium not installed at /usr/bin/chromium (bash setup.sh installs it)"),
-]
-
 
 @pytest.fixture(scope="module")
 def folder():

@@ -3,7 +3,6 @@ p-value behind every verdict, the A/A check's own spread, and the report carryin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -11,17 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from balpm.evidence import report, stats
-
-
-@dataclass(frozen=True)
-class Run:
-    run_id: str
-    label: str
-    policy: str
-    seed: int
-    setting: str
-    rounds: pd.DataFrame
-    truth: dict | None = None
+from run_records import Run
 
 
 def _curve_runs(label: str, seeds, offset_S, setting: str = "S", truth: float | None = None) -> list[Run]:

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -10,18 +9,9 @@ import pytest
 from scipy import stats as sps
 
 from balpm.evidence import stats
+from run_records import Run
 
 X = np.array([10.0, 20.0, 40.0, 80.0])
-
-
-@dataclass
-class Run:
-    run_id: str
-    label: str
-    policy: str
-    seed: int
-    setting: str
-    rounds: pd.DataFrame
 
 
 def _rounds(x, **cols) -> pd.DataFrame:

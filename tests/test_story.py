@@ -6,28 +6,15 @@ then checked against that summary, and the verdict each kind of curve must get i
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from balpm.evidence import report, story
+from run_records import Run as FakeRun
 
 X = np.arange(50, 550, 50, dtype=float)  # 10 rounds, 50 labels each
-
-
-@dataclass(frozen=True)
-class FakeRun:
-    """What balpm.evidence.stats.evidence reads of a run."""
-
-    run_id: str
-    label: str
-    policy: str
-    seed: int
-    setting: str
-    rounds: pd.DataFrame
-    truth: dict | None = None
 
 
 def _curve(seed: int, shift: float, noise: float, rng_offset: int) -> np.ndarray:
